@@ -1,0 +1,75 @@
+//! One error type for the core, and its single mapping onto the Python exception hierarchy
+//! of `wandb_nexus.errors` (whose classes also subclass the stdlib ones users catch).
+
+use std::io;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller used the API wrongly (bad argument, finished run, ...).
+    #[error("{0}")]
+    Usage(String),
+    /// A value that cannot be logged.
+    #[error("cannot log {key:?}: {reason}")]
+    UnsupportedValue { key: String, reason: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A Python exception raised while converting user data; re-raised unchanged.
+    #[error("{0}")]
+    Python(PyErr),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<PyErr> for Error {
+    fn from(err: PyErr) -> Self {
+        Error::Python(err)
+    }
+}
+
+/// Looks a class up in `wandb_nexus.errors` once; import time stays free of this work.
+fn error_class<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyType>> {
+    cell.import(py, "wandb_nexus.errors", name)
+}
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        static USAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static VALUE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static RUN_IO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        Python::attach(|py| {
+            let (cell, name) = match err {
+                Error::Python(inner) => return inner,
+                Error::Usage(_) => (&USAGE, "UsageError"),
+                Error::UnsupportedValue { .. } => (&VALUE, "UnsupportedValueError"),
+                Error::Io { .. } => (&RUN_IO, "RunIOError"),
+            };
+            let message = err.to_string();
+            match error_class(py, cell, name) {
+                Ok(class) => PyErr::from_type(class.clone(), message),
+                Err(import_error) => PyRuntimeError::new_err(format!(
+                    "{message} (and wandb_nexus.errors could not be imported: {import_error})"
+                )),
+            }
+        })
+    }
+}

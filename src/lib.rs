@@ -1,0 +1,27 @@
+//! wandb-nexus: a Weights & Biases client core for AWS Lambda. This file only declares the
+//! Python module; each concern lives in its own module.
+
+pub mod error;
+pub mod metrics;
+pub mod py;
+pub mod records;
+pub mod run;
+pub mod runtime;
+pub mod sender;
+pub mod settings;
+pub mod system;
+pub mod txlog;
+pub mod values;
+
+use pyo3::prelude::*;
+
+/// The private native module; `wandb_nexus` re-exports what users need.
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use crate::py::run::{init, RunCore};
+
+    #[pymodule_export]
+    #[allow(non_upper_case_globals)]
+    const __version__: &str = env!("CARGO_PKG_VERSION");
+}

@@ -1,0 +1,5 @@
+//! The Python edge: conversion between Python objects and core values, and the native
+//! classes and functions of `wandb_nexus._core`.
+
+pub mod convert;
+pub mod run;

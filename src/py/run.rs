@@ -1,0 +1,217 @@
+//! The native run object behind `wandb_nexus.Run`, and `init`. Arguments are converted to
+//! owned Rust data here; the core then works with the GIL released.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+
+use crate::metrics::MetricDef;
+use crate::py::convert;
+use crate::run::{Logged, ProcessInfo, Run};
+use crate::settings::{InitArgs, Mode, Settings};
+use crate::values::Value;
+
+#[pyclass(module = "wandb_nexus._core", name = "RunCore", frozen)]
+pub struct RunCore {
+    run: Arc<Run>,
+}
+
+#[pyfunction]
+#[pyo3(signature = (config=None, project=None, entity=None, name=None, id=None, tags=None,
+    group=None, job_type=None, notes=None, mode=None, dir=None, resume=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn init(
+    py: Python<'_>,
+    config: Option<&Bound<'_, PyAny>>,
+    project: Option<String>,
+    entity: Option<String>,
+    name: Option<String>,
+    id: Option<String>,
+    tags: Option<Vec<String>>,
+    group: Option<String>,
+    job_type: Option<String>,
+    notes: Option<String>,
+    mode: Option<String>,
+    dir: Option<String>,
+    resume: Option<String>,
+) -> PyResult<RunCore> {
+    let config = match config {
+        Some(c) if !c.is_none() => Value::Map(convert::dict_items(c, "config")?),
+        _ => Value::Map(Vec::new()),
+    };
+    let args = InitArgs {
+        project,
+        entity,
+        name,
+        id,
+        tags,
+        group,
+        job_type,
+        notes,
+        mode,
+        dir,
+        resume,
+    };
+    let process = process_info(py)?;
+    let run = py.detach(move || {
+        let settings = Settings::resolve(args, |name| std::env::var(name).ok())?;
+        Run::start(settings, config, process)
+    })?;
+    Ok(RunCore { run: Arc::new(run) })
+}
+
+/// The interpreter facts a run records, from `sys` (always imported already).
+fn process_info(py: Python<'_>) -> PyResult<ProcessInfo> {
+    let sys = py.import("sys")?;
+    let version = sys.getattr("version_info")?;
+    let part = |i: usize| -> PyResult<u32> { version.get_item(i)?.extract() };
+    let (major, minor, micro) = (part(0)?, part(1)?, part(2)?);
+    let argv: Vec<String> = sys.getattr("argv")?.extract().unwrap_or_default();
+    Ok(ProcessInfo {
+        python_version: format!("{major}.{minor}.{micro}"),
+        executable: sys.getattr("executable")?.extract().unwrap_or_default(),
+        program: argv.first().cloned().unwrap_or_default(),
+        args: argv.iter().skip(1).cloned().collect(),
+    })
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+#[pymethods]
+impl RunCore {
+    /// Returns `(step, current_step)` when the data was dropped for an old step.
+    #[pyo3(signature = (data, step=None, commit=None))]
+    fn log(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        step: Option<i64>,
+        commit: Option<bool>,
+    ) -> PyResult<Option<(i64, i64)>> {
+        let items = convert::dict_items(data, "data")?;
+        let timestamp = unix_now();
+        let run = &self.run;
+        let logged = py.detach(|| run.log(items, step, commit, timestamp))?;
+        Ok(match logged {
+            Logged::Kept => None,
+            Logged::DroppedOldStep { step, current } => Some((step, current)),
+        })
+    }
+
+    fn config_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let items = convert::dict_items(data, "config")?;
+        let run = &self.run;
+        Ok(py.detach(|| run.config_update(items))?)
+    }
+
+    fn summary_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let items = convert::dict_items(data, "summary")?;
+        let run = &self.run;
+        Ok(py.detach(|| run.summary_update(items))?)
+    }
+
+    fn summary_remove(&self, py: Python<'_>, key: String) -> PyResult<()> {
+        let run = &self.run;
+        let existed = py.detach(|| run.summary_remove(key.clone()))?;
+        if existed {
+            Ok(())
+        } else {
+            Err(PyKeyError::new_err(key))
+        }
+    }
+
+    fn summary_get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        match self.run.summary_get(key) {
+            Some(value) => convert::to_python(py, &value),
+            None => Err(PyKeyError::new_err(key.to_string())),
+        }
+    }
+
+    fn summary_keys(&self) -> Vec<String> {
+        self.run.summary_keys()
+    }
+
+    #[pyo3(signature = (name, step_metric=None, summary=None, goal=None))]
+    fn define_metric(
+        &self,
+        name: String,
+        step_metric: Option<String>,
+        summary: Option<&str>,
+        goal: Option<&str>,
+    ) -> PyResult<()> {
+        let def = MetricDef::parse(name, step_metric, summary, goal)?;
+        Ok(self.run.define_metric(def)?)
+    }
+
+    fn output(&self, stderr: bool, text: String) {
+        self.run.output(stderr, text);
+    }
+
+    #[pyo3(signature = (exit_code=0))]
+    fn finish(&self, py: Python<'_>, exit_code: i32) -> PyResult<()> {
+        let run = &self.run;
+        Ok(py.detach(|| run.finish(exit_code))?)
+    }
+
+    #[getter]
+    fn id(&self) -> &str {
+        &self.run.info.id
+    }
+
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.run.info.display_name.as_deref()
+    }
+
+    #[getter]
+    fn entity(&self) -> Option<&str> {
+        self.run.info.entity.as_deref()
+    }
+
+    #[getter]
+    fn project(&self) -> Option<&str> {
+        self.run.info.project.as_deref()
+    }
+
+    #[getter]
+    fn mode(&self) -> &'static str {
+        match self.run.info.mode {
+            Mode::Online => "online",
+            Mode::Offline => "offline",
+            Mode::Disabled => "disabled",
+        }
+    }
+
+    /// The run directory (what `wandb sync` takes); None when disabled.
+    #[getter]
+    fn sync_dir(&self) -> Option<String> {
+        self.run.info.dir.as_ref().map(|d| d.display().to_string())
+    }
+
+    /// The transaction log file; None when disabled.
+    #[getter]
+    fn log_path(&self) -> Option<String> {
+        self.run.info.log_path().map(|p| p.display().to_string())
+    }
+
+    #[getter]
+    fn step(&self) -> i64 {
+        self.run.step()
+    }
+
+    #[getter]
+    fn finished(&self) -> bool {
+        self.run.is_finished()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<RunCore id={:?} mode={}>", self.run.info.id, self.mode())
+    }
+}

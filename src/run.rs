@@ -1,0 +1,508 @@
+//! A run: wandb's step semantics, the pending history row, the derived summary, the config
+//! and defined metrics. It turns API calls into events for the writer (src/sender.rs).
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::error::Error;
+use crate::metrics::{MetricDef, Metrics};
+use crate::records::{
+    ConfigRecord, EnvironmentRecord, HeaderRecord, Item, RecordType, RunExitRecord, RunRecord,
+    TelemetryFeature, TelemetryRecord, Timestamp, VersionInfo,
+};
+use crate::sender::{self, Entry, Event, Paths, RunFiles};
+use crate::settings::{Mode, Settings};
+use crate::system;
+use crate::values::{Tree, Value};
+
+/// About the Python process, gathered at the edge.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessInfo {
+    pub python_version: String,
+    pub executable: String,
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+/// Where and what a run is; fixed at init.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub entity: Option<String>,
+    pub project: Option<String>,
+    pub mode: Mode,
+    /// The run directory (`.../wandb/offline-run-<ts>-<id>`); `None` when disabled.
+    pub dir: Option<PathBuf>,
+}
+
+impl RunInfo {
+    pub fn log_path(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(format!("run-{}.wandb", self.id)))
+    }
+}
+
+/// What `log()` did with the data it was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Logged {
+    Kept,
+    /// The step was older than the current one; wandb drops such data with a warning.
+    DroppedOldStep { step: i64, current: i64 },
+}
+
+pub struct Run {
+    pub info: RunInfo,
+    started: Instant,
+    /// `None` in disabled mode: every call succeeds and nothing is stored.
+    events: Option<UnboundedSender<Event>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    finished: bool,
+    step: i64,
+    pending: Tree,
+    summary: Tree,
+    config: Tree,
+    metrics: Metrics,
+    /// wandb-metadata.json, written at finish.
+    metadata: Value,
+    /// The `_wandb` entry of config.yaml.
+    internal_config: Value,
+}
+
+const PRODUCER: &str = concat!("wandb-nexus ", env!("CARGO_PKG_VERSION"));
+/// The oldest wandb whose readers understand what we write.
+const MIN_CONSUMER: &str = "0.70.0";
+
+impl Run {
+    /// Creates the run directory and transaction log and writes the opening records.
+    pub fn start(settings: Settings, config: Value, process: ProcessInfo) -> Result<Self, Error> {
+        let now = SystemTime::now();
+        let id = settings.run_id.clone().unwrap_or_else(system::random_run_id);
+        let mut info = RunInfo {
+            id,
+            display_name: settings.display_name.clone(),
+            entity: settings.entity.clone(),
+            project: settings.project.clone(),
+            mode: settings.mode,
+            dir: None,
+        };
+        let mut state = State::default();
+        if let Value::Map(entries) = &config {
+            for (key, value) in entries {
+                state.config.merge(std::slice::from_ref(key), value.clone());
+            }
+        }
+        if settings.mode == Mode::Disabled {
+            return Ok(Self::assemble(info, None, state));
+        }
+        let dir = create_run_dir(&settings, &info.id, now)?;
+        info.dir = Some(dir.clone());
+        let events = sender::start(
+            Paths {
+                log: info.log_path().expect("dir is set"),
+                files_dir: dir.join("files"),
+            },
+            info.id.clone(),
+        )?;
+        let start_time = timestamp(now);
+        let environment = environment_record(&settings, &process, &info.id, start_time);
+        state.metadata = metadata_json(&environment);
+        state.internal_config = Value::Map(vec![(
+            "python_version".to_string(),
+            Value::Str(process.python_version.clone()),
+        )]);
+        let opening = [
+            RecordType::Header(HeaderRecord {
+                version_info: Some(VersionInfo {
+                    producer: PRODUCER.to_string(),
+                    min_consumer: MIN_CONSUMER.to_string(),
+                }),
+            }),
+            RecordType::Run(run_record(&settings, &info.id, &config, start_time, &process)),
+            RecordType::Environment(environment),
+        ];
+        for record in opening {
+            // The writer was just started; it cannot have gone away yet.
+            let _ = events.send(Event::Record(record));
+        }
+        Ok(Self::assemble(info, Some(events), state))
+    }
+
+    fn assemble(info: RunInfo, events: Option<UnboundedSender<Event>>, state: State) -> Self {
+        Self {
+            info,
+            started: Instant::now(),
+            events,
+            state: Mutex::new(state),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A live (not finished) run's state.
+    fn live_state(&self, action: &str) -> Result<MutexGuard<'_, State>, Error> {
+        let state = self.state();
+        if state.finished {
+            return Err(Error::Usage(format!(
+                "cannot {action}: run {} has finished; start a new run with init()",
+                self.info.id
+            )));
+        }
+        Ok(state)
+    }
+
+    fn send(&self, event: Event) {
+        if let Some(events) = &self.events {
+            // The writer only stops after Finish, which is sent once under the state lock.
+            let _ = events.send(event);
+        }
+    }
+
+    pub fn step(&self) -> i64 {
+        self.state().step
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.state().finished
+    }
+
+    fn runtime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// `run.log(data, step, commit)` with wandb's step semantics. `data` holds the row's
+    /// top-level keys; `timestamp` is the caller's wall clock (Unix seconds).
+    pub fn log(
+        &self,
+        data: Vec<(String, Value)>,
+        step: Option<i64>,
+        commit: Option<bool>,
+        timestamp: f64,
+    ) -> Result<Logged, Error> {
+        let mut state = self.live_state("log")?;
+        if let Some(step) = step {
+            let current = state.step;
+            if step < current {
+                return Ok(Logged::DroppedOldStep { step, current });
+            }
+            if step > current {
+                self.flush_pending(&mut state);
+                state.step = step;
+            }
+        }
+        state
+            .pending
+            .set(&["_timestamp".to_string()], Value::Float(timestamp));
+        for (key, value) in data {
+            if key == "_step" {
+                continue;
+            }
+            state.pending.merge(&[key], value);
+        }
+        let commit = commit.unwrap_or(step.is_none());
+        if commit {
+            self.flush_pending(&mut state);
+            state.step += 1;
+        }
+        Ok(Logged::Kept)
+    }
+
+    /// Emits the pending row at the current step (if it holds anything) with its derived
+    /// summary.
+    fn flush_pending(&self, state: &mut State) {
+        if state.pending.is_empty() {
+            return;
+        }
+        let mut row_tree = std::mem::take(&mut state.pending);
+        let runtime = self.runtime().as_secs_f64();
+        row_tree.set(&["_step".to_string()], Value::Int(state.step));
+        row_tree.set(&["_runtime".to_string()], Value::Float(runtime));
+        let row: Vec<Entry> = state.metrics.complete_row(&row_tree);
+        let summary = state.metrics.summarize(&row);
+        for (path, value) in &summary {
+            state.summary.set(path, value.clone());
+        }
+        self.send(Event::Summary {
+            update: summary,
+            remove: Vec::new(),
+        });
+        self.send(Event::History {
+            step: state.step,
+            row,
+        });
+    }
+
+    /// `run.summary.update(...)` / `run.summary[key] = value`: each value replaces what is at
+    /// its key.
+    pub fn summary_update(&self, data: Vec<(String, Value)>) -> Result<(), Error> {
+        let mut state = self.live_state("update the summary")?;
+        let update: Vec<Entry> = data.into_iter().map(|(k, v)| (vec![k], v)).collect();
+        for (path, value) in &update {
+            state.summary.set(path, value.clone());
+        }
+        self.send(Event::Summary {
+            update,
+            remove: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// `del run.summary[key]`; false if the key was not there.
+    pub fn summary_remove(&self, key: String) -> Result<bool, Error> {
+        let mut state = self.live_state("update the summary")?;
+        let path = vec![key];
+        if !state.summary.remove(&path) {
+            return Ok(false);
+        }
+        self.send(Event::Summary {
+            update: Vec::new(),
+            remove: vec![path],
+        });
+        Ok(true)
+    }
+
+    pub fn summary_get(&self, key: &str) -> Option<Value> {
+        self.state()
+            .summary
+            .get(&[key.to_string()])
+            .map(|node| node.to_value())
+    }
+
+    pub fn summary_keys(&self) -> Vec<String> {
+        self.state().summary.keys().cloned().collect()
+    }
+
+    /// `run.config.update(...)`: map values merge key by key into what is there.
+    pub fn config_update(&self, data: Vec<(String, Value)>) -> Result<(), Error> {
+        let mut state = self.live_state("update the config")?;
+        for (key, value) in &data {
+            state.config.merge(std::slice::from_ref(key), value.clone());
+        }
+        self.send(Event::Config {
+            update: data.into_iter().map(|(k, v)| (vec![k], v)).collect(),
+        });
+        Ok(())
+    }
+
+    pub fn define_metric(&self, def: MetricDef) -> Result<(), Error> {
+        let mut state = self.live_state("define a metric")?;
+        let record = def.to_record();
+        state.metrics.define(def);
+        self.send(Event::Record(RecordType::Metric(record)));
+        Ok(())
+    }
+
+    /// Console output captured from the process. Output after finish is not part of the run.
+    pub fn output(&self, stderr: bool, text: String) {
+        if self.is_finished() {
+            return;
+        }
+        self.send(Event::Output {
+            stderr,
+            time: timestamp(SystemTime::now()),
+            text,
+        });
+    }
+
+    /// Flushes the pending row, records the exit and waits until the writer has stored
+    /// everything. A second call does nothing.
+    pub fn finish(&self, exit_code: i32) -> Result<(), Error> {
+        let reply = {
+            let mut state = self.state();
+            if state.finished {
+                return Ok(());
+            }
+            self.flush_pending(&mut state);
+            state.finished = true;
+            let runtime = self.runtime().as_secs() as i32;
+            let runtime_items = vec![
+                (
+                    vec!["_wandb".to_string(), "runtime".to_string()],
+                    Value::Int(runtime.into()),
+                ),
+                (vec!["_runtime".to_string()], Value::Int(runtime.into())),
+            ];
+            for (path, value) in &runtime_items {
+                state.summary.set(path, value.clone());
+            }
+            self.send(Event::Summary {
+                update: runtime_items,
+                remove: Vec::new(),
+            });
+            self.send(Event::Record(RecordType::Telemetry(TelemetryRecord {
+                feature: Some(TelemetryFeature {
+                    finish: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })));
+            self.send(Event::Record(RecordType::Exit(RunExitRecord {
+                exit_code,
+                runtime,
+            })));
+            let Some(events) = &self.events else {
+                return Ok(());
+            };
+            let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
+            let mut config = state.config.clone();
+            config.set(&["_wandb".to_string()], state.internal_config.clone());
+            let files = RunFiles {
+                config,
+                summary: state.summary.clone(),
+                metadata: std::mem::replace(&mut state.metadata, Value::Null),
+            };
+            let _ = events.send(Event::Finish {
+                files,
+                reply: reply_tx,
+            });
+            reply_rx
+        };
+        match reply.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(Error::io(
+                format!("run {} was not stored completely", self.info.id),
+                std::io::Error::other(message),
+            )),
+            Err(_) => Err(Error::io(
+                format!("run {}: the writer stopped", self.info.id),
+                std::io::Error::other("writer thread ended unexpectedly"),
+            )),
+        }
+    }
+}
+
+/// `<root>/wandb/offline-run-<local time>-<id>/files`, created fresh.
+fn create_run_dir(settings: &Settings, id: &str, now: SystemTime) -> Result<PathBuf, Error> {
+    let wandb_dir = settings.root_dir.join("wandb");
+    let prefix = match settings.mode {
+        Mode::Online => "run",
+        _ => "offline-run",
+    };
+    let dir = wandb_dir.join(format!("{prefix}-{}-{id}", system::local_time_stamp(now)));
+    std::fs::create_dir_all(&wandb_dir)
+        .map_err(|e| Error::io(format!("cannot create {}", wandb_dir.display()), e))?;
+    std::fs::create_dir(&dir)
+        .map_err(|e| Error::io(format!("cannot create run directory {}", dir.display()), e))?;
+    let files = dir.join("files");
+    std::fs::create_dir(&files)
+        .map_err(|e| Error::io(format!("cannot create {}", files.display()), e))?;
+    Ok(dir)
+}
+
+pub fn timestamp(time: SystemTime) -> Timestamp {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
+}
+
+fn config_items(config: &Value) -> Vec<Item> {
+    let mut items = vec![Item {
+        key: "_wandb".to_string(),
+        nested_key: Vec::new(),
+        value_json: "{}".to_string(),
+    }];
+    if let Value::Map(entries) = config {
+        items.extend(entries.iter().map(|(key, value)| Item {
+            key: key.clone(),
+            nested_key: Vec::new(),
+            value_json: value.to_json(),
+        }));
+    }
+    items
+}
+
+fn run_record(
+    settings: &Settings,
+    id: &str,
+    config: &Value,
+    start_time: Timestamp,
+    process: &ProcessInfo,
+) -> RunRecord {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    RunRecord {
+        run_id: id.to_string(),
+        entity: text(&settings.entity),
+        project: text(&settings.project),
+        config: Some(ConfigRecord {
+            update: config_items(config),
+            remove: Vec::new(),
+        }),
+        run_group: text(&settings.group),
+        job_type: text(&settings.job_type),
+        display_name: text(&settings.display_name),
+        notes: text(&settings.notes),
+        tags: settings.tags.clone(),
+        host: system::hostname(),
+        starting_step: 0,
+        start_time: Some(start_time),
+        telemetry: Some(TelemetryRecord {
+            feature: Some(TelemetryFeature {
+                offline: settings.mode != Mode::Online,
+                ..Default::default()
+            }),
+            python_version: process.python_version.clone(),
+            platform: system::platform(),
+        }),
+    }
+}
+
+fn environment_record(
+    settings: &Settings,
+    process: &ProcessInfo,
+    id: &str,
+    started_at: Timestamp,
+) -> EnvironmentRecord {
+    EnvironmentRecord {
+        os: system::os_description(),
+        python: format!("CPython {}", process.python_version),
+        started_at: Some(started_at),
+        args: process.args.clone(),
+        program: process.program.clone(),
+        root: settings.root_dir.display().to_string(),
+        host: system::hostname(),
+        executable: process.executable.clone(),
+        cpu_count_logical: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+        writer_id: id.to_string(),
+    }
+}
+
+/// wandb-metadata.json: the environment record in protojson's camelCase form.
+fn metadata_json(env: &EnvironmentRecord) -> Value {
+    let text = |s: &String| Value::Str(s.clone());
+    let started = env
+        .started_at
+        .map(|t| system::utc_rfc3339(t.seconds, t.nanos))
+        .unwrap_or_default();
+    Value::Map(vec![
+        ("os".into(), text(&env.os)),
+        ("python".into(), text(&env.python)),
+        ("startedAt".into(), Value::Str(started)),
+        (
+            "args".into(),
+            Value::List(env.args.iter().map(text).collect()),
+        ),
+        ("program".into(), text(&env.program)),
+        ("root".into(), text(&env.root)),
+        ("host".into(), text(&env.host)),
+        ("executable".into(), text(&env.executable)),
+        (
+            "cpu_count_logical".into(),
+            Value::Int(env.cpu_count_logical.into()),
+        ),
+        ("writerId".into(), text(&env.writer_id)),
+    ])
+}

@@ -1,0 +1,222 @@
+//! The run's writer: a thread that takes events from the run, encodes them as `Record`s into
+//! the transaction log and keeps the run's files (`files/`) up to date, so that `log()` only
+//! converts and hands off.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+
+use prost::Message;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::error::Error;
+use crate::records::{
+    ConfigRecord, HistoryRecord, HistoryStep, Item, OutputRawRecord, Record, RecordInfo,
+    RecordType, SummaryRecord, Timestamp,
+};
+use crate::runtime::runtime;
+use crate::txlog::LogWriter;
+use crate::values::{Tree, Value};
+
+/// A path in a tree of keys, with the value there.
+pub type Entry = (Vec<String>, Value);
+
+pub enum Event {
+    /// A record built by the run (header, run, environment, metric, exit, ...).
+    Record(RecordType),
+    History {
+        step: i64,
+        row: Vec<Entry>,
+    },
+    Summary {
+        update: Vec<Entry>,
+        remove: Vec<Vec<String>>,
+    },
+    Config {
+        update: Vec<Entry>,
+    },
+    Output {
+        stderr: bool,
+        time: Timestamp,
+        text: String,
+    },
+    /// Writes the run files and closes the log; the reply says whether everything was stored.
+    Finish {
+        files: RunFiles,
+        reply: std_mpsc::SyncSender<Result<(), String>>,
+    },
+}
+
+/// The contents of the run files written at finish.
+pub struct RunFiles {
+    pub config: Tree,
+    pub summary: Tree,
+    pub metadata: Value,
+}
+
+/// Where a run's writer puts things.
+pub struct Paths {
+    pub log: PathBuf,
+    pub files_dir: PathBuf,
+}
+
+/// Opens the log and starts the writer thread; events sent before the first error are stored.
+pub fn start(paths: Paths, stream_id: String) -> Result<UnboundedSender<Event>, Error> {
+    let log = LogWriter::create(&paths.log)
+        .map_err(|e| Error::io(format!("cannot create {}", paths.log.display()), e))?;
+    let output_path = paths.files_dir.join("output.log");
+    let output = File::create(&output_path)
+        .map_err(|e| Error::io(format!("cannot create {}", output_path.display()), e))?;
+    let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let (tx, rx) = unbounded_channel();
+    let mut sender = Sender {
+        log,
+        output: BufWriter::new(output),
+        files_dir: paths.files_dir,
+        info: Some(RecordInfo {
+            stream_id,
+        }),
+        num: 0,
+        failure: None,
+    };
+    rt.spawn_blocking(move || sender.run(rx));
+    Ok(tx)
+}
+
+struct Sender {
+    log: LogWriter<BufWriter<File>>,
+    output: BufWriter<File>,
+    files_dir: PathBuf,
+    info: Option<RecordInfo>,
+    num: i64,
+    /// The first write error; everything after it is still attempted, and it is reported at
+    /// finish.
+    failure: Option<String>,
+}
+
+impl Sender {
+    fn run(&mut self, mut rx: UnboundedReceiver<Event>) {
+        while let Some(event) = rx.blocking_recv() {
+            let mut finish = self.handle(event);
+            while finish.is_none() {
+                match rx.try_recv() {
+                    Ok(event) => finish = self.handle(event),
+                    Err(_) => break,
+                }
+            }
+            // Hand what was written to the OS, so a killed process keeps it.
+            let flushed = self.log.flush().and_then(|()| self.output.flush());
+            self.note(flushed, "cannot write the transaction log");
+            if let Some((files, reply)) = finish {
+                let result = self.finish(files);
+                // The caller may have given up waiting; nothing else to tell.
+                let _ = reply.send(result);
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Option<(RunFiles, std_mpsc::SyncSender<Result<(), String>>)> {
+        let record = match event {
+            Event::Record(record) => record,
+            Event::History { step, row } => RecordType::History(HistoryRecord {
+                item: items(row),
+                step: Some(HistoryStep { num: step }),
+            }),
+            Event::Summary { update, remove } => RecordType::Summary(SummaryRecord {
+                update: items(update),
+                remove: remove.into_iter().map(removal_item).collect(),
+            }),
+            Event::Config { update } => RecordType::Config(ConfigRecord {
+                update: items(update),
+                remove: Vec::new(),
+            }),
+            Event::Output { stderr, time, text } => {
+                let written = self.output.write_all(text.as_bytes());
+                self.note(written, "cannot write output.log");
+                RecordType::OutputRaw(OutputRawRecord {
+                    output_type: i32::from(!stderr),
+                    timestamp: Some(time),
+                    line: text,
+                })
+            }
+            Event::Finish { files, reply } => return Some((files, reply)),
+        };
+        self.append(record);
+        None
+    }
+
+    fn append(&mut self, record: RecordType) {
+        self.num += 1;
+        let record = Record {
+            num: self.num,
+            record_type: Some(record),
+            info: self.info.clone(),
+        };
+        let written = self.log.append(&record.encode_to_vec());
+        self.note(written, "cannot write the transaction log");
+    }
+
+    fn note(&mut self, result: std::io::Result<()>, context: &str) {
+        if let Err(err) = result {
+            self.failure.get_or_insert_with(|| format!("{context}: {err}"));
+        }
+    }
+
+    fn finish(&mut self, files: RunFiles) -> Result<(), String> {
+        let config = files.config.to_value();
+        for (name, contents) in [
+            ("config.yaml", config_yaml(&config)),
+            ("wandb-summary.json", files.summary.to_json()),
+            ("wandb-metadata.json", files.metadata.to_json()),
+        ] {
+            let path = self.files_dir.join(name);
+            let written = std::fs::write(&path, contents);
+            self.note(written, &format!("cannot write {}", path.display()));
+        }
+        let synced = self.log.sync().and_then(|()| self.output.get_ref().sync_data());
+        self.note(synced, "cannot persist the transaction log");
+        self.failure.take().map_or(Ok(()), Err)
+    }
+}
+
+fn items(entries: Vec<Entry>) -> Vec<Item> {
+    entries
+        .into_iter()
+        .map(|(path, value)| Item {
+            key: String::new(),
+            nested_key: path,
+            value_json: value.to_json(),
+        })
+        .collect()
+}
+
+fn removal_item(path: Vec<String>) -> Item {
+    Item {
+        key: String::new(),
+        nested_key: path,
+        value_json: String::new(),
+    }
+}
+
+/// config.yaml holds `{key: {value: v}}` for each top-level key, as wandb writes it.
+fn config_yaml(config: &Value) -> String {
+    let Value::Map(entries) = config else {
+        return String::new();
+    };
+    let wrapped = Value::Map(
+        entries
+            .iter()
+            .map(|(key, value)| {
+                (
+                    key.clone(),
+                    Value::Map(vec![("value".to_string(), value.clone())]),
+                )
+            })
+            .collect(),
+    );
+    let mut out = String::new();
+    crate::values::write_yaml(&wrapped, 0, &mut out);
+    out
+}

@@ -1,0 +1,148 @@
+//! Facts about the machine and clock that run records carry: host name, OS, run ids and time
+//! stamps. Read through libc so that nothing is spawned and no Python module is imported.
+
+use std::ffi::CStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const RUN_ID_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Eight characters from `[a-z0-9]`, drawn from the OS's CSPRNG as wandb does.
+pub fn random_run_id() -> String {
+    let mut id = String::with_capacity(8);
+    while id.len() < 8 {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).expect("the OS random source is available");
+        // Rejection sampling keeps the characters uniform: 252 = 7 * 36.
+        id.extend(
+            bytes
+                .iter()
+                .filter(|&&b| b < 252)
+                .map(|&b| RUN_ID_ALPHABET[(b % 36) as usize] as char),
+        );
+    }
+    id.truncate(8);
+    id
+}
+
+fn uname() -> Option<libc::utsname> {
+    // SAFETY: utsname is plain old data; uname fills it in.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    (unsafe { libc::uname(&mut name) } == 0).then_some(name)
+}
+
+fn field(chars: &[libc::c_char]) -> String {
+    // SAFETY: uname NUL-terminates every field within its array.
+    unsafe { CStr::from_ptr(chars.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub fn hostname() -> String {
+    uname().map(|u| field(&u.nodename)).unwrap_or_default()
+}
+
+/// Like Python's `platform.platform()`: `Linux-<release>-<machine>`.
+pub fn os_description() -> String {
+    uname()
+        .map(|u| format!("{}-{}-{}", field(&u.sysname), field(&u.release), field(&u.machine)))
+        .unwrap_or_default()
+}
+
+/// wandb's telemetry platform string, e.g. `linux-x86_64`.
+pub fn platform() -> String {
+    let machine = uname().map(|u| field(&u.machine)).unwrap_or_default();
+    format!("{}-{machine}", std::env::consts::OS)
+}
+
+/// `YYYYMMDD_HHMMSS` in local time, as in wandb's run directory names.
+pub fn local_time_stamp(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as libc::time_t;
+    // SAFETY: tm is plain old data; localtime_r only writes into it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return utc_parts(secs as i64).compact();
+    }
+    DateTime {
+        year: i64::from(tm.tm_year) + 1900,
+        month: (tm.tm_mon + 1) as u32,
+        day: tm.tm_mday as u32,
+        hour: tm.tm_hour as u32,
+        minute: tm.tm_min as u32,
+        second: tm.tm_sec as u32,
+    }
+    .compact()
+}
+
+/// RFC 3339 UTC with nanoseconds, as protojson writes timestamps.
+pub fn utc_rfc3339(seconds: i64, nanos: i32) -> String {
+    let t = utc_parts(seconds);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, nanos
+    )
+}
+
+struct DateTime {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+}
+
+impl DateTime {
+    fn compact(&self) -> String {
+        format!(
+            "{:04}{:02}{:02}_{:02}{:02}{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+/// Civil date from Unix seconds (the days-from-civil algorithm, inverted).
+fn utc_parts(seconds: i64) -> DateTime {
+    let days = seconds.div_euclid(86_400);
+    let rem = seconds.rem_euclid(86_400) as u32;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    DateTime {
+        year,
+        month,
+        day,
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_eight_lowercase_alphanumerics() {
+        let a = random_run_id();
+        assert_eq!(a.len(), 8);
+        assert!(a.bytes().all(|b| RUN_ID_ALPHABET.contains(&b)));
+        assert_ne!(a, random_run_id());
+    }
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(utc_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        // 2026-11-25T08:16:28Z
+        assert_eq!(utc_rfc3339(1_795_594_588, 5), "2026-11-25T08:16:28.000000005Z");
+        assert_eq!(utc_rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+    }
+}

@@ -1,0 +1,457 @@
+//! Logged values as plain Rust data, their JSON encoding as wandb writes it (bare `NaN`,
+//! `Infinity`, `-Infinity` tokens), and the path tree that holds history rows, the summary
+//! and the config.
+
+use indexmap::IndexMap;
+
+/// A value converted from Python, owned by Rust.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Value {
+    #[default]
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// An integer beyond 64 bits, kept exact as its decimal digits.
+    BigInt(String),
+    Float(f64),
+    Str(String),
+    List(Vec<Value>),
+    Map(Vec<(String, Value)>),
+}
+
+impl Value {
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+            Value::BigInt(digits) => out.push_str(digits),
+            Value::Float(f) => write_float(*f, out),
+            Value::Str(s) => write_json_string(s, out),
+            Value::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
+            }
+            Value::Map(entries) => write_json_object(entries.iter().map(|(k, v)| (k, v)), out),
+        }
+    }
+
+    /// The value as f64 when it is a number, for min/max/mean summaries.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `value` as block-style YAML; `value` should be a map (the document's top level).
+pub fn write_yaml(value: &Value, indent: usize, out: &mut String) {
+    match value {
+        Value::Map(entries) if !entries.is_empty() => {
+            for (key, value) in entries {
+                push_indent(indent, out);
+                write_yaml_key(key, out);
+                out.push(':');
+                write_yaml_node(value, indent + 4, out);
+            }
+        }
+        Value::List(items) if !items.is_empty() => {
+            for item in items {
+                push_indent(indent, out);
+                out.push('-');
+                write_yaml_node(item, indent + 4, out);
+            }
+        }
+        scalar => {
+            write_yaml_scalar(scalar, out);
+            out.push('\n');
+        }
+    }
+}
+
+/// The part after `key:` or `-`: a scalar on the same line, or a block on the next ones.
+fn write_yaml_node(value: &Value, indent: usize, out: &mut String) {
+    match value {
+        Value::Map(m) if !m.is_empty() => {
+            out.push('\n');
+            write_yaml(value, indent, out);
+        }
+        Value::List(l) if !l.is_empty() => {
+            out.push('\n');
+            write_yaml(value, indent, out);
+        }
+        scalar => {
+            out.push(' ');
+            write_yaml(scalar, indent, out);
+        }
+    }
+}
+
+fn push_indent(indent: usize, out: &mut String) {
+    out.extend(std::iter::repeat_n(' ', indent));
+}
+
+fn write_yaml_key(key: &str, out: &mut String) {
+    let plain = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !matches!(
+            key.to_ascii_lowercase().as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
+        );
+    if plain {
+        out.push_str(key);
+    } else {
+        write_json_string(key, out);
+    }
+}
+
+fn write_yaml_scalar(value: &Value, out: &mut String) {
+    match value {
+        Value::Float(f) if f.is_nan() => out.push_str(".nan"),
+        Value::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { ".inf" } else { "-.inf" }),
+        Value::Float(f) => {
+            // YAML 1.1 readers (PyYAML) want a dot and a signed exponent in floats.
+            let text = ryu::Buffer::new().format_finite(*f).to_string();
+            let (mantissa, exponent) = match text.split_once('e') {
+                Some((m, e)) => (m.to_string(), Some(e.to_string())),
+                None => (text, None),
+            };
+            out.push_str(&mantissa);
+            if !mantissa.contains('.') {
+                out.push_str(".0");
+            }
+            if let Some(exponent) = exponent {
+                out.push('e');
+                if !exponent.starts_with('-') {
+                    out.push('+');
+                }
+                out.push_str(&exponent);
+            }
+        }
+        Value::Map(_) => out.push_str("{}"),
+        Value::List(_) => out.push_str("[]"),
+        other => other.write_json(out),
+    }
+}
+
+fn write_float(f: f64, out: &mut String) {
+    if f.is_nan() {
+        out.push_str("NaN");
+    } else if f.is_infinite() {
+        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        out.push_str(ryu::Buffer::new().format_finite(f));
+    }
+}
+
+pub fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    let mut start = 0;
+    for (i, byte) in s.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{byte:04x}"));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+fn write_json_object<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    out: &mut String,
+) {
+    out.push('{');
+    for (i, (key, value)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(key, out);
+        out.push(':');
+        value.write_json(out);
+    }
+    out.push('}');
+}
+
+/// A node of a [`Tree`]: a value, or a subtree of named children.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    Leaf(Value),
+    Branch(Tree),
+}
+
+impl Node {
+    pub fn to_value(&self) -> Value {
+        match self {
+            Node::Leaf(value) => value.clone(),
+            Node::Branch(tree) => tree.to_value(),
+        }
+    }
+}
+
+/// Nested keys with values at the leaves, in insertion order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tree(IndexMap<String, Node>);
+
+impl Tree {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+
+    pub fn get(&self, path: &[String]) -> Option<&Node> {
+        let (first, rest) = path.split_first()?;
+        let node = self.0.get(first)?;
+        match (rest.is_empty(), node) {
+            (true, node) => Some(node),
+            (false, Node::Branch(tree)) => tree.get(rest),
+            (false, Node::Leaf(_)) => None,
+        }
+    }
+
+    /// The subtree at `path`, created (replacing any leaf in the way) when missing.
+    fn branch_mut(&mut self, path: &[String]) -> &mut Tree {
+        let mut tree = self;
+        for key in path {
+            let node = tree
+                .0
+                .entry(key.clone())
+                .or_insert_with(|| Node::Branch(Tree::default()));
+            if let Node::Leaf(_) = node {
+                *node = Node::Branch(Tree::default());
+            }
+            tree = match node {
+                Node::Branch(t) => t,
+                Node::Leaf(_) => unreachable!("replaced just above"),
+            };
+        }
+        tree
+    }
+
+    /// Stores `value` as one leaf at `path`, replacing whatever was there.
+    pub fn set(&mut self, path: &[String], value: Value) {
+        let Some((last, parents)) = path.split_last() else {
+            return;
+        };
+        self.branch_mut(parents)
+            .0
+            .insert(last.clone(), Node::Leaf(value));
+    }
+
+    /// Stores `value` at `path`, merging a non-empty map key by key into what is there, so
+    /// that other keys under the path survive.
+    pub fn merge(&mut self, path: &[String], value: Value) {
+        match value {
+            Value::Map(entries) if !entries.is_empty() => {
+                let mut child = path.to_vec();
+                for (key, value) in entries {
+                    child.push(key);
+                    self.merge(&child, value);
+                    child.pop();
+                }
+            }
+            value => self.set(path, value),
+        }
+    }
+
+    /// Removes the node at `path`; true if there was one.
+    pub fn remove(&mut self, path: &[String]) -> bool {
+        let Some((last, parents)) = path.split_last() else {
+            return false;
+        };
+        let parent = if parents.is_empty() {
+            Some(self)
+        } else {
+            match self.get_mut(parents) {
+                Some(Node::Branch(tree)) => Some(tree),
+                _ => None,
+            }
+        };
+        parent.is_some_and(|tree| tree.0.shift_remove(last).is_some())
+    }
+
+    fn get_mut(&mut self, path: &[String]) -> Option<&mut Node> {
+        let (first, rest) = path.split_first()?;
+        let node = self.0.get_mut(first)?;
+        if rest.is_empty() {
+            return Some(node);
+        }
+        match node {
+            Node::Branch(tree) => tree.get_mut(rest),
+            Node::Leaf(_) => None,
+        }
+    }
+
+    /// Every leaf with its full path, depth first in insertion order.
+    pub fn leaves(&self) -> Vec<(Vec<String>, &Value)> {
+        let mut out = Vec::new();
+        let mut path = Vec::new();
+        self.collect_leaves(&mut path, &mut out);
+        out
+    }
+
+    fn collect_leaves<'a>(&'a self, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, &'a Value)>) {
+        for (key, node) in &self.0 {
+            path.push(key.clone());
+            match node {
+                Node::Leaf(value) => out.push((path.clone(), value)),
+                Node::Branch(tree) if tree.is_empty() => {}
+                Node::Branch(tree) => tree.collect_leaves(path, out),
+            }
+            path.pop();
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Map(
+            self.0
+                .iter()
+                .map(|(key, node)| (key.clone(), node.to_value()))
+                .collect(),
+        )
+    }
+
+    pub fn to_json(&self) -> String {
+        self.to_value().to_json()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn json_of_scalars_and_containers() {
+        let value = Value::Map(vec![
+            ("a".into(), Value::Int(-3)),
+            ("b".into(), Value::Float(1.5)),
+            ("c".into(), Value::Float(f64::NAN)),
+            ("d".into(), Value::Float(f64::INFINITY)),
+            ("e".into(), Value::Float(f64::NEG_INFINITY)),
+            ("f".into(), Value::List(vec![Value::Null, Value::Bool(true)])),
+            ("g".into(), Value::BigInt("123456789012345678901234567890".into())),
+            ("h".into(), Value::Float(1e21)),
+        ]);
+        assert_eq!(
+            value.to_json(),
+            r#"{"a":-3,"b":1.5,"c":NaN,"d":Infinity,"e":-Infinity,"f":[null,true],"g":123456789012345678901234567890,"h":1e21}"#
+        );
+    }
+
+    #[test]
+    fn yaml_blocks_and_scalars() {
+        let value = Value::Map(vec![
+            ("lr".into(), Value::Map(vec![("value".into(), Value::Float(0.1))])),
+            (
+                "extra".into(),
+                Value::List(vec![
+                    Value::Int(1),
+                    Value::Map(vec![("a b".into(), Value::Float(f64::NAN))]),
+                    Value::List(vec![]),
+                ]),
+            ),
+            ("big".into(), Value::Float(1e21)),
+            ("yes".into(), Value::Str("x\"y".into())),
+            ("empty".into(), Value::Map(vec![])),
+        ]);
+        let mut out = String::new();
+        write_yaml(&value, 0, &mut out);
+        assert_eq!(
+            out,
+            "lr:\n    value: 0.1\nextra:\n    - 1\n    -\n        \"a b\": .nan\n    - []\n\
+             big: 1.0e+21\n\"yes\": \"x\\\"y\"\nempty: {}\n"
+        );
+    }
+
+    #[test]
+    fn json_string_escapes() {
+        let mut out = String::new();
+        write_json_string("q\"b\\n\n\t\u{1}é", &mut out);
+        assert_eq!(out, r#""q\"b\\n\n\t\u0001é""#);
+    }
+
+    #[test]
+    fn merge_keeps_sibling_keys_and_set_replaces() {
+        let mut tree = Tree::default();
+        tree.merge(&path(&["d"]), Value::Map(vec![("x".into(), Value::Int(1))]));
+        tree.merge(&path(&["d"]), Value::Map(vec![("y".into(), Value::Int(2))]));
+        assert_eq!(tree.to_json(), r#"{"d":{"x":1,"y":2}}"#);
+        tree.set(&path(&["d"]), Value::Map(vec![("z".into(), Value::Int(3))]));
+        assert_eq!(tree.to_json(), r#"{"d":{"z":3}}"#);
+        tree.merge(&path(&["d", "z", "deep"]), Value::Int(4));
+        assert_eq!(tree.to_json(), r#"{"d":{"z":{"deep":4}}}"#);
+    }
+
+    #[test]
+    fn leaves_are_full_paths() {
+        let mut tree = Tree::default();
+        tree.merge(
+            &[],
+            Value::Map(vec![
+                ("loss".into(), Value::Float(0.5)),
+                (
+                    "d".into(),
+                    Value::Map(vec![("x".into(), Value::Int(1)), ("e".into(), Value::Map(vec![]))]),
+                ),
+            ]),
+        );
+        let leaves: Vec<_> = tree.leaves().into_iter().map(|(p, v)| (p, v.clone())).collect();
+        assert_eq!(
+            leaves,
+            vec![
+                (path(&["loss"]), Value::Float(0.5)),
+                (path(&["d", "x"]), Value::Int(1)),
+                (path(&["d", "e"]), Value::Map(vec![])),
+            ]
+        );
+    }
+
+    #[test]
+    fn remove_nested_and_missing() {
+        let mut tree = Tree::default();
+        tree.merge(&path(&["a", "b"]), Value::Int(1));
+        assert!(tree.remove(&path(&["a", "b"])));
+        assert!(!tree.remove(&path(&["a", "b"])));
+        assert!(!tree.remove(&path(&["x", "y"])));
+        assert!(tree.get(&path(&["a"])).is_some());
+    }
+}

@@ -1,0 +1,904 @@
+"""A strict local fake of the W&B HTTP API, for tests.
+
+`FakeWandb` serves, on 127.0.0.1 only:
+
+- ``POST /graphql``: the GraphQL operations a run needs (see `FakeWandb._operations`).
+- ``POST /files/<entity>/<project>/<run>/file_stream``: the file stream.
+- ``PUT /upload/<entity>/<project>/<run>/<path>``: the "signed" URLs that CreateRunFiles hands
+  out. They point back at this server so that uploads can be checked too.
+
+It is deliberately strict, so that a client bug fails a test instead of passing silently:
+
+- GraphQL and file_stream requests need ``Authorization: Basic base64("api:" + key)`` (401
+  otherwise); uploads must carry no ``Authorization`` at all (400), since the key must never
+  reach a storage host.
+- Malformed bodies, unknown operations, wrongly typed variables, unknown file_stream keys or
+  file names, history/events offsets that skip ahead, resent history/events lines that differ
+  from what was stored, ``uploaded`` names that were never PUT, and PUTs to URLs that were never
+  issued are all rejected with a 4xx status that the official client does not retry.
+- gzip'd file_stream bodies are only accepted if the FILESTREAM_GZIP feature is advertised.
+
+Every request is recorded (`FakeWandb.requests`), and each run's state is kept in a `RunState`
+(`FakeWandb.run_state`, `FakeWandb.single_run`). Faults can be injected per request kind with
+`FakeWandb.inject`.
+
+Helpers for driving the official ``wandb`` SDK against the fake in a subprocess: `wandb_env`,
+`run_isolated` and `wandb_sync`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote, unquote, urlsplit
+
+# 40 characters from [A-Za-z0-9] without a "-": the SDK would treat a dash as an on-prem
+# key prefix and then find the rest too short.
+DEFAULT_API_KEY = "fake" + "0123456789abcdef" * 2 + "0123"
+DEFAULT_ENTITY = "fake-entity"
+DEFAULT_PROJECT = "uncategorized"
+
+HISTORY = "wandb-history.jsonl"
+EVENTS = "wandb-events.jsonl"
+SUMMARY = "wandb-summary.json"
+CONSOLE = "output.log"
+STREAMED_FILES = (HISTORY, EVENTS, SUMMARY, CONSOLE)
+
+# Keys wandb-core puts in a file_stream body. The legacy Python client's "dropped"/"failed"
+# are not accepted: wandb 0.31.0 never sends them, and neither should we.
+FILE_STREAM_KEYS = frozenset({"files", "uploaded", "preempting", "complete", "exitcode"})
+
+# A realistic file_stream answer; clients only look at "stopped".
+FILE_STREAM_RESPONSE = {"exitcode": None, "limits": {}, "stopped": False}
+
+_FILE_STREAM_PATH = re.compile(r"/files/([^/]+)/([^/]+)/([^/]+)/file_stream")
+_UPLOAD_PATH = re.compile(r"/upload/([^/]+)/([^/]+)/([^/]+)/(.+)")
+_OPERATION_DEFINITION = re.compile(r"\b(?:query|mutation|subscription)\s+([A-Za-z_]\w*)")
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected misbehaviour, consumed by one request (see `FakeWandb.inject`).
+
+    action is one of:
+      "status"            answer `status` with `headers` (e.g. Retry-After); not applied
+      "drop_after_apply"  apply the request, then close the connection without answering
+      "delay"             sleep `seconds`, then handle the request normally
+      "reset"             close the connection without applying or answering
+    """
+
+    action: str
+    status: int = 0
+    headers: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.0
+
+
+def status(code: int, headers: dict[str, str] | None = None) -> Fault:
+    """A fault that answers `code` (with optional extra headers) instead of handling."""
+    return Fault("status", status=code, headers=tuple((headers or {}).items()))
+
+
+def delay(seconds: float) -> Fault:
+    """A fault that holds the request for `seconds` before handling it normally."""
+    return Fault("delay", seconds=seconds)
+
+
+DROP_AFTER_APPLY = Fault("drop_after_apply")
+RESET = Fault("reset")
+_NO_FAULT = Fault("none")
+_FAULT_KINDS = ("graphql", "file_stream", "upload")
+
+
+def _as_fault(spec: Fault | int | str) -> Fault:
+    if isinstance(spec, Fault):
+        return spec
+    if isinstance(spec, int):
+        return status(spec)
+    if spec in ("drop_after_apply", "reset"):
+        return Fault(spec)
+    raise ValueError(f"not a fault: {spec!r}")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class Request:
+    """One HTTP request as received. `body` is the parsed JSON for GraphQL and file_stream
+    requests that got that far, the raw bytes otherwise. `status` is None when no answer was
+    sent (connection dropped by a fault)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    kind: str  # "graphql", "file_stream", "upload" or "unknown" (answered 404)
+    body: Any
+    operation: str | None = None  # GraphQL operation name
+    fault: str | None = None  # action of the fault applied to this request, if any
+    status: int | None = None
+
+
+@dataclass
+class RunState:
+    """Everything the fake knows about one run, keyed by (entity, project, name)."""
+
+    entity: str
+    project: str
+    name: str
+    storage_id: str
+    display_name: str
+    upserts: list[dict[str, Any]] = field(default_factory=list)  # UpsertBucket variables
+    config: dict[str, Any] | None = None  # latest, as sent: {"key": {"value": v}}
+    tags: list[str] | None = None
+    group: str | None = None
+    job_type: str | None = None
+    notes: str | None = None
+    host: str | None = None
+    program: str | None = None
+    # Streamed files as raw lines, indexed by line number, so a resend never duplicates.
+    lines: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in STREAMED_FILES})
+    issued_uploads: set[str] = field(default_factory=set)  # paths given a URL by CreateRunFiles
+    files: dict[str, bytes] = field(default_factory=dict)  # uploaded contents
+    uploaded: list[str] = field(default_factory=list)  # file_stream "uploaded", first-seen order
+    preempting: bool = False
+    complete: bool = False
+    exitcode: int | None = None
+
+    @property
+    def config_values(self) -> dict[str, Any]:
+        """The config without the {"value": ...} wrappers."""
+        return {k: v["value"] for k, v in (self.config or {}).items()}
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines[HISTORY]]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines[EVENTS]]
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """The latest wandb-summary.json line, parsed."""
+        summary = self.lines[SUMMARY]
+        return json.loads(summary[0]) if summary else None
+
+    @property
+    def console(self) -> list[str]:
+        """output.log lines as streamed (with timestamps and "ERROR " prefixes)."""
+        return list(self.lines[CONSOLE])
+
+
+class HttpError(Exception):
+    """Ends a request with an HTTP error status and a JSON error body."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class GraphQLError(Exception):
+    """A GraphQL execution error: HTTP 200 with {"data": null, "errors": [...]}."""
+
+
+# --------------------------------------------------------------------------- server
+
+
+class FakeWandb:
+    """Strict fake W&B server on 127.0.0.1 (port chosen by the OS), serving in a daemon thread.
+
+    Use as a context manager or call `stop()`. Clients get `base_url` and `api_key`.
+    `entity` is the viewer's default entity; runs may only be created under it or one of
+    `teams`. `features` lists the ServerFeaturesQuery features reported as enabled.
+    """
+
+    def __init__(
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        entity: str = DEFAULT_ENTITY,
+        teams: tuple[str, ...] = (),
+        features: tuple[str, ...] = (),
+    ):
+        self.api_key = api_key
+        self.entity = entity
+        self.teams = teams
+        self.features = features
+        self.username = "fake-user"
+        self.email = "fake-user@example.com"
+        self.requests: list[Request] = []
+        self._runs: dict[tuple[str, str, str], RunState] = {}
+        self._faults: dict[str, deque[Fault]] = {}
+        self._lock = threading.Lock()
+        self._expected_auth = "Basic " + base64.b64encode(f"api:{api_key}".encode()).decode()
+        self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "Viewer": self._viewer,
+            "ServerFeaturesQuery": self._server_features,
+            "OrganizationCoreWeaveOrganizationID": self._coreweave_organization,
+            "UpsertBucket": self._upsert_bucket,
+            "RunResumeStatus": self._run_resume_status,
+            "CreateRunFiles": self._create_run_files,
+        }
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-wandb", daemon=True
+        )
+        self._thread.start()
+
+    def __enter__(self) -> FakeWandb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    # ------------------------------------------------------------------ test API
+
+    def inject(self, kind: str, faults: list[Fault | int | str]) -> None:
+        """Queue faults for the next requests of `kind`, consumed one per request, FIFO.
+
+        kind: "graphql", "graphql:<OperationName>" (checked before plain "graphql"),
+        "file_stream" or "upload". A fault is a `Fault` (see `status`, `delay`,
+        `DROP_AFTER_APPLY`, `RESET`), an int (shorthand for status(N)), or the strings
+        "drop_after_apply" / "reset".
+        """
+        base, _, operation = kind.partition(":")
+        if base not in _FAULT_KINDS or (operation and base != "graphql"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self._lock:
+            self._faults.setdefault(kind, deque()).extend(_as_fault(f) for f in faults)
+
+    def pending_faults(self) -> dict[str, int]:
+        """Injected faults not consumed yet, per kind."""
+        with self._lock:
+            return {kind: len(queue) for kind, queue in self._faults.items() if queue}
+
+    def run_state(self, entity: str, project: str, run_id: str) -> RunState:
+        with self._lock:
+            try:
+                return self._runs[(entity, project, run_id)]
+            except KeyError:
+                raise KeyError(
+                    f"no run {entity}/{project}/{run_id}; known: {sorted(self._runs)}"
+                ) from None
+
+    def runs(self) -> list[RunState]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def single_run(self) -> RunState:
+        """The only run; fails if there is not exactly one."""
+        runs = self.runs()
+        assert len(runs) == 1, f"expected exactly one run, found {[r.name for r in runs]}"
+        return runs[0]
+
+    def graphql_operations(self) -> list[str | None]:
+        """Operation names of all GraphQL requests, in arrival order."""
+        with self._lock:
+            return [r.operation for r in self.requests if r.kind == "graphql"]
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    def _serve(self, handler: _Handler) -> None:
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        path = urlsplit(handler.path).path
+        kind, params = _route(path)
+        record = Request(handler.command, path, headers, kind, body=None)
+        with self._lock:
+            self.requests.append(record)
+        try:
+            raw = _read_body(handler, headers)
+        except HttpError as err:
+            handler.close_connection = True  # the unread body would corrupt the next request
+            self._respond(handler, record, err.status, _error_body(str(err)))
+            return
+        record.body = raw
+        if kind == "graphql":
+            record.operation = _peek_operation(raw)
+
+        fault = self._take_fault(kind, record.operation)
+        record.fault = fault.action if fault is not _NO_FAULT else None
+        if fault.action == "reset":
+            _drop_connection(handler)
+            return
+        if fault.action == "status":
+            body = _error_body(f"injected fault: HTTP {fault.status}")
+            self._respond(handler, record, fault.status, body, dict(fault.headers))
+            return
+        time.sleep(fault.seconds)  # 0 unless this is a delay fault
+
+        try:
+            answer_status, answer = self._dispatch(handler.command, kind, params, raw, record)
+        except HttpError as err:
+            answer_status, answer = err.status, _error_body(str(err))
+        if fault.action == "drop_after_apply":
+            _drop_connection(handler)
+            return
+        self._respond(handler, record, answer_status, answer)
+
+    def _take_fault(self, kind: str, operation: str | None) -> Fault:
+        with self._lock:
+            for key in (f"{kind}:{operation}", kind):
+                queue = self._faults.get(key)
+                if queue:
+                    return queue.popleft()
+        return _NO_FAULT
+
+    def _respond(
+        self,
+        handler: _Handler,
+        record: Request,
+        code: int,
+        body: Any,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        payload = b"" if body is None else json.dumps(body).encode()
+        handler.send_response(code)
+        if body is not None:
+            handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        for name, value in (extra_headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+        record.status = code
+
+    def _dispatch(
+        self, method: str, kind: str, params: tuple[str, ...], raw: bytes, record: Request
+    ) -> tuple[int, Any]:
+        expected_method = {"upload": "PUT", "unknown": None}.get(kind, "POST")
+        if expected_method is None:
+            raise HttpError(404, f"no such endpoint: {record.path}")
+        if method != expected_method:
+            raise HttpError(405, f"{method} not allowed on {record.path}")
+        if kind == "upload":
+            return self._upload(params, raw, record)
+        self._check_auth(record.headers)
+        record.body = self._json_body(record.headers, raw)
+        if kind == "graphql":
+            return self._graphql(record.body)
+        return self._file_stream(params, record.body)
+
+    def _check_auth(self, headers: dict[str, str]) -> None:
+        if headers.get("authorization") != self._expected_auth:
+            raise HttpError(401, "invalid or missing API key")
+
+    def _json_body(self, headers: dict[str, str], raw: bytes) -> Any:
+        media_type = headers.get("content-type", "").split(";")[0].strip()
+        if media_type != "application/json":
+            raise HttpError(400, f"expected Content-Type application/json, got {media_type!r}")
+        encoding = headers.get("content-encoding", "identity")
+        if encoding == "gzip" and "FILESTREAM_GZIP" in self.features:
+            try:
+                raw = gzip.decompress(raw)
+            except OSError as err:
+                raise HttpError(400, f"bad gzip body: {err}") from None
+        elif encoding != "identity":
+            raise HttpError(400, f"unsupported Content-Encoding {encoding!r}")
+        try:
+            # json accepts the bare NaN/Infinity/-Infinity tokens wandb emits.
+            return json.loads(raw)
+        except ValueError as err:
+            raise HttpError(400, f"body is not valid JSON: {err}") from None
+
+    # ------------------------------------------------------------------ GraphQL
+
+    def _graphql(self, body: Any) -> tuple[int, Any]:
+        name = _operation_name(body)
+        variables = body.get("variables")
+        if variables is None:
+            variables = {}
+        if not isinstance(variables, dict):
+            raise HttpError(400, "variables must be a JSON object")
+        operation = self._operations.get(name)
+        if operation is None:
+            raise HttpError(400, f"unknown operation {name!r}")
+        try:
+            with self._lock:
+                return 200, {"data": operation(variables)}
+        except GraphQLError as err:
+            return 200, {"data": None, **_error_body(str(err))}
+
+    def _viewer(self, variables: dict[str, Any]) -> dict[str, Any]:
+        teams = [{"node": {"name": team}} for team in self.teams]
+        return {
+            "viewer": {
+                "id": _node_id("User", self.username),
+                "entity": self.entity,
+                "username": self.username,
+                "email": self.email,
+                "flags": "{}",
+                "teams": {"edges": teams},
+            }
+        }
+
+    def _server_features(self, variables: dict[str, Any]) -> dict[str, Any]:
+        features = [{"name": name, "isEnabled": True} for name in self.features]
+        return {"serverInfo": {"features": features}}
+
+    def _coreweave_organization(self, variables: dict[str, Any]) -> dict[str, Any]:
+        # Asked by the SDK's system monitor; a plain (non-CoreWeave) entity has no organization.
+        entity = _string(variables, "entityName", required=True)
+        return {"entity": {"organization": None} if self._known_entity(entity) else None}
+
+    def _upsert_bucket(self, variables: dict[str, Any]) -> dict[str, Any]:
+        strings = {
+            key: _string(variables, key)
+            for key in (
+                "id",
+                "name",
+                "project",
+                "entity",
+                "groupName",
+                "description",
+                "displayName",
+                "notes",
+                "commit",
+                "host",
+                "program",
+                "repo",
+                "jobType",
+                "state",
+                "sweep",
+            )
+        }
+        tags = _string_list(variables, "tags")
+        if variables.get("debug") is not None and not isinstance(variables["debug"], bool):
+            raise HttpError(400, "variable debug must be a Boolean")
+        config = _json_string(variables, "config")
+        if config is not None:
+            _check_config(config)
+        summary = _json_string(variables, "summaryMetrics")
+        if summary is not None and not isinstance(summary, dict):
+            raise HttpError(400, "summaryMetrics must encode a JSON object")
+
+        if strings["id"] is not None:
+            run = next((r for r in self._runs.values() if r.storage_id == strings["id"]), None)
+            if run is None:
+                raise GraphQLError(f"run with id {strings['id']!r} not found")
+            inserted = False
+        else:
+            entity = strings["entity"] or self.entity
+            if not self._known_entity(entity):
+                raise GraphQLError(f"entity {entity} not found")
+            project = strings["project"] or DEFAULT_PROJECT
+            name = strings["name"] or _random_run_id()
+            run = self._runs.get((entity, project, name))
+            inserted = run is None
+            if run is None:
+                count = sum(1 for r in self._runs.values() if r.project == project)
+                run = RunState(
+                    entity=entity,
+                    project=project,
+                    name=name,
+                    storage_id=_node_id("Run", f"v1:{name}:{project}:{entity}"),
+                    display_name=f"fake-run-{count + 1}",  # the server names unnamed runs
+                )
+                self._runs[(entity, project, name)] = run
+
+        run.upserts.append(variables)
+        # Null means "unchanged": update calls only send what changed.
+        for attr, key in (
+            ("display_name", "displayName"),
+            ("group", "groupName"),
+            ("job_type", "jobType"),
+            ("notes", "notes"),
+            ("host", "host"),
+            ("program", "program"),
+        ):
+            if strings[key] is not None:
+                setattr(run, attr, strings[key])
+        if tags is not None:
+            run.tags = tags
+        if config is not None:
+            run.config = config  # clients send the whole config each time
+        if summary is not None:
+            merged = {**(run.summary or {}), **summary}
+            run.lines[SUMMARY] = [json.dumps(merged)]
+        return {"upsertBucket": {"bucket": self._bucket(run), "inserted": inserted}}
+
+    def _bucket(self, run: RunState) -> dict[str, Any]:
+        return {
+            "id": run.storage_id,
+            "name": run.name,
+            "displayName": run.display_name,
+            "description": None,
+            "config": json.dumps(run.config or {}),
+            "sweepName": None,
+            "project": self._project(run.entity, run.project),
+            "historyLineCount": len(run.lines[HISTORY]),
+        }
+
+    def _project(self, entity: str, project: str) -> dict[str, Any]:
+        return {
+            "id": _node_id("Project", f"v1:{project}:{entity}"),
+            "name": project,
+            "entity": {"id": _node_id("Entity", entity), "name": entity},
+        }
+
+    def _run_resume_status(self, variables: dict[str, Any]) -> dict[str, Any]:
+        entity = _string(variables, "entity") or self.entity
+        project = _string(variables, "project") or DEFAULT_PROJECT
+        name = _string(variables, "name", required=True)
+        if not any(r.entity == entity and r.project == project for r in self._runs.values()):
+            return {"model": None}  # no such project
+        run = self._runs.get((entity, project, name))
+        bucket = None
+        if run is not None:
+            telemetry = (run.config or {}).get("_wandb", {}).get("value", {})
+            wandb_config = {"t": telemetry["t"]} if "t" in telemetry else {}
+            bucket = {
+                "id": run.storage_id,
+                "name": run.name,
+                "summaryMetrics": json.dumps(run.summary or {}),
+                "displayName": run.display_name,
+                "logLineCount": len(run.lines[CONSOLE]),
+                "historyLineCount": len(run.lines[HISTORY]),
+                "eventsLineCount": len(run.lines[EVENTS]),
+                # Both tails are JSON arrays of JSON-encoded lines.
+                "historyTail": json.dumps(run.lines[HISTORY][-10:]),
+                "eventsTail": json.dumps(run.lines[EVENTS][-10:]),
+                "config": json.dumps(run.config or {}),
+                "tags": run.tags or [],
+                "notes": run.notes,
+                "wandbConfig": json.dumps(wandb_config),
+            }
+        return {"model": {**self._project(entity, project), "bucket": bucket}}
+
+    def _create_run_files(self, variables: dict[str, Any]) -> dict[str, Any]:
+        entity = _string(variables, "entity", required=True)
+        project = _string(variables, "project", required=True)
+        name = _string(variables, "run", required=True)
+        paths = _string_list(variables, "files", required=True)
+        run = self._runs.get((entity, project, name))
+        if run is None:
+            raise GraphQLError(f"run {entity}/{project}/{name} not found")
+        for path in paths:
+            if not path or path.startswith("/") or "\\" in path or ".." in path.split("/"):
+                raise GraphQLError(f"invalid file name {path!r}")
+        run.issued_uploads.update(paths)
+        prefix = f"{self.base_url}/upload/" + "/".join(
+            quote(part, safe="") for part in (entity, project, name)
+        )
+        files = [{"name": p, "uploadUrl": f"{prefix}/{quote(p, safe='/')}"} for p in paths]
+        return {"createRunFiles": {"runID": run.storage_id, "uploadHeaders": [], "files": files}}
+
+    def _known_entity(self, entity: str) -> bool:
+        return entity == self.entity or entity in self.teams
+
+    # ------------------------------------------------------------------ file_stream
+
+    def _file_stream(self, params: tuple[str, ...], body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            raise HttpError(400, "file_stream body must be a JSON object")
+        unknown = set(body) - FILE_STREAM_KEYS
+        if unknown:
+            raise HttpError(400, f"unknown file_stream keys {sorted(unknown)}")
+        with self._lock:
+            run = self._runs.get(params)
+            if run is None:
+                raise HttpError(404, "run {}/{}/{} not found".format(*params))
+            # Validate everything first so that a rejected request changes nothing.
+            files = body.get("files", {})
+            _check_file_chunks(files, run)
+            uploaded = body.get("uploaded", [])
+            _check_uploaded(uploaded, run)
+            complete = body.get("complete", False)
+            if not isinstance(complete, bool) or not isinstance(body.get("preempting", False), bool):
+                raise HttpError(400, "complete and preempting must be booleans")
+            exitcode = body.get("exitcode")
+            if "exitcode" in body and (type(exitcode) is not int or not complete):
+                raise HttpError(400, "exitcode must be an int sent with complete: true")
+
+            for name, chunk in files.items():
+                offset, content = chunk["offset"], chunk["content"]
+                run.lines[name][offset : offset + len(content)] = content
+            run.uploaded.extend(p for p in dict.fromkeys(uploaded) if p not in run.uploaded)
+            run.preempting = run.preempting or body.get("preempting", False)
+            run.complete = run.complete or complete
+            if complete:
+                run.exitcode = exitcode
+        return 200, FILE_STREAM_RESPONSE
+
+    # ------------------------------------------------------------------ uploads
+
+    def _upload(self, params: tuple[str, ...], raw: bytes, record: Request) -> tuple[int, Any]:
+        if "authorization" in record.headers:
+            raise HttpError(400, "upload URLs must not receive an Authorization header")
+        *key, path = params
+        with self._lock:
+            run = self._runs.get(tuple(key))
+            if run is None or path not in run.issued_uploads:
+                raise HttpError(403, "no upload URL was issued for this path")  # bad signature
+            run.files[path] = raw
+        return 200, None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeWandb
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keeps connections alive, as real servers do, so clients' connection reuse
+    # (and its interaction with dropped connections) gets exercised.
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_POST(self) -> None:
+        self.server.fake._serve(self)
+
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # requests are recorded in FakeWandb.requests instead
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _route(path: str) -> tuple[str, tuple[str, ...]]:
+    if path == "/graphql":
+        return "graphql", ()
+    if match := _FILE_STREAM_PATH.fullmatch(path):
+        return "file_stream", tuple(unquote(p) for p in match.groups())
+    if match := _UPLOAD_PATH.fullmatch(path):
+        return "upload", tuple(unquote(p) for p in match.groups())
+    return "unknown", ()
+
+
+def _read_body(handler: _Handler, headers: dict[str, str]) -> bytes:
+    length = headers.get("content-length")
+    if length is None:
+        if handler.command in ("POST", "PUT"):
+            raise HttpError(411, "Content-Length required")
+        return b""
+    if not length.isdigit():
+        raise HttpError(400, "bad Content-Length")
+    return handler.rfile.read(int(length))
+
+
+def _drop_connection(handler: _Handler) -> None:
+    """Close the connection without an answer; the client sees EOF."""
+    handler.close_connection = True
+    with contextlib.suppress(OSError):
+        handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _operation_name(body: Any) -> str:
+    """The operation to run: operationName, or the document's only named operation."""
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        raise HttpError(400, "GraphQL body must be a JSON object with a string 'query'")
+    defined = _OPERATION_DEFINITION.findall(body["query"])
+    name = body.get("operationName")
+    if name is not None:
+        if name not in defined:
+            raise HttpError(400, f"operation {name!r} is not defined in the query")
+        return name
+    if len(defined) != 1:
+        raise HttpError(400, "the query must define exactly one named operation")
+    return defined[0]
+
+
+def _peek_operation(raw: bytes) -> str | None:
+    try:
+        return _operation_name(json.loads(raw))
+    except (ValueError, HttpError):
+        return None
+
+
+def _string(variables: dict[str, Any], key: str, required: bool = False) -> Any:
+    value = variables.get(key)
+    if value is None and required:
+        raise HttpError(400, f"variable {key} of non-null type was not provided")
+    if value is not None and not isinstance(value, str):
+        raise HttpError(400, f"variable {key} must be a String")
+    return value
+
+
+def _string_list(variables: dict[str, Any], key: str, required: bool = False) -> Any:
+    value = variables.get(key)
+    if value is None and required:
+        raise HttpError(400, f"variable {key} of non-null type was not provided")
+    if value is not None and not (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    ):
+        raise HttpError(400, f"variable {key} must be a list of non-null Strings")
+    return value
+
+
+def _json_string(variables: dict[str, Any], key: str) -> Any:
+    """Parse a JSONString variable: a string holding JSON, not a JSON value itself."""
+    value = _string(variables, key)
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as err:
+        raise HttpError(400, f"variable {key} is not a valid JSONString: {err}") from None
+
+
+def _check_config(config: Any) -> None:
+    """Config must be {"key": {"value": v}} (legacy clients also sent "desc")."""
+    if not isinstance(config, dict):
+        raise HttpError(400, "config must encode a JSON object")
+    for key, wrapped in config.items():
+        if not isinstance(wrapped, dict) or "value" not in wrapped or set(wrapped) - {"value", "desc"}:
+            raise HttpError(400, f"config key {key!r} is not wrapped as {{'value': ...}}")
+
+
+def _check_file_chunks(files: Any, run: RunState) -> None:
+    if not isinstance(files, dict):
+        raise HttpError(400, "files must be a JSON object")
+    for name, chunk in files.items():
+        if name not in STREAMED_FILES:
+            raise HttpError(400, f"unknown streamed file {name!r}")
+        if not isinstance(chunk, dict) or set(chunk) != {"offset", "content"}:
+            raise HttpError(400, f"{name}: expected exactly the keys offset and content")
+        offset, content = chunk["offset"], chunk["content"]
+        if type(offset) is not int or offset < 0:
+            raise HttpError(400, f"{name}: offset must be a non-negative int")
+        if not isinstance(content, list) or not all(isinstance(line, str) for line in content):
+            raise HttpError(400, f"{name}: content must be a list of strings")
+        stored = run.lines[name]
+        if name == SUMMARY and (offset != 0 or len(content) != 1):
+            raise HttpError(400, f"{name}: expected exactly one line at offset 0")
+        if offset > len(stored):
+            raise HttpError(400, f"{name}: offset {offset} skips past the {len(stored)} lines")
+        if name != CONSOLE:
+            for line in content:
+                try:
+                    parsed = json.loads(line)
+                except ValueError as err:
+                    raise HttpError(400, f"{name}: line is not valid JSON: {err}") from None
+                if not isinstance(parsed, dict):
+                    raise HttpError(400, f"{name}: line is not a JSON object")
+        # History and events are append-only: a resend (after a lost answer) must repeat
+        # the stored lines exactly. Console lines may be rewritten (terminal emulation).
+        overlap = stored[offset : offset + len(content)]
+        if name in (HISTORY, EVENTS) and overlap != content[: len(overlap)]:
+            raise HttpError(400, f"{name}: resent lines from offset {offset} differ")
+
+
+def _check_uploaded(uploaded: Any, run: RunState) -> None:
+    if not isinstance(uploaded, list) or not all(isinstance(p, str) for p in uploaded):
+        raise HttpError(400, "uploaded must be a list of strings")
+    missing = [p for p in uploaded if p not in run.files]
+    if missing:
+        raise HttpError(400, f"uploaded lists files that were never uploaded: {missing}")
+
+
+def _error_body(message: str) -> dict[str, Any]:
+    # The shape GraphQL servers use; wandb-core also reads it for non-GraphQL errors.
+    return {"errors": [{"message": message}]}
+
+
+def _node_id(type_name: str, key: str) -> str:
+    """An opaque id like the server's: base64("<Type>:<key>")."""
+    return base64.b64encode(f"{type_name}:{key}".encode()).decode()
+
+
+def _random_run_id() -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+# --------------------------------------------------------------------------- official SDK
+
+
+def wandb_env(
+    fake: FakeWandb, home: str | os.PathLike[str], extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Environment for an official-SDK subprocess that talks to `fake` and keeps all its
+    files under `home` (also used as HOME, so the real home is never touched)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        # Inherited W&B settings, netrc or XDG dirs would leak in from the developer's setup.
+        if not name.startswith(("WANDB_", "XDG_")) and name != "NETRC"
+    }
+    env.update(
+        HOME=str(home),
+        WANDB_DIR=str(home),
+        WANDB_BASE_URL=fake.base_url,
+        WANDB_API_KEY=fake.api_key,
+        WANDB_SILENT="true",
+        WANDB_INIT_TIMEOUT="60",  # bounded, so a broken fake fails the test instead of hanging
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_isolated(
+    cmd: list[str], env: dict[str, str], timeout: float, cwd: str | os.PathLike[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` in a new process group and kill what is left of that group afterwards.
+
+    The SDK starts a wandb-core service process; subprocess.run alone would leave it running
+    after a timeout, since it only kills the direct child.
+    """
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        stdout, stderr = proc.communicate()
+        raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr) from None
+    finally:
+        _kill_group(proc.pid)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class SyncFailed(RuntimeError):
+    """`wandb sync` failed; the message includes its output."""
+
+
+def wandb_sync(
+    run_dir: str | os.PathLike[str],
+    fake: FakeWandb,
+    env_extra: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Upload an offline run directory to `fake` with the official ``wandb sync`` CLI.
+
+    `wandb sync` exits 0 even when the upload fails, so success is judged by the
+    ``.wandb.synced`` marker it writes. Raises SyncFailed, showing stdout and stderr (not
+    silenced, so that errors appear there), unless the CLI exits 0 and writes the marker.
+    """
+    run_dir = Path(run_dir)
+    markers_before = _sync_markers(run_dir)
+    with tempfile.TemporaryDirectory(prefix="wandb-sync-home-") as home:
+        cmd = [sys.executable, "-m", "wandb", "sync", str(run_dir)]
+        env = wandb_env(fake, home, {"WANDB_SILENT": "false", **(env_extra or {})})
+        result = run_isolated(cmd, env, timeout, cwd=home)
+    synced = _sync_markers(run_dir).items() - markers_before.items() != set()
+    if result.returncode != 0 or not synced:
+        raise SyncFailed(
+            f"wandb sync {run_dir} failed (exit code {result.returncode}, marker written: "
+            f"{synced})\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+        )
+    return result
+
+
+def _sync_markers(run_dir: Path) -> dict[Path, int]:
+    return {m: m.stat().st_mtime_ns for m in run_dir.glob("*.wandb.synced")}
