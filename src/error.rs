@@ -14,8 +14,13 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// A value that cannot be logged.
-    #[error("cannot log {key:?}: {reason}")]
-    UnsupportedValue { key: String, reason: String },
+    #[error("cannot {action}{}: {reason}", key_part(key))]
+    UnsupportedValue {
+        /// What was being done: "log", "set config", "set summary".
+        action: &'static str,
+        key: String,
+        reason: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -25,6 +30,15 @@ pub enum Error {
     /// A Python exception raised while converting user data; re-raised unchanged.
     #[error("{0}")]
     Python(PyErr),
+}
+
+/// ` "a.b"` for a value under a key; nothing when the problem is the whole argument.
+fn key_part(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" {key:?}")
+    }
 }
 
 impl Error {

@@ -30,10 +30,11 @@ impl Unsupported {
         self
     }
 
-    fn into_error(mut self, top: &str) -> Error {
+    fn into_error(mut self, action: &'static str, top: &str) -> Error {
         self.path.push(top.to_string());
         self.path.reverse();
         Error::UnsupportedValue {
+            action,
             key: self.path.join("."),
             reason: self.reason,
         }
@@ -41,25 +42,27 @@ impl Unsupported {
 }
 
 /// Converts the items of a dict of top-level keys (what `log`, `config.update` and
-/// `summary.update` receive).
-pub fn dict_items(data: &Bound<'_, PyAny>, what: &str) -> Result<Vec<(String, Value)>, Error> {
-    let dict = data.cast::<PyDict>().map_err(|_| {
-        Error::UnsupportedValue {
-            key: what.to_string(),
-            reason: format!("expected a dict, got {}", type_name(data)),
-        }
+/// `summary.update` receive); `action` ("log", "set config", ...) goes into error messages.
+pub fn dict_items(
+    data: &Bound<'_, PyAny>,
+    action: &'static str,
+) -> Result<Vec<(String, Value)>, Error> {
+    let dict = data.cast::<PyDict>().map_err(|_| Error::UnsupportedValue {
+        action,
+        key: String::new(),
+        reason: format!("expected a dict, got {}", type_name(data)),
     })?;
     let mut items = Vec::with_capacity(dict.len());
     for (key, value) in dict.iter() {
-        let key = dict_key(&key).map_err(|e| e.into_error(what))?;
-        let value = to_value(&value, 1).map_err(|e| e.into_error(&key))?;
+        let key = dict_key(&key).map_err(|e| Error::UnsupportedValue {
+            action,
+            key: String::new(),
+            reason: e.reason,
+        })?;
+        let value = to_value(&value, 1).map_err(|e| e.into_error(action, &key))?;
         items.push((key, value));
     }
     Ok(items)
-}
-
-pub fn value(obj: &Bound<'_, PyAny>, name: &str) -> Result<Value, Error> {
-    to_value(obj, 1).map_err(|e| e.into_error(name))
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {

@@ -38,7 +38,7 @@ pub fn init(
     resume: Option<String>,
 ) -> PyResult<RunCore> {
     let config = match config {
-        Some(c) if !c.is_none() => Value::Map(convert::dict_items(c, "config")?),
+        Some(c) if !c.is_none() => Value::Map(convert::dict_items(c, "set config")?),
         _ => Value::Map(Vec::new()),
     };
     let args = InitArgs {
@@ -95,7 +95,7 @@ impl RunCore {
         step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<Option<(i64, i64)>> {
-        let items = convert::dict_items(data, "data")?;
+        let items = convert::dict_items(data, "log")?;
         let timestamp = unix_now();
         let run = &self.run;
         let logged = py.detach(|| run.log(items, step, commit, timestamp))?;
@@ -106,13 +106,13 @@ impl RunCore {
     }
 
     fn config_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let items = convert::dict_items(data, "config")?;
+        let items = convert::dict_items(data, "set config")?;
         let run = &self.run;
         Ok(py.detach(|| run.config_update(items))?)
     }
 
     fn summary_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let items = convert::dict_items(data, "summary")?;
+        let items = convert::dict_items(data, "set summary")?;
         let run = &self.run;
         Ok(py.detach(|| run.summary_update(items))?)
     }

@@ -1,0 +1,57 @@
+"""Which runs are open in this process, and finishing them when the process exits."""
+
+from __future__ import annotations
+
+import atexit
+import sys
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+# The run that module-level ``wandb_nexus.log()`` and ``wandb_nexus.run`` refer to.
+current: Run | None = None
+_open: list[Run] = []
+_hooks_installed = False
+_uncaught_exception = False
+
+
+def adopt(run: Run) -> None:
+    global current
+    current = run
+    _open.append(run)
+    _install_exit_hooks()
+
+
+def forget(run: Run) -> None:
+    global current
+    if run in _open:
+        _open.remove(run)
+    if current is run:
+        current = _open[-1] if _open else None
+
+
+def _install_exit_hooks() -> None:
+    """On first use, not at import: a run left open is finished at exit, with exit code 1
+    if the program died of an exception, as wandb does."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    previous_hook = sys.excepthook
+
+    def note_uncaught(
+        kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        global _uncaught_exception
+        _uncaught_exception = True
+        previous_hook(kind, exc, tb)
+
+    sys.excepthook = note_uncaught
+    atexit.register(_finish_open_runs)
+
+
+def _finish_open_runs() -> None:
+    for run in list(reversed(_open)):
+        run.finish(exit_code=1 if _uncaught_exception else 0)

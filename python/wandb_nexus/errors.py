@@ -1,0 +1,25 @@
+"""Exceptions raised by wandb_nexus.
+
+Each class also derives from the standard exception that code already catches for that kind
+of problem, so ``except ValueError`` keeps working for a bad argument.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RunIOError", "UnsupportedValueError", "UsageError", "WandbNexusError"]
+
+
+class WandbNexusError(Exception):
+    """Base class of every wandb_nexus error."""
+
+
+class UsageError(WandbNexusError, ValueError):
+    """The API was used wrongly: a bad argument, or a call on a finished run."""
+
+
+class UnsupportedValueError(WandbNexusError, TypeError):
+    """A value that cannot be logged; the message names its key and type."""
+
+
+class RunIOError(WandbNexusError, OSError):
+    """The run's directory or transaction log could not be written."""
