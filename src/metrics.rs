@@ -33,7 +33,9 @@ impl MetricDef {
         goal: Option<&str>,
     ) -> Result<Self, Error> {
         if name.is_empty() {
-            return Err(Error::Usage("define_metric: the metric name is empty".into()));
+            return Err(Error::Usage(
+                "define_metric: the metric name is empty".into(),
+            ));
         }
         let goal = match goal.map(str::to_ascii_lowercase).as_deref() {
             None => None,
@@ -46,7 +48,12 @@ impl MetricDef {
             }
         };
         let mut flags = MetricSummary::default();
-        for part in summary.unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in summary
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             match part {
                 "min" => flags.min = true,
                 "max" => flags.max = true,
@@ -141,7 +148,11 @@ impl Metrics {
         self.defs
             .iter()
             .find(|d| !d.is_glob() && d.name == name)
-            .or_else(|| self.defs.iter().find(|d| d.is_glob() && glob_match(&d.name, name)))
+            .or_else(|| {
+                self.defs
+                    .iter()
+                    .find(|d| d.is_glob() && glob_match(&d.name, name))
+            })
     }
 
     /// The row's leaves, plus the step metric of each defined metric that the row lacks.
@@ -156,13 +167,19 @@ impl Metrics {
         }
         for (path, value) in &entries {
             let name = path.join(".");
-            if self.defs.iter().any(|d| d.step_metric.as_deref() == Some(name.as_str())) {
+            if self
+                .defs
+                .iter()
+                .any(|d| d.step_metric.as_deref() == Some(name.as_str()))
+            {
                 self.step_values.insert(name, value.clone());
             }
         }
         let mut missing: Vec<String> = Vec::new();
         for (path, _) in &entries {
-            let Some(step) = self.lookup(&path.join(".")).and_then(|d| d.step_metric.clone())
+            let Some(step) = self
+                .lookup(&path.join("."))
+                .and_then(|d| d.step_metric.clone())
             else {
                 continue;
             };
@@ -203,13 +220,16 @@ impl Metrics {
 
     fn aggregate(&mut self, def: &MetricDef, path: &[String], value: &Value) -> Option<Value> {
         let number = value.as_f64();
-        let agg = self.aggregates.entry(path.to_vec()).or_insert_with(|| Aggregate {
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            sum: 0.0,
-            count: 0,
-            first: value.clone(),
-        });
+        let agg = self
+            .aggregates
+            .entry(path.to_vec())
+            .or_insert_with(|| Aggregate {
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                sum: 0.0,
+                count: 0,
+                first: value.clone(),
+            });
         if let Some(x) = number.filter(|x| !x.is_nan()) {
             agg.min = agg.min.min(x);
             agg.max = agg.max.max(x);
@@ -290,7 +310,8 @@ mod tests {
         metrics.define(def("loss", None, Some("min,max,mean"), None));
         let mut last = Vec::new();
         for x in [3.0, 1.0, 2.0] {
-            let entries = metrics.complete_row(&row(&[("loss", Value::Float(x)), ("acc", Value::Int(1))]));
+            let entries =
+                metrics.complete_row(&row(&[("loss", Value::Float(x)), ("acc", Value::Int(1))]));
             last = metrics.summarize(&entries);
         }
         assert_eq!(
@@ -314,7 +335,10 @@ mod tests {
         let mut metrics = Metrics::default();
         metrics.define(def("hidden", None, Some("none"), None));
         metrics.define(def("acc", None, Some("best"), Some("maximize")));
-        let entries = metrics.complete_row(&row(&[("hidden", Value::Int(1)), ("acc", Value::Float(0.5))]));
+        let entries = metrics.complete_row(&row(&[
+            ("hidden", Value::Int(1)),
+            ("acc", Value::Float(0.5)),
+        ]));
         assert_eq!(
             metrics.summarize(&entries),
             vec![(

@@ -42,7 +42,9 @@ pub struct RunInfo {
 
 impl RunInfo {
     pub fn log_path(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("run-{}.wandb", self.id)))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("run-{}.wandb", self.id)))
     }
 }
 
@@ -51,7 +53,10 @@ impl RunInfo {
 pub enum Logged {
     Kept,
     /// The step was older than the current one; wandb drops such data with a warning.
-    DroppedOldStep { step: i64, current: i64 },
+    DroppedOldStep {
+        step: i64,
+        current: i64,
+    },
 }
 
 pub struct Run {
@@ -84,7 +89,10 @@ impl Run {
     /// Creates the run directory and transaction log and writes the opening records.
     pub fn start(settings: Settings, config: Value, process: ProcessInfo) -> Result<Self, Error> {
         let now = SystemTime::now();
-        let id = settings.run_id.clone().unwrap_or_else(system::random_run_id);
+        let id = settings
+            .run_id
+            .clone()
+            .unwrap_or_else(system::random_run_id);
         let mut info = RunInfo {
             id,
             display_name: settings.display_name.clone(),
@@ -125,7 +133,9 @@ impl Run {
                     min_consumer: MIN_CONSUMER.to_string(),
                 }),
             }),
-            RecordType::Run(run_record(&settings, &info.id, &config, start_time, &process)),
+            RecordType::Run(run_record(
+                &settings, &info.id, &config, start_time, &process,
+            )),
             RecordType::Environment(environment),
         ];
         for record in opening {
@@ -146,7 +156,9 @@ impl Run {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; keep using it.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A live (not finished) run's state.
@@ -505,4 +517,146 @@ fn metadata_json(env: &EnvironmentRecord) -> Value {
         ),
         ("writerId".into(), text(&env.writer_id)),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Record;
+    use crate::settings::InitArgs;
+    use prost::Message;
+
+    fn temp_root() -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("wandb-nexus-test-{}", system::random_run_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn offline_run(root: &std::path::Path) -> Run {
+        let args = InitArgs {
+            project: Some("p".into()),
+            dir: Some(root.display().to_string()),
+            ..Default::default()
+        };
+        let settings = Settings::resolve(args, |_| None).unwrap();
+        let config = Value::Map(vec![("lr".into(), Value::Float(0.1))]);
+        Run::start(settings, config, ProcessInfo::default()).unwrap()
+    }
+
+    fn read_back(run: &Run) -> Vec<Record> {
+        crate::txlog::read_file(&run.info.log_path().unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|bytes| Record::decode(bytes.as_slice()).unwrap())
+            .collect()
+    }
+
+    fn kind(record: &Record) -> &'static str {
+        match record.record_type.as_ref().unwrap() {
+            RecordType::Header(_) => "header",
+            RecordType::Run(_) => "run",
+            RecordType::Environment(_) => "environment",
+            RecordType::History(_) => "history",
+            RecordType::Summary(_) => "summary",
+            RecordType::Config(_) => "config",
+            RecordType::Telemetry(_) => "telemetry",
+            RecordType::Exit(_) => "exit",
+            RecordType::Metric(_) => "metric",
+            RecordType::OutputRaw(_) => "output_raw",
+            RecordType::Files(_) => "files",
+        }
+    }
+
+    #[test]
+    fn writer_output_reads_back_in_order() {
+        let root = temp_root();
+        let run = offline_run(&root);
+        for i in 0..3 {
+            let row = vec![("loss".to_string(), Value::Float(f64::from(i)))];
+            assert_eq!(run.log(row, None, None, 1.0).unwrap(), Logged::Kept);
+        }
+        run.output(false, "hello\n".into());
+        run.config_update(vec![("extra".into(), Value::Int(1))])
+            .unwrap();
+        run.finish(0).unwrap();
+        let records = read_back(&run);
+        let kinds: Vec<_> = records.iter().map(kind).collect();
+        assert_eq!(&kinds[..3], &["header", "run", "environment"]);
+        assert_eq!(kinds.last(), Some(&"exit"));
+        assert_eq!(kinds.iter().filter(|k| **k == "history").count(), 3);
+        let nums: Vec<i64> = records.iter().map(|r| r.num).collect();
+        assert_eq!(nums, (1..=records.len() as i64).collect::<Vec<_>>());
+        let steps: Vec<i64> = records
+            .iter()
+            .filter_map(|r| match &r.record_type {
+                Some(RecordType::History(h)) => h.step.map(|s| s.num),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps, vec![0, 1, 2]);
+        let output =
+            std::fs::read_to_string(run.info.dir.as_ref().unwrap().join("files/output.log"));
+        assert_eq!(output.unwrap(), "hello\n");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn large_records_survive_the_round_trip() {
+        let root = temp_root();
+        let run = offline_run(&root);
+        let text = "y".repeat(200_000);
+        run.log(
+            vec![("text".into(), Value::Str(text.clone()))],
+            None,
+            None,
+            1.0,
+        )
+        .unwrap();
+        run.finish(0).unwrap();
+        let history = read_back(&run)
+            .into_iter()
+            .find_map(|r| match r.record_type {
+                Some(RecordType::History(h)) => Some(h),
+                _ => None,
+            })
+            .unwrap();
+        let item = history
+            .item
+            .iter()
+            .find(|i| i.nested_key == ["text"])
+            .unwrap();
+        assert_eq!(item.value_json, format!("\"{text}\""));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn finished_run_refuses_updates_and_old_steps_are_dropped() {
+        let root = temp_root();
+        let run = offline_run(&root);
+        run.log(vec![("a".into(), Value::Int(1))], Some(5), None, 1.0)
+            .unwrap();
+        assert_eq!(
+            run.log(vec![("a".into(), Value::Int(1))], Some(2), None, 1.0)
+                .unwrap(),
+            Logged::DroppedOldStep {
+                step: 2,
+                current: 5
+            }
+        );
+        run.finish(1).unwrap();
+        assert!(run.finish(0).is_ok());
+        assert!(matches!(
+            run.log(Vec::new(), None, None, 1.0),
+            Err(Error::Usage(_))
+        ));
+        let exit = read_back(&run)
+            .into_iter()
+            .find_map(|r| match r.record_type {
+                Some(RecordType::Exit(e)) => Some(e),
+                _ => None,
+            });
+        assert_eq!(exit.unwrap().exit_code, 1);
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -74,9 +74,7 @@ pub fn start(paths: Paths, stream_id: String) -> Result<UnboundedSender<Event>, 
         log,
         output: BufWriter::new(output),
         files_dir: paths.files_dir,
-        info: Some(RecordInfo {
-            stream_id,
-        }),
+        info: Some(RecordInfo { stream_id }),
         num: 0,
         failure: None,
     };
@@ -117,7 +115,10 @@ impl Sender {
         }
     }
 
-    fn handle(&mut self, event: Event) -> Option<(RunFiles, std_mpsc::SyncSender<Result<(), String>>)> {
+    fn handle(
+        &mut self,
+        event: Event,
+    ) -> Option<(RunFiles, std_mpsc::SyncSender<Result<(), String>>)> {
         let record = match event {
             Event::Record(record) => record,
             Event::History { step, row } => RecordType::History(HistoryRecord {
@@ -160,7 +161,8 @@ impl Sender {
 
     fn note(&mut self, result: std::io::Result<()>, context: &str) {
         if let Err(err) = result {
-            self.failure.get_or_insert_with(|| format!("{context}: {err}"));
+            self.failure
+                .get_or_insert_with(|| format!("{context}: {err}"));
         }
     }
 
@@ -175,7 +177,10 @@ impl Sender {
             let written = std::fs::write(&path, contents);
             self.note(written, &format!("cannot write {}", path.display()));
         }
-        let synced = self.log.sync().and_then(|()| self.output.get_ref().sync_data());
+        let synced = self
+            .log
+            .sync()
+            .and_then(|()| self.output.get_ref().sync_data());
         self.note(synced, "cannot persist the transaction log");
         self.failure.take().map_or(Ok(()), Err)
     }

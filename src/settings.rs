@@ -134,7 +134,11 @@ impl Settings {
 
 /// Online needs a key; without one a run is kept offline, to be synced later.
 fn parse_mode(mode: Option<&str>, have_key: bool) -> Result<Mode, Error> {
-    let default = if have_key { Mode::Online } else { Mode::Offline };
+    let default = if have_key {
+        Mode::Online
+    } else {
+        Mode::Offline
+    };
     match mode.map(str::to_ascii_lowercase).as_deref() {
         None => Ok(default),
         Some("online" | "run") => Ok(default),
@@ -182,9 +186,10 @@ fn check_run_id(id: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
-/// On Lambda, or where the working directory is read-only, runs go under /tmp.
+/// On Lambda, or where the working directory is read-only, runs go under the temporary
+/// directory (`$TMPDIR`, else /tmp: Lambda's only writable place).
 fn default_root_dir(on_lambda: bool) -> PathBuf {
-    let tmp = PathBuf::from("/tmp");
+    let tmp = std::env::temp_dir();
     if on_lambda {
         return tmp;
     }
@@ -210,8 +215,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn resolve(args: InitArgs, env: &[(&str, &str)]) -> Result<Settings, Error> {
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::resolve(args, |name| env.get(name).cloned())
     }
 
@@ -223,7 +230,11 @@ mod tests {
         };
         let s = resolve(
             args,
-            &[("WANDB_PROJECT", "env-project"), ("WANDB_ENTITY", "team"), ("WANDB_TAGS", "a, b,,c")],
+            &[
+                ("WANDB_PROJECT", "env-project"),
+                ("WANDB_ENTITY", "team"),
+                ("WANDB_TAGS", "a, b,,c"),
+            ],
         )
         .unwrap();
         assert_eq!(s.project.as_deref(), Some("arg-project"));
@@ -233,8 +244,14 @@ mod tests {
 
     #[test]
     fn mode_defaults_to_offline_without_key() {
-        assert_eq!(resolve(InitArgs::default(), &[]).unwrap().mode, Mode::Offline);
-        let online = resolve(InitArgs::default(), &[("WANDB_API_KEY", "k".repeat(40).as_str())]);
+        assert_eq!(
+            resolve(InitArgs::default(), &[]).unwrap().mode,
+            Mode::Offline
+        );
+        let online = resolve(
+            InitArgs::default(),
+            &[("WANDB_API_KEY", "k".repeat(40).as_str())],
+        );
         assert_eq!(online.unwrap().mode, Mode::Online);
         let forced = resolve(
             InitArgs::default(),
@@ -245,9 +262,9 @@ mod tests {
     }
 
     #[test]
-    fn lambda_defaults_root_to_tmp() {
+    fn lambda_defaults_root_to_the_temporary_directory() {
         let s = resolve(InitArgs::default(), &[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap();
-        assert_eq!(s.root_dir, PathBuf::from("/tmp"));
+        assert_eq!(s.root_dir, std::env::temp_dir());
         let s = resolve(
             InitArgs::default(),
             &[("AWS_LAMBDA_FUNCTION_NAME", "f"), ("WANDB_DIR", "/mnt/x")],
@@ -275,7 +292,11 @@ mod tests {
 
     #[test]
     fn api_key_is_redacted_in_debug() {
-        let s = resolve(InitArgs::default(), &[("WANDB_API_KEY", "secret-key-value")]).unwrap();
+        let s = resolve(
+            InitArgs::default(),
+            &[("WANDB_API_KEY", "secret-key-value")],
+        )
+        .unwrap();
         assert!(!format!("{s:?}").contains("secret-key-value"));
     }
 }

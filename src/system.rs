@@ -44,7 +44,14 @@ pub fn hostname() -> String {
 /// Like Python's `platform.platform()`: `Linux-<release>-<machine>`.
 pub fn os_description() -> String {
     uname()
-        .map(|u| format!("{}-{}-{}", field(&u.sysname), field(&u.release), field(&u.machine)))
+        .map(|u| {
+            format!(
+                "{}-{}-{}",
+                field(&u.sysname),
+                field(&u.release),
+                field(&u.machine)
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -142,7 +149,13 @@ mod tests {
     fn utc_formatting() {
         assert_eq!(utc_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
         // 2026-11-25T08:16:28Z
-        assert_eq!(utc_rfc3339(1_795_594_588, 5), "2026-11-25T08:16:28.000000005Z");
-        assert_eq!(utc_rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            utc_rfc3339(1_795_594_588, 5),
+            "2026-11-25T08:16:28.000000005Z"
+        );
+        assert_eq!(
+            utc_rfc3339(951_782_400, 0),
+            "2000-02-29T00:00:00.000000000Z"
+        );
     }
 }

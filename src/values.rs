@@ -106,8 +106,13 @@ fn push_indent(indent: usize, out: &mut String) {
 }
 
 fn write_yaml_key(key: &str, out: &mut String) {
-    let plain = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    let plain = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !matches!(
             key.to_ascii_lowercase().as_str(),
             "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
@@ -185,10 +190,7 @@ pub fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-fn write_json_object<'a>(
-    entries: impl Iterator<Item = (&'a String, &'a Value)>,
-    out: &mut String,
-) {
+fn write_json_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut String) {
     out.push('{');
     for (i, (key, value)) in entries.enumerate() {
         if i > 0 {
@@ -325,7 +327,11 @@ impl Tree {
         out
     }
 
-    fn collect_leaves<'a>(&'a self, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, &'a Value)>) {
+    fn collect_leaves<'a>(
+        &'a self,
+        path: &mut Vec<String>,
+        out: &mut Vec<(Vec<String>, &'a Value)>,
+    ) {
         for (key, node) in &self.0 {
             path.push(key.clone());
             match node {
@@ -367,8 +373,14 @@ mod tests {
             ("c".into(), Value::Float(f64::NAN)),
             ("d".into(), Value::Float(f64::INFINITY)),
             ("e".into(), Value::Float(f64::NEG_INFINITY)),
-            ("f".into(), Value::List(vec![Value::Null, Value::Bool(true)])),
-            ("g".into(), Value::BigInt("123456789012345678901234567890".into())),
+            (
+                "f".into(),
+                Value::List(vec![Value::Null, Value::Bool(true)]),
+            ),
+            (
+                "g".into(),
+                Value::BigInt("123456789012345678901234567890".into()),
+            ),
             ("h".into(), Value::Float(1e21)),
         ]);
         assert_eq!(
@@ -380,7 +392,10 @@ mod tests {
     #[test]
     fn yaml_blocks_and_scalars() {
         let value = Value::Map(vec![
-            ("lr".into(), Value::Map(vec![("value".into(), Value::Float(0.1))])),
+            (
+                "lr".into(),
+                Value::Map(vec![("value".into(), Value::Float(0.1))]),
+            ),
             (
                 "extra".into(),
                 Value::List(vec![
@@ -430,11 +445,18 @@ mod tests {
                 ("loss".into(), Value::Float(0.5)),
                 (
                     "d".into(),
-                    Value::Map(vec![("x".into(), Value::Int(1)), ("e".into(), Value::Map(vec![]))]),
+                    Value::Map(vec![
+                        ("x".into(), Value::Int(1)),
+                        ("e".into(), Value::Map(vec![])),
+                    ]),
                 ),
             ]),
         );
-        let leaves: Vec<_> = tree.leaves().into_iter().map(|(p, v)| (p, v.clone())).collect();
+        let leaves: Vec<_> = tree
+            .leaves()
+            .into_iter()
+            .map(|(p, v)| (p, v.clone()))
+            .collect();
         assert_eq!(
             leaves,
             vec![

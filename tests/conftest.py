@@ -13,9 +13,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import wandb_log  # noqa: E402
+import wandb_nexus
 
-import wandb_nexus  # noqa: E402
+import wandb_log
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,10 +7,11 @@ import math
 from pathlib import Path
 
 import pytest
-import wandb_log
-from conftest import run_records
 
 import wandb_nexus as wandb
+
+import wandb_log
+from conftest import run_records
 
 
 def test_init_from_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:

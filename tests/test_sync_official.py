@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_wandb import FakeWandb, wandb_sync
 
 import wandb_nexus as wandb
+
+from fake_wandb import FakeWandb, wandb_sync
 
 
 @pytest.fixture
@@ -119,7 +120,9 @@ def test_uncaught_exception_finishes_with_exit_code_1(fake: FakeWandb, tmp_path:
         "print(run.sync_dir, flush=True)\n"
         "raise SystemError('crash')\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 1
     wandb_sync(out.stdout.strip().splitlines()[0], fake)
     state = fake.single_run()

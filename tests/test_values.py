@@ -7,10 +7,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-import wandb_log
-from conftest import run_records
 
 import wandb_nexus as wandb
+
+import wandb_log
+from conftest import run_records
 
 
 def logged_row(data: dict) -> dict:
@@ -35,7 +36,7 @@ def test_scalars_and_containers() -> None:
             "i": -7,
             "f": 2.5,
             "t": True,
-            "s": "héllo \"q\"\n",
+            "s": 'héllo "q"\n',
             "n": None,
             "l": [1, 2.0, "x", None, [True]],
             "tu": (1, 2),
@@ -47,7 +48,7 @@ def test_scalars_and_containers() -> None:
         "i": -7,
         "f": 2.5,
         "t": True,
-        "s": "héllo \"q\"\n",
+        "s": 'héllo "q"\n',
         "n": None,
         "l": [1, 2.0, "x", None, [True]],
         "tu": [1, 2],

@@ -127,7 +127,9 @@ def config(records: list[pb.Record]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for r in records:
         kind = r.WhichOneof("record_type")
-        items = r.run.config.update if kind == "run" else r.config.update if kind == "config" else []
+        items = (
+            r.run.config.update if kind == "run" else r.config.update if kind == "config" else []
+        )
         for item in items:
             _merge(result, item_path(item), json.loads(item.value_json))
     return result

@@ -16,13 +16,16 @@ Without an API key (or with ``WANDB_MODE=offline``) the run is written to
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from . import _active, _core
 from ._run import Config, Run, Summary
 from .errors import RunIOError, UnsupportedValueError, UsageError, WandbNexusError
+
+# Typing-only imports: `typing` costs milliseconds at import, and annotations are lazy.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 __version__: str = _core.__version__
 
@@ -139,9 +142,9 @@ def _reinit_choice(reinit: bool | str | None) -> str:
 def _config_mapping(config: Mapping[str, Any] | argparse.Namespace | None) -> dict[str, Any]:
     if config is None:
         return {}
-    if isinstance(config, argparse.Namespace):
+    if type(config).__module__ == "argparse":  # argparse.Namespace, without importing argparse
         return dict(vars(config))
-    if isinstance(config, Mapping):
+    if hasattr(config, "keys"):  # a mapping; collections.abc costs milliseconds to import
         return dict(config)
     raise UnsupportedValueError(
         f"config must be a dict or an argparse.Namespace, not {type(config).__name__}"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import atexit
 import sys
-from types import TracebackType
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from ._run import Run
 
 # The run that module-level ``wandb_nexus.log()`` and ``wandb_nexus.run`` refer to.

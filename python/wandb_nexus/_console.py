@@ -4,8 +4,12 @@ still reaches the terminal and is also recorded as the run's console output."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO
+
+# Typing-only imports: `typing` costs milliseconds at import, and annotations are lazy.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TextIO
 
 
 class _Tee:
@@ -41,9 +45,15 @@ class ConsoleCapture:
             stream = getattr(sys, name)
             if stream is None:
                 continue
-            tee = _Tee(stream, lambda text, e=is_stderr: self._record(e, text))
+            tee = _Tee(stream, self._recorder(is_stderr))
             setattr(sys, name, tee)
             self._installed.append((name, stream, tee))
+
+    def _recorder(self, is_stderr: bool) -> Callable[[str], None]:
+        def record(text: str) -> None:
+            self._record(is_stderr, text)
+
+        return record
 
     def stop(self) -> None:
         for name, stream, tee in self._installed:

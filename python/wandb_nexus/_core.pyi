@@ -2,6 +2,8 @@
 
 from typing import Any, final
 
+__all__ = ["RunCore", "__version__", "init"]
+
 __version__: str
 
 @final

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Mapping
-from types import TracebackType
-from typing import Any
-
 from . import _core
 from ._console import ConsoleCapture
+
+# Typing-only imports: `typing` costs milliseconds at import, and annotations are lazy.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from types import TracebackType
+    from typing import Any
 
 __all__ = ["Config", "Run", "Summary"]
 
@@ -17,7 +19,7 @@ def _merge_into(target: dict[str, Any], changes: Mapping[str, Any]) -> None:
     """Dicts merge key by key into dicts already there, as the stored config does."""
     for key, value in changes.items():
         current = target.get(key)
-        if isinstance(value, Mapping) and value and isinstance(current, dict):
+        if isinstance(value, dict) and value and isinstance(current, dict):
             merged = dict(current)
             _merge_into(merged, value)
             target[key] = merged
@@ -210,6 +212,8 @@ class Run:
         """Logs a row of metrics, with wandb's step semantics."""
         dropped = self._core.log(data, step, commit)
         if dropped is not None:
+            import warnings
+
             old, current = dropped
             warnings.warn(
                 f"step {old} is older than the current step {current}; steps must increase, "

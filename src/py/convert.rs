@@ -153,7 +153,7 @@ fn foreign(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Unsupported> {
     if module == "numpy" || module.starts_with("numpy.") {
         let plain = obj.call_method0("tolist").map_err(python_error)?;
         // tolist() of a numpy scalar returns a Python scalar; never a numpy object again.
-        if plain.get_type().is(&obj.get_type()) {
+        if plain.get_type().is(obj.get_type()) {
             return Err(unsupported_type(obj));
         }
         return to_value(&plain, depth + 1);

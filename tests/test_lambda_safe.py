@@ -1,0 +1,114 @@
+"""Lambda-safe from the start: nothing written outside the run's directory, the temporary
+directory (/tmp on Lambda) as the root on Lambda or where the working directory is read-only,
+HOME never touched, no child processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import wandb_nexus as wandb
+
+RUN_SCRIPT = (
+    "import os, wandb_nexus as wandb\n"
+    "run = wandb.init(config={'a': 1})\n"
+    "run.log({'x': 1}); run.summary['y'] = 2\n"
+    "run.finish()\n"
+    "print(run.sync_dir)\n"
+)
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+def test_only_the_run_directory_is_written(clean_env: Path, tmp_path: Path) -> None:
+    before = files_under(tmp_path)
+    run = wandb.init()
+    run.log({"x": 1})
+    run.finish()
+    created = files_under(tmp_path) - before
+    sync_dir = Path(run.sync_dir)
+    assert clean_env / "wandb" in created
+    assert all(p == clean_env / "wandb" or sync_dir in (p, *p.parents) for p in created), created
+
+
+def test_lambda_environment_uses_tmp(tmp_path: Path) -> None:
+    code_dir = tmp_path / "task"
+    code_dir.mkdir()
+    tmp_root = tmp_path / "lambda-tmp"
+    tmp_root.mkdir()
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_FUNCTION_NAME": "hello",
+        "TMPDIR": str(tmp_root),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", RUN_SCRIPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=code_dir,
+        env=env,
+    )
+    sync_dir = Path(out.stdout.strip())
+    assert sync_dir.parent == tmp_root / "wandb"
+    assert list(code_dir.iterdir()) == []
+
+
+def test_read_only_working_directory_falls_back_to_tmp(tmp_path: Path) -> None:
+    # A read-only bind mount, as Lambda's /var/task is: even root gets EROFS there.
+    code_dir = tmp_path / "task"
+    code_dir.mkdir()
+    tmp_root = tmp_path / "tmp"
+    tmp_root.mkdir()
+    mount_read_only = (
+        'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && cd "$0" && '
+        'touch probe 2>/dev/null && exit 3; exec "$@"'
+    )
+    python_run = [sys.executable, "-c", RUN_SCRIPT]
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", mount_read_only, str(code_dir), *python_run],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_root)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()).parent == tmp_root / "wandb"
+    assert list(code_dir.iterdir()) == []
+
+
+def test_unwritable_explicit_dir_is_a_clear_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    with pytest.raises(wandb.RunIOError, match=r"cannot create .*file\.txt/wandb"):
+        wandb.init(dir=str(not_a_dir))
+    with pytest.raises(OSError):
+        wandb.init(dir="/proc/no-such-place")
+    assert wandb.run is None
+
+
+def test_home_is_never_written(clean_env: Path) -> None:
+    home = Path(os.environ["HOME"])
+    run = wandb.init()
+    run.log({"x": 1})
+    run.finish()
+    assert list(home.iterdir()) == []
+
+
+def test_no_child_processes_or_multiprocessing(tmp_path: Path) -> None:
+    script = (
+        "import os, sys, wandb_nexus as wandb\n"
+        "run = wandb.init(); run.log({'x': 1})\n"
+        "children = open(f'/proc/{os.getpid()}/task/{os.getpid()}/children').read().split()\n"
+        "run.finish()\n"
+        "print(len(children), 'multiprocessing' in sys.modules, 'subprocess' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["0", "False", "False"]
