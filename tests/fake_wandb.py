@@ -7,6 +7,9 @@
 - ``PUT /upload/<entity>/<project>/<run>/<path>``: the "signed" URLs that CreateRunFiles hands
   out. They point back at this server so that uploads can be checked too.
 
+Anything else gets a 404; that includes the SDK's telemetry probe to ``/sdk/otel/...``, after
+which the SDK sends no telemetry.
+
 It is deliberately strict, so that a client bug fails a test instead of passing silently:
 
 - GraphQL and file_stream requests need ``Authorization: Basic base64("api:" + key)`` (401
@@ -14,9 +17,14 @@ It is deliberately strict, so that a client bug fails a test instead of passing 
   reach a storage host.
 - Malformed bodies, unknown operations, wrongly typed variables, unknown file_stream keys or
   file names, history/events offsets that skip ahead, resent history/events lines that differ
-  from what was stored, ``uploaded`` names that were never PUT, and PUTs to URLs that were never
-  issued are all rejected with a 4xx status that the official client does not retry.
+  from what was stored, ``uploaded`` names that were never PUT, PUTs to URLs that were never
+  issued and bodies without Content-Length are all rejected with a 4xx status that the official
+  client does not retry (400, 403 or 404), so a test fails fast.
 - gzip'd file_stream bodies are only accepted if the FILESTREAM_GZIP feature is advertised.
+- A bug in the fake itself is answered with 400 and its traceback kept in `internal_errors`.
+
+Not checked: GraphQL selection sets. Operations are recognised by name and answered with the
+fields wandb-core selects, so a misspelt field in a client's query goes unnoticed.
 
 Every request is recorded (`FakeWandb.requests`), and each run's state is kept in a `RunState`
 (`FakeWandb.run_state`, `FakeWandb.single_run`). Faults can be injected per request kind with
@@ -32,6 +40,7 @@ import base64
 import contextlib
 import gzip
 import json
+import logging
 import os
 import re
 import secrets
@@ -42,12 +51,19 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from typing import Self  # 3.11+, but only type checkers import it
+
+logger = logging.getLogger(__name__)
 
 # 40 characters from [A-Za-z0-9] without a "-": the SDK would treat a dash as an on-prem
 # key prefix and then find the rest too short.
@@ -136,6 +152,7 @@ class Request:
     operation: str | None = None  # GraphQL operation name
     fault: str | None = None  # action of the fault applied to this request, if any
     status: int | None = None
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -226,6 +243,7 @@ class FakeWandb:
         self.username = "fake-user"
         self.email = "fake-user@example.com"
         self.requests: list[Request] = []
+        self.internal_errors: list[str] = []  # tracebacks of bugs in the fake itself
         self._runs: dict[tuple[str, str, str], RunState] = {}
         self._faults: dict[str, deque[Fault]] = {}
         self._lock = threading.Lock()
@@ -242,11 +260,14 @@ class FakeWandb:
         self._server.fake = self
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-wandb", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how long stop() may wait
+            name="fake-wandb",
+            daemon=True,
         )
         self._thread.start()
 
-    def __enter__(self) -> FakeWandb:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -294,7 +315,8 @@ class FakeWandb:
     def single_run(self) -> RunState:
         """The only run; fails if there is not exactly one."""
         runs = self.runs()
-        assert len(runs) == 1, f"expected exactly one run, found {[r.name for r in runs]}"
+        if len(runs) != 1:
+            raise AssertionError(f"expected exactly one run, found {[r.name for r in runs]}")
         return runs[0]
 
     def graphql_operations(self) -> list[str | None]:
@@ -336,6 +358,12 @@ class FakeWandb:
             answer_status, answer = self._dispatch(handler.command, kind, params, raw, record)
         except HttpError as err:
             answer_status, answer = err.status, _error_body(str(err))
+        except Exception:
+            # A bug in the fake. Answer with a status the client does not retry, so the test
+            # fails fast instead of waiting out the client's retries; pytest shows the log.
+            logger.exception("internal error in fake_wandb")
+            self.internal_errors.append(traceback.format_exc())
+            answer_status, answer = 400, _error_body("internal error in fake_wandb")
         if fault.action == "drop_after_apply":
             _drop_connection(handler)
             return
@@ -365,7 +393,11 @@ class FakeWandb:
         for name, value in (extra_headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
-        handler.wfile.write(payload)
+        try:
+            handler.wfile.write(payload)
+        except ConnectionError:  # the client gave up (e.g. timed out during a delay fault)
+            handler.close_connection = True
+            return
         record.status = code
 
     def _dispatch(
@@ -550,8 +582,10 @@ class FakeWandb:
         run = self._runs.get((entity, project, name))
         bucket = None
         if run is not None:
-            telemetry = (run.config or {}).get("_wandb", {}).get("value", {})
-            wandb_config = {"t": telemetry["t"]} if "t" in telemetry else {}
+            # Clients count a run as started only if its config has _wandb.t (telemetry).
+            internal = run.config_values.get("_wandb")
+            has_telemetry = isinstance(internal, dict) and "t" in internal
+            wandb_config = {"t": internal["t"]} if has_telemetry else {}
             bucket = {
                 "id": run.storage_id,
                 "name": run.name,
@@ -609,7 +643,8 @@ class FakeWandb:
             uploaded = body.get("uploaded", [])
             _check_uploaded(uploaded, run)
             complete = body.get("complete", False)
-            if not isinstance(complete, bool) or not isinstance(body.get("preempting", False), bool):
+            preempting = body.get("preempting", False)
+            if not isinstance(complete, bool) or not isinstance(preempting, bool):
                 raise HttpError(400, "complete and preempting must be booleans")
             exitcode = body.get("exitcode")
             if "exitcode" in body and (type(exitcode) is not int or not complete):
@@ -619,7 +654,7 @@ class FakeWandb:
                 offset, content = chunk["offset"], chunk["content"]
                 run.lines[name][offset : offset + len(content)] = content
             run.uploaded.extend(p for p in dict.fromkeys(uploaded) if p not in run.uploaded)
-            run.preempting = run.preempting or body.get("preempting", False)
+            run.preempting = run.preempting or preempting
             run.complete = run.complete or complete
             if complete:
                 run.exitcode = exitcode
@@ -628,6 +663,8 @@ class FakeWandb:
     # ------------------------------------------------------------------ uploads
 
     def _upload(self, params: tuple[str, ...], raw: bytes, record: Request) -> tuple[int, Any]:
+        # Storage services answer 400 to a signed URL that also carries Authorization; for us
+        # it would mean the API key leaked to a storage host.
         if "authorization" in record.headers:
             raise HttpError(400, "upload URLs must not receive an Authorization header")
         *key, path = params
@@ -639,8 +676,7 @@ class FakeWandb:
         return 200, None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(ThreadingHTTPServer):  # daemon threads: a stuck request never blocks exit
     fake: FakeWandb
 
 
@@ -676,7 +712,8 @@ def _read_body(handler: _Handler, headers: dict[str, str]) -> bytes:
     length = headers.get("content-length")
     if length is None:
         if handler.command in ("POST", "PUT"):
-            raise HttpError(411, "Content-Length required")
+            # 400 rather than 411, which wandb-core would retry.
+            raise HttpError(400, "Content-Length required (chunked bodies are not supported)")
         return b""
     if not length.isdigit():
         raise HttpError(400, "bad Content-Length")
@@ -748,7 +785,7 @@ def _check_config(config: Any) -> None:
     if not isinstance(config, dict):
         raise HttpError(400, "config must encode a JSON object")
     for key, wrapped in config.items():
-        if not isinstance(wrapped, dict) or "value" not in wrapped or set(wrapped) - {"value", "desc"}:
+        if not isinstance(wrapped, dict) or not {"value"} <= set(wrapped) <= {"value", "desc"}:
             raise HttpError(400, f"config key {key!r} is not wrapped as {{'value': ...}}")
 
 
@@ -838,10 +875,12 @@ def wandb_env(
 def run_isolated(
     cmd: list[str], env: dict[str, str], timeout: float, cwd: str | os.PathLike[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `cmd` in a new process group and kill what is left of that group afterwards.
+    """Run `cmd` in a new process group and kill what is left of that group afterwards, also
+    on timeout (subprocess.run would only kill the direct child).
 
-    The SDK starts a wandb-core service process; subprocess.run alone would leave it running
-    after a timeout, since it only kills the direct child.
+    The SDK's wandb-core service moves to a session of its own, so the group kill misses it;
+    but it watches its parent and exits by itself (observed within 2 s) once the parent is
+    gone, together with its wandb-symon helper.
     """
     proc = subprocess.Popen(
         cmd,
@@ -891,7 +930,7 @@ def wandb_sync(
         cmd = [sys.executable, "-m", "wandb", "sync", str(run_dir)]
         env = wandb_env(fake, home, {"WANDB_SILENT": "false", **(env_extra or {})})
         result = run_isolated(cmd, env, timeout, cwd=home)
-    synced = _sync_markers(run_dir).items() - markers_before.items() != set()
+    synced = bool(_sync_markers(run_dir).items() - markers_before.items())
     if result.returncode != 0 or not synced:
         raise SyncFailed(
             f"wandb sync {run_dir} failed (exit code {result.returncode}, marker written: "
