@@ -38,6 +38,8 @@ pub struct RunInfo {
     pub mode: Mode,
     /// The run directory (`.../wandb/offline-run-<ts>-<id>`); `None` when disabled.
     pub dir: Option<PathBuf>,
+    /// Something the user should be told about this run (shown as a Python warning).
+    pub notice: Option<String>,
 }
 
 impl RunInfo {
@@ -89,6 +91,17 @@ impl Run {
     /// Creates the run directory and transaction log and writes the opening records.
     pub fn start(settings: Settings, config: Value, process: ProcessInfo) -> Result<Self, Error> {
         let now = SystemTime::now();
+        let mut settings = settings;
+        let mut notice = None;
+        if settings.mode == Mode::Online {
+            // Online delivery is not built yet; keep the run whole on disk for `wandb sync`.
+            settings.mode = Mode::Offline;
+            notice = Some(
+                "online delivery is not available in this version of wandb_nexus; the run is \
+                 kept offline: upload it with `wandb sync <run.sync_dir>`"
+                    .to_string(),
+            );
+        }
         let id = settings
             .run_id
             .clone()
@@ -100,6 +113,7 @@ impl Run {
             project: settings.project.clone(),
             mode: settings.mode,
             dir: None,
+            notice,
         };
         let mut state = State::default();
         if let Value::Map(entries) = &config {

@@ -90,6 +90,10 @@ def init(
         dir=None if dir is None else str(dir),
         resume=_resume_text(resume),
     )
+    if core.notice is not None:
+        import warnings
+
+        warnings.warn(core.notice, stacklevel=2)
     new_run = Run(core, config_items)
     _active.adopt(new_run)
     return new_run

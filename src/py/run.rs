@@ -201,6 +201,12 @@ impl RunCore {
         self.run.info.log_path().map(|p| p.display().to_string())
     }
 
+    /// Something the user should be told about this run, if anything.
+    #[getter]
+    fn notice(&self) -> Option<&str> {
+        self.run.info.notice.as_deref()
+    }
+
     #[getter]
     fn step(&self) -> i64 {
         self.run.step()
