@@ -63,6 +63,8 @@ pub enum Logged {
 
 pub struct Run {
     pub info: RunInfo,
+    /// The process that started the run and owns its writer thread.
+    pid: u32,
     started: Instant,
     /// `None` in disabled mode: every call succeeds and nothing is stored.
     events: Option<UnboundedSender<Event>>,
@@ -162,6 +164,7 @@ impl Run {
     fn assemble(info: RunInfo, events: Option<UnboundedSender<Event>>, state: State) -> Self {
         Self {
             info,
+            pid: std::process::id(),
             started: Instant::now(),
             events,
             state: Mutex::new(state),
@@ -175,8 +178,16 @@ impl Run {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A live (not finished) run's state.
+    /// A live (not finished) run's state, in the process that started the run: a forked
+    /// child has no writer thread, so its calls would be lost.
     fn live_state(&self, action: &str) -> Result<MutexGuard<'_, State>, Error> {
+        if std::process::id() != self.pid {
+            return Err(Error::Usage(format!(
+                "cannot {action}: run {} belongs to process {}, not this forked one; start a \
+                 new run here with init(reinit=\"create_new\")",
+                self.info.id, self.pid
+            )));
+        }
         let state = self.state();
         if state.finished {
             return Err(Error::Usage(format!(

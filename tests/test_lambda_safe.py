@@ -13,6 +13,8 @@ import pytest
 
 import wandb_nexus as wandb
 
+import wandb_log
+
 RUN_SCRIPT = (
     "import os, wandb_nexus as wandb\n"
     "run = wandb.init(config={'a': 1})\n"
@@ -112,3 +114,39 @@ def test_no_child_processes_or_multiprocessing(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.split() == ["0", "False", "False"]
+
+
+def test_forked_child_gets_its_own_writer_and_refuses_the_parents_run(tmp_path: Path) -> None:
+    script = (
+        "import os, signal, sys, wandb_nexus as wandb\n"
+        "parent = wandb.init(); parent.log({'p': 1})\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    signal.alarm(20)  # a hang fails the test instead of blocking it\n"
+        "    try:\n"
+        "        parent.log({'p': 2})\n"
+        "        os._exit(3)\n"
+        "    except wandb.UsageError as e:\n"
+        "        assert 'forked' in str(e), e\n"
+        "    child = wandb.init(reinit='create_new'); child.log({'c': 1}); child.finish()\n"
+        "    print('child', child.sync_dir, flush=True)\n"
+        "    os._exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "parent.log({'p': 3}); parent.finish()\n"
+        "print('parent', parent.sync_dir, os.waitstatus_to_exitcode(status))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
+    parent_dir, child_status = lines["parent"].rsplit(" ", 1)
+    assert child_status == "0"
+    parent_rows = wandb_log.history_rows(
+        wandb_log.read_records(next(Path(parent_dir).glob("*.wandb")))
+    )
+    assert [row["p"] for row in parent_rows] == [1, 3]
+    child_rows = wandb_log.history_rows(
+        wandb_log.read_records(next(Path(lines["child"]).glob("*.wandb")))
+    )
+    assert [row["c"] for row in child_rows] == [1]
