@@ -136,21 +136,17 @@ pub struct HistoryStep {
     pub num: i64,
 }
 
+/// Summary and config records share one shape: items to set and items to remove.
 #[derive(Clone, PartialEq, Message)]
-pub struct SummaryRecord {
+pub struct ItemUpdates {
     #[prost(message, repeated, tag = "1")]
     pub update: Vec<Item>,
     #[prost(message, repeated, tag = "2")]
     pub remove: Vec<Item>,
 }
 
-#[derive(Clone, PartialEq, Message)]
-pub struct ConfigRecord {
-    #[prost(message, repeated, tag = "1")]
-    pub update: Vec<Item>,
-    #[prost(message, repeated, tag = "2")]
-    pub remove: Vec<Item>,
-}
+pub type SummaryRecord = ItemUpdates;
+pub type ConfigRecord = ItemUpdates;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct FilesRecord {
