@@ -27,6 +27,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The server refused the credentials.
+    #[error("{0}")]
+    Auth(String),
+    /// The W&B API answered with an error that retrying will not fix.
+    #[error("{0}")]
+    Comm(String),
+    /// The W&B API could not be reached, or kept failing, until the retry budget ran out.
+    #[error("{0}")]
+    Unavailable(String),
     /// A Python exception raised while converting user data; re-raised unchanged.
     #[error("{0}")]
     Python(PyErr),
@@ -70,12 +79,16 @@ impl From<Error> for PyErr {
         static USAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static VALUE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static RUN_IO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static AUTH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static COMM: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         Python::attach(|py| {
             let (cell, name) = match err {
                 Error::Python(inner) => return inner,
                 Error::Usage(_) => (&USAGE, "UsageError"),
                 Error::UnsupportedValue { .. } => (&VALUE, "UnsupportedValueError"),
                 Error::Io { .. } => (&RUN_IO, "RunIOError"),
+                Error::Auth(_) => (&AUTH, "AuthenticationError"),
+                Error::Comm(_) | Error::Unavailable(_) => (&COMM, "CommError"),
             };
             let message = err.to_string();
             match error_class(py, cell, name) {

@@ -1,6 +1,7 @@
 //! wandb-nexus: a Weights & Biases client core for AWS Lambda. This file only declares the
 //! Python module; each concern lives in its own module.
 
+pub mod delivery;
 pub mod error;
 pub mod metrics;
 pub mod py;
@@ -9,7 +10,9 @@ pub mod run;
 pub mod runtime;
 pub mod sender;
 pub mod settings;
+pub mod stream;
 pub mod system;
+pub mod transport;
 pub mod txlog;
 pub mod values;
 
@@ -19,7 +22,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use crate::py::run::{init, RunCore};
+    use crate::py::run::{init, sync, RunCore};
 
     #[pymodule_export]
     #[allow(non_upper_case_globals)]

@@ -3,20 +3,23 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::delivery::{self, Delivery, StopFlag};
 use crate::error::Error;
 use crate::metrics::{MetricDef, Metrics};
 use crate::records::{
     ConfigRecord, EnvironmentRecord, HeaderRecord, Item, RecordType, RunExitRecord, RunRecord,
     TelemetryFeature, TelemetryRecord, Timestamp, VersionInfo,
 };
-use crate::sender::{self, Entry, Event, Paths, RunFiles};
+use crate::runtime::runtime;
+use crate::sender::{self, Entry, Event, Online, Paths, RunFiles};
 use crate::settings::{Mode, Settings};
 use crate::system;
+use crate::transport::Transport;
 use crate::values::{Tree, Value};
 
 /// About the Python process, gathered at the edge.
@@ -29,7 +32,7 @@ pub struct ProcessInfo {
 }
 
 /// Where and what a run is; fixed at init.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RunInfo {
     pub id: String,
     pub display_name: Option<String>,
@@ -38,8 +41,12 @@ pub struct RunInfo {
     pub mode: Mode,
     /// The run directory (`.../wandb/offline-run-<ts>-<id>`); `None` when disabled.
     pub dir: Option<PathBuf>,
+    /// The run's page in the W&B UI, for a live run.
+    pub url: Option<String>,
     /// Something the user should be told about this run (shown as a Python warning).
     pub notice: Option<String>,
+    /// Set when the server asks to stop the run.
+    pub stopped: StopFlag,
 }
 
 impl RunInfo {
@@ -94,16 +101,6 @@ impl Run {
     pub fn start(settings: Settings, config: Value, process: ProcessInfo) -> Result<Self, Error> {
         let now = SystemTime::now();
         let mut settings = settings;
-        let mut notice = None;
-        if settings.mode == Mode::Online {
-            // Online delivery is not built yet; keep the run whole on disk for `wandb sync`.
-            settings.mode = Mode::Offline;
-            notice = Some(
-                "online delivery is not available in this version of wandb_nexus; the run is \
-                 kept offline: upload it with `wandb sync <run.sync_dir>`"
-                    .to_string(),
-            );
-        }
         let id = settings
             .run_id
             .clone()
@@ -115,7 +112,9 @@ impl Run {
             project: settings.project.clone(),
             mode: settings.mode,
             dir: None,
-            notice,
+            url: None,
+            notice: None,
+            stopped: StopFlag::default(),
         };
         let mut state = State::default();
         if let Value::Map(entries) = &config {
@@ -126,6 +125,16 @@ impl Run {
         if settings.mode == Mode::Disabled {
             return Ok(Self::assemble(info, None, state));
         }
+        let start_time = timestamp(now);
+        let run = run_record(&settings, &info.id, &config, start_time, &process);
+        let online = match settings.mode {
+            Mode::Online => connect(&settings, &run, &state.config, &mut info)?,
+            _ => None,
+        };
+        if online.is_none() && settings.mode == Mode::Online {
+            settings.mode = Mode::Offline;
+            info.mode = Mode::Offline;
+        }
         let dir = create_run_dir(&settings, &info.id, now)?;
         info.dir = Some(dir.clone());
         let events = sender::start(
@@ -134,8 +143,8 @@ impl Run {
                 files_dir: dir.join("files"),
             },
             info.id.clone(),
+            online,
         )?;
-        let start_time = timestamp(now);
         let environment = environment_record(&settings, &process, &info.id, start_time);
         state.metadata = metadata_json(&environment);
         state.internal_config = Value::Map(vec![(
@@ -149,9 +158,7 @@ impl Run {
                     min_consumer: MIN_CONSUMER.to_string(),
                 }),
             }),
-            RecordType::Run(run_record(
-                &settings, &info.id, &config, start_time, &process,
-            )),
+            RecordType::Run(run),
             RecordType::Environment(environment),
         ];
         for record in opening {
@@ -352,12 +359,15 @@ impl Run {
     }
 
     /// Flushes the pending row, records the exit and waits until the writer has stored
-    /// everything. A second call does nothing.
-    pub fn finish(&self, exit_code: i32) -> Result<(), Error> {
+    /// everything (and, for a live run, delivered it). A second call does nothing.
+    ///
+    /// A run that was stored but not delivered is not an error: the returned warning says
+    /// where it is and how to upload it later.
+    pub fn finish(&self, exit_code: i32) -> Result<Option<String>, Error> {
         let reply = {
             let mut state = self.state();
             if state.finished {
-                return Ok(());
+                return Ok(None);
             }
             self.flush_pending(&mut state);
             state.finished = true;
@@ -388,7 +398,7 @@ impl Run {
                 runtime,
             })));
             let Some(events) = &self.events else {
-                return Ok(());
+                return Ok(None);
             };
             let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
             let mut config = state.config.clone();
@@ -400,22 +410,80 @@ impl Run {
             };
             let _ = events.send(Event::Finish {
                 files,
+                exit_code,
                 reply: reply_tx,
             });
             reply_rx
         };
-        match reply.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(Error::io(
-                format!("run {} was not stored completely", self.info.id),
-                std::io::Error::other(message),
-            )),
-            Err(_) => Err(Error::io(
+        let finished = reply.recv().map_err(|_| {
+            Error::io(
                 format!("run {}: the writer stopped", self.info.id),
                 std::io::Error::other("writer thread ended unexpectedly"),
-            )),
+            )
+        })?;
+        if let Err(message) = finished.stored {
+            return Err(Error::io(
+                format!("run {} was not stored completely", self.info.id),
+                std::io::Error::other(message),
+            ));
         }
+        Ok(match finished.delivered {
+            Some(Err(err)) => Some(self.undelivered_notice(&err)),
+            _ => None,
+        })
     }
+}
+
+impl Run {
+    fn undelivered_notice(&self, err: &Error) -> String {
+        let dir = self
+            .info
+            .dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        format!(
+            "run {} was saved in {dir} but not fully delivered to W&B ({err}); upload it \
+             with: python -m wandb_nexus sync {dir}",
+            self.info.id
+        )
+    }
+}
+
+/// Creates the run on the server (one UpsertBucket) and prepares its delivery. A refused
+/// key is an error; an unreachable server is not: the run is kept locally, to be synced.
+fn connect(
+    settings: &Settings,
+    run: &RunRecord,
+    config: &Tree,
+    info: &mut RunInfo,
+) -> Result<Option<Online>, Error> {
+    let api_key = settings.api_key.as_ref().expect("online mode has a key");
+    let transport = Arc::new(Transport::new(&settings.base_url, api_key, settings.retry)?);
+    let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let target = match rt.block_on(transport.upsert_run(&delivery::run_upsert(run, config))) {
+        Ok(target) => target,
+        Err(Error::Unavailable(err)) => {
+            info.notice = Some(format!(
+                "cannot reach W&B at {} ({err}); the run is kept offline: upload it later \
+                 with `python -m wandb_nexus sync <run.sync_dir>`",
+                settings.base_url
+            ));
+            return Ok(None);
+        }
+        Err(err) => return Err(err),
+    };
+    info.entity = Some(target.entity.clone());
+    info.project = Some(target.project.clone());
+    if target.display_name.is_some() {
+        info.display_name = target.display_name.clone();
+    }
+    info.url = Some(delivery::run_url(&settings.app_url, &target));
+    let delivery = Delivery::new(transport, target, info.stopped.clone());
+    Ok(Some(Online {
+        delivery,
+        interval: settings.transmit_interval,
+    }))
 }
 
 /// `<root>/wandb/offline-run-<local time>-<id>/files`, created fresh.

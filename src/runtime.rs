@@ -25,6 +25,8 @@ pub fn runtime() -> io::Result<Arc<Runtime>> {
         Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("wandb-nexus")
+            .enable_io()
+            .enable_time()
             .build()?,
     );
     *slot = Some((pid, rt.clone()));

@@ -10,6 +10,7 @@ use std::sync::mpsc as std_mpsc;
 use prost::Message;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::delivery::{self, Delivery, Upload};
 use crate::error::Error;
 use crate::records::{
     ConfigRecord, HistoryRecord, HistoryStep, Item, OutputRawRecord, Record, RecordInfo,
@@ -41,11 +42,25 @@ pub enum Event {
         time: Timestamp,
         text: String,
     },
-    /// Writes the run files and closes the log; the reply says whether everything was stored.
+    /// Writes the run files, closes the log and, for a live run, completes delivery.
     Finish {
         files: RunFiles,
-        reply: std_mpsc::SyncSender<Result<(), String>>,
+        exit_code: i32,
+        reply: std_mpsc::SyncSender<Finished>,
     },
+}
+
+/// How finishing went: whether everything was stored on disk, and (for a live run) whether
+/// it reached the server.
+pub struct Finished {
+    pub stored: Result<(), String>,
+    pub delivered: Option<Result<(), Error>>,
+}
+
+/// A live run's delivery and how often it transmits.
+pub struct Online {
+    pub delivery: Delivery,
+    pub interval: std::time::Duration,
 }
 
 /// The contents of the run files written at finish.
@@ -61,8 +76,13 @@ pub struct Paths {
     pub files_dir: PathBuf,
 }
 
-/// Opens the log and starts the writer thread; events sent before the first error are stored.
-pub fn start(paths: Paths, stream_id: String) -> Result<UnboundedSender<Event>, Error> {
+/// Opens the log and starts the writer thread (and, online, the delivery task); events sent
+/// before the first error are stored.
+pub fn start(
+    paths: Paths,
+    stream_id: String,
+    online: Option<Online>,
+) -> Result<UnboundedSender<Event>, Error> {
     let log = LogWriter::create(&paths.log)
         .map_err(|e| Error::io(format!("cannot create {}", paths.log.display()), e))?;
     let output_path = paths.files_dir.join("output.log");
@@ -70,8 +90,15 @@ pub fn start(paths: Paths, stream_id: String) -> Result<UnboundedSender<Event>, 
         .map_err(|e| Error::io(format!("cannot create {}", output_path.display()), e))?;
     let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
     let (tx, rx) = unbounded_channel();
+    let uploads = online.map(|online| {
+        let (upload_tx, upload_rx) = unbounded_channel();
+        rt.spawn(online.delivery.run(upload_rx, online.interval));
+        upload_tx
+    });
     let mut sender = Sender {
         log,
+        log_path: paths.log,
+        uploads,
         output: BufWriter::new(output),
         files_dir: paths.files_dir,
         info: Some(RecordInfo { stream_id }),
@@ -82,8 +109,13 @@ pub fn start(paths: Paths, stream_id: String) -> Result<UnboundedSender<Event>, 
     Ok(tx)
 }
 
+type FinishRequest = (RunFiles, i32, std_mpsc::SyncSender<Finished>);
+
 struct Sender {
     log: LogWriter<BufWriter<File>>,
+    log_path: PathBuf,
+    /// The delivery task of a live run.
+    uploads: Option<UnboundedSender<Upload>>,
     output: BufWriter<File>,
     files_dir: PathBuf,
     info: Option<RecordInfo>,
@@ -106,19 +138,17 @@ impl Sender {
             // Hand what was written to the OS, so a killed process keeps it.
             let flushed = self.log.flush().and_then(|()| self.output.flush());
             self.note(flushed, "cannot write the transaction log");
-            if let Some((files, reply)) = finish {
-                let result = self.finish(files);
+            if let Some((files, exit_code, reply)) = finish {
+                let finished = self.finish(files, exit_code);
                 // The caller may have given up waiting; nothing else to tell.
-                let _ = reply.send(result);
+                let _ = reply.send(finished);
                 return;
             }
         }
     }
 
-    fn handle(
-        &mut self,
-        event: Event,
-    ) -> Option<(RunFiles, std_mpsc::SyncSender<Result<(), String>>)> {
+    /// Writes an event's record; a Finish is handed back to the loop.
+    fn handle(&mut self, event: Event) -> Option<FinishRequest> {
         let record = match event {
             Event::Record(record) => record,
             Event::History { step, row } => RecordType::History(HistoryRecord {
@@ -142,7 +172,11 @@ impl Sender {
                     line: text,
                 })
             }
-            Event::Finish { files, reply } => return Some((files, reply)),
+            Event::Finish {
+                files,
+                exit_code,
+                reply,
+            } => return Some((files, exit_code, reply)),
         };
         self.append(record);
         None
@@ -157,6 +191,9 @@ impl Sender {
         };
         let written = self.log.append(&record.encode_to_vec());
         self.note(written, "cannot write the transaction log");
+        if let Some(uploads) = &self.uploads {
+            let _ = uploads.send(Upload::Record(Box::new(record)));
+        }
     }
 
     fn note(&mut self, result: std::io::Result<()>, context: &str) {
@@ -166,7 +203,7 @@ impl Sender {
         }
     }
 
-    fn finish(&mut self, files: RunFiles) -> Result<(), String> {
+    fn finish(&mut self, files: RunFiles, exit_code: i32) -> Finished {
         let config = files.config.to_value();
         for (name, contents) in [
             ("config.yaml", config_yaml(&config)),
@@ -182,7 +219,26 @@ impl Sender {
             .sync()
             .and_then(|()| self.output.get_ref().sync_data());
         self.note(synced, "cannot persist the transaction log");
-        self.failure.take().map_or(Ok(()), Err)
+        let delivered = self.uploads.take().map(|uploads| {
+            let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+            let finish = Upload::Finish {
+                files_dir: self.files_dir.clone(),
+                exit_code,
+                reply: reply_tx,
+            };
+            let gone = || Error::Comm("the delivery task stopped unexpectedly".into());
+            uploads.send(finish).map_err(|_| gone())?;
+            let result = reply_rx.blocking_recv().map_err(|_| gone())?;
+            if result.is_ok() {
+                // Delivered whole: `sync` has nothing left to do for this run.
+                let _ = std::fs::write(delivery::synced_marker(&self.log_path), b"");
+            }
+            result
+        });
+        Finished {
+            stored: self.failure.take().map_or(Ok(()), Err),
+            delivered,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -43,6 +44,10 @@ pub enum Resume {
 pub struct ApiKey(String);
 
 impl ApiKey {
+    pub fn new(key: String) -> Self {
+        Self(key)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -51,6 +56,28 @@ impl ApiKey {
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// How long the transport keeps trying.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Total time for one request, retries included.
+    pub budget: Duration,
+    pub wait_min: Duration,
+    pub wait_max: Duration,
+    /// Time for one attempt.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            budget: Duration::from_secs(60),
+            wait_min: Duration::from_secs(1),
+            wait_max: Duration::from_secs(16),
+            attempt_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -70,6 +97,11 @@ pub struct Settings {
     pub resume: Option<Resume>,
     /// The directory that holds `wandb/`.
     pub root_dir: PathBuf,
+    /// The W&B UI, for run URLs.
+    pub app_url: String,
+    pub retry: RetryPolicy,
+    /// How often a live run sends what it has gathered.
+    pub transmit_interval: Duration,
 }
 
 pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
@@ -87,8 +119,41 @@ impl Settings {
         let env_str = |name: &str| env(name).filter(|v| !v.is_empty());
         let pick = |arg: Option<String>, name: &str| arg.or_else(|| env_str(name));
 
-        let api_key = env_str("WANDB_API_KEY").map(ApiKey);
+        let base_url = env_str("WANDB_BASE_URL")
+            .map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let api_key = env_str("WANDB_API_KEY")
+            .or_else(|| netrc_password(&base_url, &env))
+            .map(ApiKey);
         let mode = parse_mode(pick(args.mode, "WANDB_MODE").as_deref(), api_key.is_some())?;
+        if mode == Mode::Online {
+            crate::transport::parse_base_url(&base_url)?;
+        }
+        let seconds = |name: &str, default: Duration| -> Result<Duration, Error> {
+            match env_str(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        Error::Usage(format!("{name} must be a number of seconds, not {text:?}"))
+                    }),
+            }
+        };
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            budget: seconds("WANDB_NEXUS_RETRY_SECONDS", defaults.budget)?,
+            wait_min: seconds("WANDB_NEXUS_RETRY_WAIT_MIN", defaults.wait_min)?,
+            wait_max: seconds("WANDB_NEXUS_RETRY_WAIT_MAX", defaults.wait_max)?,
+            attempt_timeout: seconds("WANDB_HTTP_TIMEOUT", defaults.attempt_timeout)?,
+        };
+        let transmit_interval = seconds(
+            "WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL",
+            Duration::from_secs(15),
+        )?;
         let entity = pick(args.entity, "WANDB_ENTITY");
         let project = pick(args.project, "WANDB_PROJECT");
         check_name("entity", entity.as_deref())?;
@@ -115,9 +180,12 @@ impl Settings {
         Ok(Self {
             mode,
             api_key,
-            base_url: env_str("WANDB_BASE_URL")
+            app_url: env_str("WANDB_APP_URL")
                 .map(|u| u.trim_end_matches('/').to_string())
-                .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+                .unwrap_or_else(|| app_url(&base_url)),
+            retry,
+            transmit_interval,
+            base_url,
             entity,
             project,
             run_id,
@@ -130,6 +198,76 @@ impl Settings {
             root_dir,
         })
     }
+}
+
+/// The W&B UI for an API server: `api.wandb.*` drops the `api.` label, other `api.` hosts
+/// become `app.`, and anything else (a self-hosted server) serves both.
+fn app_url(base_url: &str) -> String {
+    if base_url.contains("://api.wandb.") {
+        base_url.replacen("://api.", "://", 1)
+    } else if base_url.contains("://api.") {
+        base_url.replacen("://api.", "://app.", 1)
+    } else {
+        base_url.to_string()
+    }
+}
+
+/// The password of the netrc entry for the base URL's host (`host:port` first), as `wandb
+/// login` stores the API key. The file is only read.
+fn netrc_password(base_url: &str, env: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    let url = crate::transport::parse_base_url(base_url).ok()?;
+    let host = url.host_str()?.to_string();
+    let netloc = url.port().map(|port| format!("{host}:{port}"));
+    let path = match env("NETRC").filter(|p| !p.is_empty()) {
+        Some(path) => match (path.strip_prefix("~/"), env("HOME")) {
+            (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+            _ => PathBuf::from(path),
+        },
+        None => {
+            let home = PathBuf::from(env("HOME")?);
+            [".netrc", "_netrc"]
+                .iter()
+                .map(|name| home.join(name))
+                .find(|p| p.is_file())?
+        }
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    netloc
+        .and_then(|n| netrc_lookup(&text, &n))
+        .or_else(|| netrc_lookup(&text, &host))
+}
+
+fn netrc_lookup(text: &str, machine: &str) -> Option<String> {
+    let mut tokens = text.split_whitespace();
+    let mut current: Option<bool> = None; // inside a stanza: does it match?
+    let mut default_password = None;
+    let mut in_default = false;
+    while let Some(token) = tokens.next() {
+        match token {
+            "machine" => {
+                current = Some(tokens.next()? == machine);
+                in_default = false;
+            }
+            "default" => {
+                current = None;
+                in_default = true;
+            }
+            "password" => {
+                let password = tokens.next()?.to_string();
+                if current == Some(true) {
+                    return Some(password);
+                }
+                if in_default {
+                    default_password = Some(password);
+                }
+            }
+            "login" | "account" => {
+                tokens.next();
+            }
+            _ => {}
+        }
+    }
+    default_password
 }
 
 /// Online needs a key; without one a run is kept offline, to be synced later.
@@ -288,6 +426,66 @@ mod tests {
         };
         let err = resolve(args, &[]).unwrap_err().to_string();
         assert!(err.contains("project"), "{err}");
+    }
+
+    #[test]
+    fn netrc_supplies_the_key_for_the_base_url_host() {
+        let dir = std::env::temp_dir().join(format!("netrc-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let netrc = dir.join("netrc");
+        std::fs::write(
+            &netrc,
+            "machine other.host login user password nope\n\
+             machine 127.0.0.1:8080\n  login user\n  password from-netrc\n",
+        )
+        .unwrap();
+        let path = netrc.display().to_string();
+        let s = resolve(
+            InitArgs::default(),
+            &[
+                ("NETRC", path.as_str()),
+                ("WANDB_BASE_URL", "http://127.0.0.1:8080"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.api_key.as_ref().map(ApiKey::expose), Some("from-netrc"));
+        assert_eq!(s.mode, Mode::Online);
+        let env_wins = resolve(
+            InitArgs::default(),
+            &[
+                ("NETRC", path.as_str()),
+                ("WANDB_BASE_URL", "http://127.0.0.1:8080"),
+                ("WANDB_API_KEY", "from-env"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            env_wins.api_key.as_ref().map(ApiKey::expose),
+            Some("from-env")
+        );
+        let no_entry = resolve(InitArgs::default(), &[("NETRC", path.as_str())]).unwrap();
+        assert!(no_entry.api_key.is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn app_urls() {
+        assert_eq!(app_url("https://api.wandb.ai"), "https://wandb.ai");
+        assert_eq!(
+            app_url("https://api.corp.example"),
+            "https://app.corp.example"
+        );
+        assert_eq!(app_url("http://localhost:8080"), "http://localhost:8080");
+    }
+
+    #[test]
+    fn malformed_base_url_is_refused_online() {
+        let err = resolve(
+            InitArgs::default(),
+            &[("WANDB_API_KEY", "k"), ("WANDB_BASE_URL", "api.wandb.ai")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("WANDB_BASE_URL"), "{err}");
     }
 
     #[test]

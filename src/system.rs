@@ -92,6 +92,21 @@ pub fn utc_rfc3339(seconds: i64, nanos: i32) -> String {
     )
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.ffffff` in UTC, the stamp wandb puts on console lines.
+pub fn utc_console_stamp(seconds: i64, nanos: i32) -> String {
+    let t = utc_parts(seconds);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        nanos / 1000
+    )
+}
+
 struct DateTime {
     year: i64,
     month: u32,

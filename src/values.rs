@@ -58,6 +58,218 @@ impl Value {
     }
 }
 
+impl Value {
+    /// Parses JSON, including the bare `NaN`, `Infinity` and `-Infinity` tokens wandb writes.
+    pub fn parse_json(text: &str) -> Result<Value, String> {
+        let mut parser = JsonParser {
+            bytes: text.as_bytes(),
+            pos: 0,
+            depth: 0,
+        };
+        let value = parser.value()?;
+        parser.skip_space();
+        if parser.pos != parser.bytes.len() {
+            return Err(parser.error("trailing characters"));
+        }
+        Ok(value)
+    }
+}
+
+/// Deeper documents are refused rather than risking the stack.
+const MAX_JSON_DEPTH: usize = 512;
+
+struct JsonParser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    depth: usize,
+}
+
+impl JsonParser<'_> {
+    fn error(&self, what: &str) -> String {
+        format!("invalid JSON at byte {}: {what}", self.pos)
+    }
+
+    fn skip_space(&mut self) {
+        while matches!(self.bytes.get(self.pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, literal: &str) -> bool {
+        if self.bytes[self.pos..].starts_with(literal.as_bytes()) {
+            self.pos += literal.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, String> {
+        self.skip_space();
+        let Some(&byte) = self.bytes.get(self.pos) else {
+            return Err(self.error("unexpected end"));
+        };
+        match byte {
+            b'{' | b'[' => {
+                self.depth += 1;
+                if self.depth > MAX_JSON_DEPTH {
+                    return Err(self.error("nested too deeply"));
+                }
+                let value = if byte == b'{' {
+                    self.object()
+                } else {
+                    self.array()
+                };
+                self.depth -= 1;
+                value
+            }
+            b'"' => self.string().map(Value::Str),
+            _ if self.eat("null") => Ok(Value::Null),
+            _ if self.eat("true") => Ok(Value::Bool(true)),
+            _ if self.eat("false") => Ok(Value::Bool(false)),
+            _ if self.eat("NaN") => Ok(Value::Float(f64::NAN)),
+            _ if self.eat("Infinity") => Ok(Value::Float(f64::INFINITY)),
+            _ if self.eat("-Infinity") => Ok(Value::Float(f64::NEG_INFINITY)),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(self.error("unexpected character")),
+        }
+    }
+
+    fn object(&mut self) -> Result<Value, String> {
+        self.pos += 1;
+        let mut entries = Vec::new();
+        self.skip_space();
+        if self.eat("}") {
+            return Ok(Value::Map(entries));
+        }
+        loop {
+            self.skip_space();
+            if self.bytes.get(self.pos) != Some(&b'"') {
+                return Err(self.error("expected a key"));
+            }
+            let key = self.string()?;
+            self.skip_space();
+            if !self.eat(":") {
+                return Err(self.error("expected ':'"));
+            }
+            entries.push((key, self.value()?));
+            self.skip_space();
+            if self.eat("}") {
+                return Ok(Value::Map(entries));
+            }
+            if !self.eat(",") {
+                return Err(self.error("expected ',' or '}'"));
+            }
+        }
+    }
+
+    fn array(&mut self) -> Result<Value, String> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_space();
+        if self.eat("]") {
+            return Ok(Value::List(items));
+        }
+        loop {
+            items.push(self.value()?);
+            self.skip_space();
+            if self.eat("]") {
+                return Ok(Value::List(items));
+            }
+            if !self.eat(",") {
+                return Err(self.error("expected ',' or ']'"));
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, String> {
+        let start = self.pos;
+        while matches!(
+            self.bytes.get(self.pos),
+            Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+        ) {
+            self.pos += 1;
+        }
+        let text = std::str::from_utf8(&self.bytes[start..self.pos]).expect("ASCII digits");
+        if !text.contains(['.', 'e', 'E']) {
+            if let Ok(i) = text.parse::<i64>() {
+                return Ok(Value::Int(i));
+            }
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Ok(Value::BigInt(text.to_string()));
+            }
+        }
+        text.parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| self.error("bad number"))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            let start = self.pos;
+            while !matches!(self.bytes.get(self.pos), None | Some(b'"' | b'\\')) {
+                self.pos += 1;
+            }
+            out.push_str(
+                std::str::from_utf8(&self.bytes[start..self.pos])
+                    .map_err(|_| self.error("invalid UTF-8"))?,
+            );
+            match self.bytes.get(self.pos) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(_) => {
+                    self.pos += 1;
+                    let escape = *self
+                        .bytes
+                        .get(self.pos)
+                        .ok_or_else(|| self.error("bad escape"))?;
+                    self.pos += 1;
+                    match escape {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => out.push(self.unicode_escape()?),
+                        _ => return Err(self.error("bad escape")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let hex = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| self.error("bad \\u escape"))?;
+        self.pos += 4;
+        Ok(hex)
+    }
+
+    fn unicode_escape(&mut self) -> Result<char, String> {
+        let first = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&first) && self.eat("\\u") {
+            let second = self.hex4()?;
+            0x10000 + ((first - 0xD800) << 10) + (second.wrapping_sub(0xDC00) & 0x3FF)
+        } else {
+            first
+        };
+        Ok(char::from_u32(code).unwrap_or('\u{FFFD}'))
+    }
+}
+
 /// Writes `value` as block-style YAML; `value` should be a map (the document's top level).
 pub fn write_yaml(value: &Value, indent: usize, out: &mut String) {
     match value {
@@ -415,6 +627,41 @@ mod tests {
             "lr:\n    value: 0.1\nextra:\n    - 1\n    -\n        \"a b\": .nan\n    - []\n\
              big: 1.0e+21\n\"yes\": \"x\\\"y\"\nempty: {}\n"
         );
+    }
+
+    #[test]
+    fn parse_round_trips_extended_json() {
+        let text = r#"{"a":-3,"b":1.5,"c":NaN,"d":Infinity,"e":-Infinity,"f":[null,true,false],"g":123456789012345678901234567890,"h":"q\"\u00e9\ud83d\ude00\n","i":{}}"#;
+        let value = Value::parse_json(text).unwrap();
+        let Value::Map(entries) = &value else {
+            panic!("not a map")
+        };
+        assert!(matches!(entries[2].1, Value::Float(f) if f.is_nan()));
+        assert_eq!(entries[7].1, Value::Str("q\"é😀\n".into()));
+        let again = Value::parse_json(&value.to_json()).unwrap();
+        assert_eq!(again.to_json(), value.to_json());
+        assert_eq!(
+            Value::parse_json(" [1 , 2e3] ").unwrap().to_json(),
+            "[1,2000.0]"
+        );
+    }
+
+    #[test]
+    fn parse_rejects_malformed_json() {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\" 1}",
+            "nul",
+            "1 2",
+            "\"abc",
+            "[\"\\x\"]",
+        ] {
+            assert!(Value::parse_json(bad).is_err(), "{bad:?} accepted");
+        }
+        let deep = "[".repeat(600) + &"]".repeat(600);
+        assert!(Value::parse_json(&deep).is_err());
     }
 
     #[test]

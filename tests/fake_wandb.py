@@ -178,6 +178,7 @@ class RunState:
     files: dict[str, bytes] = field(default_factory=dict)  # uploaded contents
     uploaded: list[str] = field(default_factory=list)  # file_stream "uploaded", first-seen order
     preempting: bool = False
+    stopped: bool = False  # set by a test: the user pressed Stop in the UI
     complete: bool = False
     exitcode: int | None = None
 
@@ -293,6 +294,11 @@ class FakeWandb:
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             self._faults.setdefault(kind, deque()).extend(_as_fault(f) for f in faults)
+
+    def clear_faults(self) -> None:
+        """Drop every injected fault not consumed yet (an outage ends)."""
+        with self._lock:
+            self._faults.clear()
 
     def pending_faults(self) -> dict[str, int]:
         """Injected faults not consumed yet, per kind."""
@@ -658,7 +664,7 @@ class FakeWandb:
             run.complete = run.complete or complete
             if complete:
                 run.exitcode = exitcode
-        return 200, FILE_STREAM_RESPONSE
+        return 200, {**FILE_STREAM_RESPONSE, "stopped": run.stopped}
 
     # ------------------------------------------------------------------ uploads
 
@@ -917,6 +923,7 @@ def wandb_sync(
     fake: FakeWandb,
     env_extra: dict[str, str] | None = None,
     timeout: float = 120,
+    args: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Upload an offline run directory to `fake` with the official ``wandb sync`` CLI.
 
@@ -927,7 +934,7 @@ def wandb_sync(
     run_dir = Path(run_dir)
     markers_before = _sync_markers(run_dir)
     with tempfile.TemporaryDirectory(prefix="wandb-sync-home-") as home:
-        cmd = [sys.executable, "-m", "wandb", "sync", str(run_dir)]
+        cmd = [sys.executable, "-m", "wandb", "sync", *args, str(run_dir)]
         env = wandb_env(fake, home, {"WANDB_SILENT": "false", **(env_extra or {})})
         result = run_isolated(cmd, env, timeout, cwd=home)
     synced = bool(_sync_markers(run_dir).items() - markers_before.items())

@@ -286,19 +286,3 @@ def test_nan_and_infinity_in_summary() -> None:
     run.log({"n": float("nan"), "i": float("inf")})
     assert math.isnan(run.summary["n"]) and run.summary["i"] == math.inf
     run.finish()
-
-
-def test_api_key_without_online_delivery_keeps_the_run_offline(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    key = "k" * 40
-    monkeypatch.setenv("WANDB_API_KEY", key)
-    with pytest.warns(UserWarning, match="kept offline"):
-        run = wandb.init(project="p")
-    assert run.mode == "offline" and "offline-run-" in run.sync_dir
-    assert key not in repr(run) and key not in repr(run._core)
-    run.log({"a": 1})
-    run.finish()
-    for path in Path(run.sync_dir).rglob("*"):
-        if path.is_file():
-            assert key.encode() not in path.read_bytes(), path

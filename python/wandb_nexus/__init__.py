@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from . import _active, _core
 from ._run import Config, Run, Summary
-from .errors import RunIOError, UnsupportedValueError, UsageError, WandbNexusError
+from .errors import (
+    AuthenticationError,
+    CommError,
+    RunIOError,
+    UnsupportedValueError,
+    UsageError,
+    WandbNexusError,
+)
 
 # Typing-only imports: `typing` costs milliseconds at import, and annotations are lazy.
 TYPE_CHECKING = False
@@ -30,6 +37,8 @@ if TYPE_CHECKING:
 __version__: str = _core.__version__
 
 __all__ = [
+    "AuthenticationError",
+    "CommError",
     "Config",
     "Run",
     "RunIOError",

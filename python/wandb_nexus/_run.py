@@ -184,8 +184,13 @@ class Run:
 
     @property
     def url(self) -> str | None:
-        """The run's page; None for a run kept offline."""
-        return None
+        """The run's page in the W&B UI; None for a run kept offline."""
+        return self._core.url
+
+    @property
+    def stopped(self) -> bool:
+        """True once the run was stopped from the W&B UI."""
+        return self._core.stopped
 
     @property
     def dir(self) -> str | None:
@@ -236,11 +241,15 @@ class Run:
         """Writes the rest of the run and closes it; exit_code 0 means success."""
         self._console.stop()
         try:
-            self._core.finish(0 if exit_code is None else exit_code)
+            undelivered = self._core.finish(0 if exit_code is None else exit_code)
         finally:
             from . import _active
 
             _active.forget(self)
+        if undelivered is not None:
+            import warnings
+
+            warnings.warn(undelivered, stacklevel=2)
 
     def __enter__(self) -> Run:
         return self

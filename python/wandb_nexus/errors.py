@@ -6,7 +6,14 @@ of problem, so ``except ValueError`` keeps working for a bad argument.
 
 from __future__ import annotations
 
-__all__ = ["RunIOError", "UnsupportedValueError", "UsageError", "WandbNexusError"]
+__all__ = [
+    "AuthenticationError",
+    "CommError",
+    "RunIOError",
+    "UnsupportedValueError",
+    "UsageError",
+    "WandbNexusError",
+]
 
 
 class WandbNexusError(Exception):
@@ -23,3 +30,11 @@ class UnsupportedValueError(WandbNexusError, TypeError):
 
 class RunIOError(WandbNexusError, OSError):
     """The run's directory or transaction log could not be written."""
+
+
+class CommError(WandbNexusError, ConnectionError):
+    """The W&B API could not be reached, or answered with an error, after retries."""
+
+
+class AuthenticationError(CommError, PermissionError):
+    """The W&B API refused the API key."""

@@ -154,8 +154,9 @@ impl RunCore {
         self.run.output(stderr, text);
     }
 
+    /// Returns a warning when the run was stored but not fully delivered.
     #[pyo3(signature = (exit_code=0))]
-    fn finish(&self, py: Python<'_>, exit_code: i32) -> PyResult<()> {
+    fn finish(&self, py: Python<'_>, exit_code: i32) -> PyResult<Option<String>> {
         let run = &self.run;
         Ok(py.detach(|| run.finish(exit_code))?)
     }
@@ -201,6 +202,21 @@ impl RunCore {
         self.run.info.log_path().map(|p| p.display().to_string())
     }
 
+    /// The run's page in the W&B UI; None for a run kept offline.
+    #[getter]
+    fn url(&self) -> Option<&str> {
+        self.run.info.url.as_deref()
+    }
+
+    /// The server asked to stop the run (the Stop button in the W&B UI).
+    #[getter]
+    fn stopped(&self) -> bool {
+        self.run
+            .info
+            .stopped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Something the user should be told about this run, if anything.
     #[getter]
     fn notice(&self) -> Option<&str> {
@@ -220,4 +236,24 @@ impl RunCore {
     fn __repr__(&self) -> String {
         format!("<RunCore id={:?} mode={}>", self.run.info.id, self.mode())
     }
+}
+
+/// Uploads a run directory written offline or not fully delivered. Returns the run's URL, or
+/// None when it was already synced.
+#[pyfunction]
+#[pyo3(signature = (path, entity=None, project=None))]
+pub fn sync(
+    py: Python<'_>,
+    path: String,
+    entity: Option<String>,
+    project: Option<String>,
+) -> PyResult<Option<String>> {
+    let outcome = py.detach(|| {
+        let settings = Settings::resolve(InitArgs::default(), |name| std::env::var(name).ok())?;
+        crate::delivery::sync(std::path::Path::new(&path), &settings, entity, project)
+    })?;
+    Ok(match outcome {
+        crate::delivery::SyncOutcome::Uploaded { url } => Some(url),
+        crate::delivery::SyncOutcome::AlreadySynced => None,
+    })
 }

@@ -1,0 +1,386 @@
+//! Delivering a run to the W&B API: a task that streams what the writer logs, and the finish
+//! sequence shared by live runs and `sync`.
+//!
+//! Round trips are few by design: nothing is sent while a short run is open (data gathers
+//! until the transmit interval), and finish takes three sequential rounds: the config update
+//! and the upload URLs together, then every file upload at once, then one file_stream request
+//! that carries all remaining rows, the summary, the console, the uploaded files and the exit
+//! code.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use crate::error::Error;
+use crate::records::{Record, RecordType, RunRecord};
+use crate::settings::Settings;
+use crate::stream::{config_json, RunStream};
+use crate::transport::{RunTarget, RunUpsert, Transport};
+use crate::values::Value;
+
+/// After this long without a request, a live run sends an empty one so the server does not
+/// take it for crashed.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+pub enum Upload {
+    Record(Box<Record>),
+    Finish {
+        files_dir: PathBuf,
+        exit_code: i32,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// Shared with the run: the server asked to stop it (the Stop button in the W&B UI).
+pub type StopFlag = Arc<AtomicBool>;
+
+pub struct Delivery {
+    transport: Arc<Transport>,
+    target: RunTarget,
+    stream: RunStream,
+    stopped: StopFlag,
+    last_request: Instant,
+}
+
+/// What the first UpsertBucket of a run sends: everything the run record says.
+pub fn run_upsert(run: &RunRecord, config: &crate::values::Tree) -> RunUpsert {
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    RunUpsert {
+        storage_id: None,
+        run_id: run.run_id.clone(),
+        entity: text(&run.entity),
+        project: text(&run.project),
+        display_name: text(&run.display_name),
+        notes: text(&run.notes),
+        group: text(&run.run_group),
+        job_type: text(&run.job_type),
+        tags: Some(run.tags.clone()),
+        host: text(&run.host),
+        program: None,
+        config: Some(server_config(run, config)),
+    }
+}
+
+/// The config as the server keeps it, with `_wandb.t` (telemetry by field number: python
+/// version and platform) so the server counts the run as started.
+fn server_config(run: &RunRecord, config: &crate::values::Tree) -> String {
+    let mut config = config.clone();
+    let telemetry = run.telemetry.clone().unwrap_or_default();
+    let mut t = Vec::new();
+    if !telemetry.python_version.is_empty() {
+        t.push(("4".to_string(), Value::Str(telemetry.python_version)));
+    }
+    if !telemetry.platform.is_empty() {
+        t.push(("13".to_string(), Value::Str(telemetry.platform)));
+    }
+    config.merge(
+        &["_wandb".to_string()],
+        Value::Map(vec![
+            ("t".to_string(), Value::Map(t)),
+            ("m".to_string(), Value::List(Vec::new())),
+        ]),
+    );
+    config_json(&config)
+}
+
+impl Delivery {
+    pub fn new(transport: Arc<Transport>, target: RunTarget, stopped: StopFlag) -> Self {
+        Self {
+            transport,
+            target,
+            stream: RunStream::default(),
+            stopped,
+            last_request: Instant::now(),
+        }
+    }
+
+    pub fn apply(&mut self, record: &Record) {
+        self.stream.apply(record);
+        if matches!(record.record_type, Some(RecordType::Run(_))) {
+            // The run's first UpsertBucket already carried this config.
+            self.stream.take_config_change();
+        }
+    }
+
+    /// Streams records as they come, sending every `interval`, until Finish.
+    pub async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Upload>, interval: Duration) {
+        let mut ticks = interval_at(Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = inbox.recv() => match message {
+                    Some(Upload::Record(record)) => self.apply(&record),
+                    Some(Upload::Finish { files_dir, exit_code, reply }) => {
+                        let _ = reply.send(self.finish(&files_dir, exit_code).await);
+                        return;
+                    }
+                    None => return,
+                },
+                _ = ticks.tick() => {
+                    // A failed send leaves the data pending: the next tick or finish resends
+                    // it at the same offsets.
+                    let _ = self.transmit().await;
+                }
+            }
+        }
+    }
+
+    fn config_update(&self) -> RunUpsert {
+        let run = self.stream.run.clone().unwrap_or_default();
+        RunUpsert {
+            run_id: self.target.run_id.clone(),
+            entity: Some(self.target.entity.clone()),
+            project: Some(self.target.project.clone()),
+            config: Some(server_config(&run, &self.stream.config)),
+            ..Default::default()
+        }
+    }
+
+    /// One periodic round: a changed config, then the gathered data (or a heartbeat).
+    async fn transmit(&mut self) -> Result<(), Error> {
+        if self.stream.take_config_change() {
+            if let Err(err) = self.transport.upsert_run(&self.config_update()).await {
+                self.stream.mark_config_changed();
+                return Err(err);
+            }
+        }
+        let batch = self.stream.pending();
+        if batch.is_empty() && self.last_request.elapsed() < HEARTBEAT {
+            return Ok(());
+        }
+        let reply = self
+            .transport
+            .file_stream(&self.target, &batch, &[], None)
+            .await?;
+        self.last_request = Instant::now();
+        self.stream.acknowledge(&batch);
+        if reply.stopped {
+            self.stopped.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Uploads the run files and sends everything that remains with the exit code.
+    pub async fn finish(&mut self, files_dir: &Path, exit_code: i32) -> Result<(), Error> {
+        let names = run_files(files_dir);
+        let config = self
+            .stream
+            .take_config_change()
+            .then(|| self.config_update());
+        let transport = &self.transport;
+        let (config_sent, upload_targets) = tokio::join!(
+            async {
+                match &config {
+                    Some(update) => transport.upsert_run(update).await.map(drop),
+                    None => Ok(()),
+                }
+            },
+            async {
+                if names.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    transport.create_run_files(&self.target, &names).await
+                }
+            }
+        );
+        let mut problems = Vec::new();
+        let mut uploads = JoinSet::new();
+        match upload_targets {
+            Ok(targets) => {
+                for target in targets {
+                    let transport = self.transport.clone();
+                    let path = files_dir.join(&target.name);
+                    uploads.spawn(async move {
+                        let contents = tokio::task::spawn_blocking(move || std::fs::read(path))
+                            .await
+                            .map_err(|e| Error::Comm(format!("reading {}: {e}", target.name)))?
+                            .map_err(|e| Error::io(format!("reading {}", target.name), e))?;
+                        transport.upload(&target, contents).await?;
+                        Ok::<_, Error>(target.name)
+                    });
+                }
+            }
+            Err(err) => problems.push(err.to_string()),
+        }
+        let mut uploaded = Vec::new();
+        while let Some(joined) = uploads.join_next().await {
+            match joined {
+                Ok(Ok(name)) => uploaded.push(name),
+                Ok(Err(err)) => problems.push(err.to_string()),
+                Err(err) => problems.push(format!("an upload task failed: {err}")),
+            }
+        }
+        uploaded.sort();
+        let batch = self.stream.pending();
+        let reply = self
+            .transport
+            .file_stream(&self.target, &batch, &uploaded, Some(exit_code))
+            .await?;
+        self.stream.acknowledge(&batch);
+        if reply.stopped {
+            self.stopped.store(true, Ordering::Relaxed);
+        }
+        if let Err(err) = config_sent {
+            problems.push(err.to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Comm(format!(
+                "the run arrived, but not all of it: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
+/// Regular files under the files directory, as `/`-separated relative paths.
+fn run_files(files_dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut dirs = vec![files_dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => dirs.push(path),
+                Ok(kind) if kind.is_file() => {
+                    if let Ok(relative) = path.strip_prefix(files_dir) {
+                        let parts: Vec<_> = relative
+                            .components()
+                            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                            .collect();
+                        names.push(parts.join("/"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// The marker written next to a transaction log once the whole run has been delivered; the
+/// official `wandb sync` uses the same name.
+pub fn synced_marker(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".synced");
+    PathBuf::from(name)
+}
+
+/// How a `sync` of one run went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    Uploaded { url: String },
+    AlreadySynced,
+}
+
+/// Uploads a run directory (or its `.wandb` file) written offline or not fully delivered.
+/// History goes from line 0, so rows that already arrived are replaced by the same rows,
+/// never duplicated; running it twice is safe.
+pub fn sync(
+    path: &Path,
+    settings: &Settings,
+    entity: Option<String>,
+    project: Option<String>,
+) -> Result<SyncOutcome, Error> {
+    let log = find_log(path)?;
+    let marker = synced_marker(&log);
+    if marker.exists() {
+        return Ok(SyncOutcome::AlreadySynced);
+    }
+    let records = crate::txlog::read_file(&log)
+        .map_err(|e| Error::io(format!("cannot read {}", log.display()), e))?;
+    let mut stream = RunStream::default();
+    for bytes in &records {
+        // Records of kinds we do not know decode with their unknown fields skipped.
+        if let Ok(record) = Record::decode(bytes.as_slice()) {
+            stream.apply(&record);
+        }
+    }
+    let Some(mut run) = stream.run.clone() else {
+        return Err(Error::Usage(format!(
+            "{} holds no run record; it is not a run's transaction log",
+            log.display()
+        )));
+    };
+    if let Some(entity) = entity {
+        run.entity = entity;
+    }
+    if let Some(project) = project {
+        run.project = project;
+    }
+    let Some(api_key) = &settings.api_key else {
+        return Err(Error::Usage(
+            "sync needs an API key: set WANDB_API_KEY or run `wandb login`".into(),
+        ));
+    };
+    let transport = Arc::new(Transport::new(&settings.base_url, api_key, settings.retry)?);
+    let files_dir = log.parent().unwrap_or(Path::new(".")).join("files");
+    // A log without an exit record is a run that died: W&B marks such runs failed.
+    let exit_code = stream.exit_code.unwrap_or(1);
+    let rt = crate::runtime::runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let target = rt.block_on(async {
+        let target = transport
+            .upsert_run(&run_upsert(&run, &stream.config))
+            .await?;
+        stream.take_config_change();
+        let mut delivery = Delivery {
+            transport: transport.clone(),
+            target: target.clone(),
+            stream,
+            stopped: StopFlag::default(),
+            last_request: Instant::now(),
+        };
+        delivery.finish(&files_dir, exit_code).await?;
+        Ok::<_, Error>(target)
+    })?;
+    std::fs::write(&marker, b"").map_err(|e| {
+        Error::io(
+            format!("uploaded, but cannot write {}", marker.display()),
+            e,
+        )
+    })?;
+    Ok(SyncOutcome::Uploaded {
+        url: run_url(&settings.app_url, &target),
+    })
+}
+
+/// `{app}/{entity}/{project}/runs/{id}`.
+pub fn run_url(app_url: &str, target: &RunTarget) -> String {
+    format!(
+        "{app_url}/{}/{}/runs/{}",
+        target.entity, target.project, target.run_id
+    )
+}
+
+fn find_log(path: &Path) -> Result<PathBuf, Error> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.extension().is_some_and(|ext| ext == "wandb")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+        })
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{} holds no run-<id>.wandb transaction log",
+                path.display()
+            ))
+        })
+}

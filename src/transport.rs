@@ -1,0 +1,586 @@
+//! Talking to the W&B API: one configured HTTP client per process, GraphQL operations, the
+//! file_stream endpoint and signed-URL uploads, all behind one retry policy.
+//!
+//! The API key is sent only to the base URL (GraphQL and file_stream); uploads to signed URLs
+//! never carry it, and redirects are not followed, so it cannot leak to another host.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
+use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use serde_json::{json, Value as Json};
+use tokio::time::{sleep, Instant};
+
+use crate::error::Error;
+use crate::settings::{ApiKey, RetryPolicy};
+use crate::stream::{Batch, CONSOLE_FILE, HISTORY_FILE, SUMMARY_FILE};
+
+static CLIENT: Mutex<Option<(u32, Client)>> = Mutex::new(None);
+
+/// The process's HTTP client, built on first use; a forked child builds its own, since the
+/// parent's pooled connections belong to a runtime the child does not have.
+pub fn client() -> Result<Client, Error> {
+    let pid = std::process::id();
+    let mut slot = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((owner, client)) = slot.as_ref() {
+        if *owner == pid {
+            return Ok(client.clone());
+        }
+        std::mem::forget(slot.take());
+    }
+    let client = build_client()?;
+    *slot = Some((pid, client.clone()));
+    Ok(client)
+}
+
+fn build_client() -> Result<Client, Error> {
+    // Another library may have installed a provider already; either one serves.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = Vec::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() + 1);
+    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        roots.push(reqwest::Certificate::from_der(der).map_err(tls_setup_error)?);
+    }
+    // A private CA (a self-hosted W&B server) is added through SSL_CERT_FILE.
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
+        let pem = std::fs::read(&path).map_err(|e| {
+            Error::io(
+                format!("cannot read SSL_CERT_FILE {}", path.to_string_lossy()),
+                e,
+            )
+        })?;
+        roots.extend(reqwest::Certificate::from_pem_bundle(&pem).map_err(tls_setup_error)?);
+    }
+    Client::builder()
+        .tls_certs_only(roots)
+        .user_agent(concat!("wandb-nexus/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        // Idle connections may go stale while Lambda freezes the process; a stale one fails
+        // fast and the retry opens a new one.
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(tls_setup_error)
+}
+
+fn tls_setup_error(err: reqwest::Error) -> Error {
+    Error::Comm(format!(
+        "cannot set up the HTTP client: {}",
+        error_chain(&err)
+    ))
+}
+
+/// reqwest's own message hides the cause (refused, TLS, DNS); include the whole chain.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A failed attempt: worth retrying or not.
+enum Attempt {
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    Fail(Error),
+}
+
+/// Where a run lives on the server, as the server named it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunTarget {
+    pub entity: String,
+    pub project: String,
+    pub run_id: String,
+    pub display_name: Option<String>,
+    pub storage_id: Option<String>,
+    pub history_line_count: u64,
+}
+
+/// The fields of an UpsertBucket call; `None` is sent as null ("unchanged").
+#[derive(Clone, Debug, Default)]
+pub struct RunUpsert {
+    pub storage_id: Option<String>,
+    pub run_id: String,
+    pub entity: Option<String>,
+    pub project: Option<String>,
+    pub display_name: Option<String>,
+    pub notes: Option<String>,
+    pub group: Option<String>,
+    pub job_type: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub host: Option<String>,
+    pub program: Option<String>,
+    /// The config as W&B stores it (`{"key": {"value": v}}`), JSON text.
+    pub config: Option<String>,
+}
+
+/// A signed URL for one run file.
+#[derive(Clone, Debug)]
+pub struct UploadTarget {
+    pub name: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The parts of a file_stream response the client acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamReply {
+    /// The run was stopped from the W&B UI.
+    pub stopped: bool,
+}
+
+pub struct Transport {
+    client: Client,
+    base_url: Url,
+    auth: HeaderValue,
+    policy: RetryPolicy,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base_url", &self.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+const UPSERT_BUCKET: &str = "mutation UpsertBucket($id: String, $name: String, \
+$project: String, $entity: String, $groupName: String, $description: String, \
+$displayName: String, $notes: String, $commit: String, $config: JSONString, $host: String, \
+$debug: Boolean, $program: String, $repo: String, $jobType: String, $state: String, \
+$sweep: String, $tags: [String!], $summaryMetrics: JSONString) { upsertBucket(input: {id: $id, \
+name: $name, groupName: $groupName, modelName: $project, entityName: $entity, \
+description: $description, displayName: $displayName, notes: $notes, config: $config, \
+commit: $commit, host: $host, debug: $debug, jobProgram: $program, jobRepo: $repo, \
+jobType: $jobType, state: $state, sweep: $sweep, tags: $tags, \
+summaryMetrics: $summaryMetrics}) { bucket { id name displayName description config \
+sweepName project { id name entity { id name } } historyLineCount } inserted } }";
+
+const CREATE_RUN_FILES: &str = "mutation CreateRunFiles($entity: String!, $project: String!, \
+$run: String!, $files: [String!]!) { createRunFiles(input: {entityName: $entity, \
+projectName: $project, runName: $run, files: $files}) { runID uploadHeaders \
+files { name uploadUrl } } }";
+
+impl Transport {
+    pub fn new(base_url: &str, api_key: &ApiKey, policy: RetryPolicy) -> Result<Self, Error> {
+        let base_url = parse_base_url(base_url)?;
+        use base64::Engine as _;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("api:{}", api_key.expose()));
+        let mut auth = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+            Error::Usage("the API key contains characters not allowed in HTTP".into())
+        })?;
+        auth.set_sensitive(true);
+        Ok(Self {
+            client: client()?,
+            base_url,
+            auth,
+            policy,
+        })
+    }
+
+    fn endpoint(&self, path: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .expect("http(s) URLs have a path")
+            .pop_if_empty()
+            .extend(path);
+        url
+    }
+
+    /// Sends a request built by `build` until it succeeds, fails permanently, or the retry
+    /// budget is spent. Returns the response body.
+    async fn send(&self, what: &str, build: impl Fn() -> RequestBuilder) -> Result<Vec<u8>, Error> {
+        let deadline = Instant::now() + self.policy.budget;
+        let mut wait = self.policy.wait_min;
+        loop {
+            match self.attempt(what, build()).await {
+                Ok(body) => return Ok(body),
+                Err(Attempt::Fail(err)) => return Err(err),
+                Err(Attempt::Retry { reason, after }) => {
+                    let pause = after.unwrap_or_else(|| jittered(wait));
+                    if Instant::now() + pause >= deadline {
+                        return Err(Error::Unavailable(format!(
+                            "{what} still failing after {:.0} s of retries: {reason}",
+                            self.policy.budget.as_secs_f64()
+                        )));
+                    }
+                    sleep(pause).await;
+                    wait = (wait * 2).min(self.policy.wait_max);
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, what: &str, request: RequestBuilder) -> Result<Vec<u8>, Attempt> {
+        let response = match request.timeout(self.policy.attempt_timeout).send().await {
+            Ok(response) => response,
+            // Timeouts, refused or reset connections, stale pooled sockets: all transient.
+            Err(err) => {
+                return Err(Attempt::Retry {
+                    reason: error_chain(&err),
+                    after: None,
+                })
+            }
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = match response.bytes().await {
+            Ok(body) => body.to_vec(),
+            Err(err) => {
+                return Err(Attempt::Retry {
+                    reason: format!("reading the response: {}", error_chain(&err)),
+                    after: None,
+                })
+            }
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let detail = server_message(&body);
+        let reason = format!("{what}: HTTP {status}{detail}");
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Attempt::Fail(Error::Auth(format!(
+                "{reason}; check WANDB_API_KEY (or the netrc entry for {})",
+                self.base_url.host_str().unwrap_or_default()
+            ))));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
+        {
+            return Err(Attempt::Retry {
+                reason,
+                after: retry_after,
+            });
+        }
+        Err(Attempt::Fail(Error::Comm(reason)))
+    }
+
+    async fn graphql(&self, name: &str, query: &str, variables: Json) -> Result<Json, Error> {
+        let body = json!({"query": query, "variables": variables, "operationName": name});
+        let body = serde_json::to_vec(&body).expect("JSON values serialize");
+        let url = self.endpoint(&["graphql"]);
+        let bytes = self
+            .send(name, || {
+                self.client
+                    .post(url.clone())
+                    .header(AUTHORIZATION, self.auth.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        let mut reply: Json = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Comm(format!("{name}: the server's answer is not JSON: {e}")))?;
+        if let Some(errors) = reply.get("errors").and_then(Json::as_array) {
+            if !errors.is_empty() {
+                let messages: Vec<&str> = errors
+                    .iter()
+                    .filter_map(|e| e.get("message").and_then(Json::as_str))
+                    .collect();
+                return Err(Error::Comm(format!("{name}: {}", messages.join("; "))));
+            }
+        }
+        match reply.get_mut("data").map(Json::take) {
+            Some(data) if data.is_object() => Ok(data),
+            _ => Err(Error::Comm(format!(
+                "{name}: the server's answer has no data"
+            ))),
+        }
+    }
+
+    /// Creates or updates a run and returns where the server put it.
+    pub async fn upsert_run(&self, run: &RunUpsert) -> Result<RunTarget, Error> {
+        let variables = json!({
+            "id": run.storage_id, "name": run.run_id, "project": run.project,
+            "entity": run.entity, "groupName": run.group, "description": null,
+            "displayName": run.display_name, "notes": run.notes, "commit": null,
+            "config": run.config, "host": run.host, "debug": null, "program": run.program,
+            "repo": null, "jobType": run.job_type, "state": null, "sweep": null,
+            "tags": run.tags, "summaryMetrics": null,
+        });
+        let data = self
+            .graphql("UpsertBucket", UPSERT_BUCKET, variables)
+            .await?;
+        let bucket = &data["upsertBucket"]["bucket"];
+        let text = |value: &Json| value.as_str().map(str::to_owned);
+        let (Some(run_id), Some(project), Some(entity)) = (
+            text(&bucket["name"]),
+            text(&bucket["project"]["name"]),
+            text(&bucket["project"]["entity"]["name"]),
+        ) else {
+            return Err(Error::Comm(
+                "UpsertBucket: the answer lacks the run's name, project or entity".into(),
+            ));
+        };
+        Ok(RunTarget {
+            entity,
+            project,
+            run_id,
+            display_name: text(&bucket["displayName"]),
+            storage_id: text(&bucket["id"]),
+            history_line_count: bucket["historyLineCount"].as_u64().unwrap_or(0),
+        })
+    }
+
+    /// Signed upload URLs for run files (paths relative to the files directory).
+    pub async fn create_run_files(
+        &self,
+        target: &RunTarget,
+        files: &[String],
+    ) -> Result<Vec<UploadTarget>, Error> {
+        let variables = json!({
+            "entity": target.entity, "project": target.project, "run": target.run_id,
+            "files": files,
+        });
+        let data = self
+            .graphql("CreateRunFiles", CREATE_RUN_FILES, variables)
+            .await?;
+        let answer = &data["createRunFiles"];
+        let headers: Vec<(String, String)> = answer["uploadHeaders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+            .filter_map(|h| h.split_once(':'))
+            .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+            .collect();
+        let returned = answer["files"].as_array().cloned().unwrap_or_default();
+        if returned.len() != files.len() {
+            return Err(Error::Comm(format!(
+                "CreateRunFiles: asked for {} upload URLs, got {}",
+                files.len(),
+                returned.len()
+            )));
+        }
+        Ok(returned
+            .iter()
+            .filter_map(|file| {
+                let name = file["name"].as_str()?;
+                let url = file["uploadUrl"].as_str()?;
+                // Only the names we asked for: never write where the server says.
+                files.iter().any(|f| f == name).then(|| UploadTarget {
+                    name: name.to_string(),
+                    url: url.to_string(),
+                    headers: headers.clone(),
+                })
+            })
+            .collect())
+    }
+
+    /// PUTs a file to its signed URL. No Authorization header: the URL is the credential.
+    pub async fn upload(&self, target: &UploadTarget, contents: Vec<u8>) -> Result<(), Error> {
+        let url = Url::parse(&target.url).map_err(|e| {
+            Error::Comm(format!(
+                "CreateRunFiles gave a bad URL for {}: {e}",
+                target.name
+            ))
+        })?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &target.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                if name != AUTHORIZATION {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        let what = format!("uploading {}", target.name);
+        self.send(&what, || {
+            // An explicit length: an empty body would otherwise go without one.
+            self.client
+                .put(url.clone())
+                .headers(headers.clone())
+                .header(CONTENT_LENGTH, contents.len())
+                .body(contents.clone())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Sends one file_stream request: the batch's lines at their offsets, files whose uploads
+    /// finished, and (last of all) completion with the exit code.
+    pub async fn file_stream(
+        &self,
+        target: &RunTarget,
+        batch: &Batch,
+        uploaded: &[String],
+        exit_code: Option<i32>,
+    ) -> Result<StreamReply, Error> {
+        let body = file_stream_body(batch, uploaded, exit_code);
+        let url = self.endpoint(&[
+            "files",
+            &target.entity,
+            &target.project,
+            &target.run_id,
+            "file_stream",
+        ]);
+        let bytes = self
+            .send("file_stream", || {
+                self.client
+                    .post(url.clone())
+                    .header(AUTHORIZATION, self.auth.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        // Only `stopped` matters; an undecodable answer is not a failed delivery.
+        let stopped = serde_json::from_slice::<Json>(&bytes)
+            .ok()
+            .and_then(|reply| reply.get("stopped").and_then(Json::as_bool))
+            .unwrap_or(false);
+        Ok(StreamReply { stopped })
+    }
+}
+
+/// The file_stream JSON body. History and summary lines are our own JSON text (with bare
+/// NaN tokens) and travel as JSON strings.
+pub fn file_stream_body(batch: &Batch, uploaded: &[String], exit_code: Option<i32>) -> Vec<u8> {
+    let mut files = serde_json::Map::new();
+    let mut add = |name: &str, offset: u64, lines: &[String]| {
+        if !lines.is_empty() {
+            files.insert(
+                name.to_string(),
+                json!({"offset": offset, "content": lines}),
+            );
+        }
+    };
+    add(CONSOLE_FILE, batch.console.offset, &batch.console.lines);
+    add(HISTORY_FILE, batch.history.offset, &batch.history.lines);
+    if let Some(summary) = &batch.summary {
+        add(SUMMARY_FILE, 0, std::slice::from_ref(summary));
+    }
+    let mut body = serde_json::Map::new();
+    if !files.is_empty() {
+        body.insert("files".into(), Json::Object(files));
+    }
+    if !uploaded.is_empty() {
+        body.insert("uploaded".into(), json!(uploaded));
+    }
+    if let Some(code) = exit_code {
+        body.insert("complete".into(), Json::Bool(true));
+        body.insert("exitcode".into(), json!(code));
+    }
+    serde_json::to_vec(&Json::Object(body)).expect("JSON values serialize")
+}
+
+pub fn parse_base_url(base_url: &str) -> Result<Url, Error> {
+    let url = Url::parse(base_url).map_err(|e| {
+        Error::Usage(format!(
+            "WANDB_BASE_URL {base_url:?} is not a valid URL: {e}"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::Usage(format!(
+            "WANDB_BASE_URL {base_url:?} must be an http:// or https:// URL with a host"
+        )));
+    }
+    Ok(url)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// ` (message)` from a JSON error body, if the server gave one; bodies are never echoed whole.
+fn server_message(body: &[u8]) -> String {
+    let Ok(reply) = serde_json::from_slice::<Json>(body) else {
+        return String::new();
+    };
+    let message = reply["errors"][0]["message"]
+        .as_str()
+        .or_else(|| reply["error"].as_str())
+        .or_else(|| reply["message"].as_str());
+    message
+        .map(|m| format!(" ({})", m.chars().take(300).collect::<String>()))
+        .unwrap_or_default()
+}
+
+/// Exponential backoff with up to 25% jitter, so many clients do not retry in step.
+fn jittered(wait: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    wait.mul_f64(1.0 + 0.25 * f64::from(byte[0]) / 255.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::Chunk;
+
+    #[test]
+    fn file_stream_body_shape() {
+        let batch = Batch {
+            history: Chunk {
+                offset: 3,
+                lines: vec![r#"{"a":NaN}"#.into()],
+            },
+            summary: Some(r#"{"a":1}"#.into()),
+            console: Chunk::default(),
+        };
+        let body: Json =
+            serde_json::from_slice(&file_stream_body(&batch, &["config.yaml".into()], Some(0)))
+                .unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "files": {
+                    "wandb-history.jsonl": {"offset": 3, "content": [r#"{"a":NaN}"#]},
+                    "wandb-summary.json": {"offset": 0, "content": [r#"{"a":1}"#]},
+                },
+                "uploaded": ["config.yaml"],
+                "complete": true,
+                "exitcode": 0,
+            })
+        );
+        assert_eq!(file_stream_body(&Batch::default(), &[], None), b"{}");
+    }
+
+    #[test]
+    fn base_urls_are_checked() {
+        assert!(parse_base_url("https://api.wandb.ai").is_ok());
+        assert!(parse_base_url("http://127.0.0.1:8080/").is_ok());
+        for bad in ["api.wandb.ai", "ftp://x", "https://", "not a url"] {
+            assert!(parse_base_url(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn endpoints_join_onto_the_base_path() {
+        let policy = RetryPolicy::default();
+        let key = crate::settings::ApiKey::new("k".repeat(40));
+        let transport = Transport::new("http://h:1/prefix/", &key, policy).unwrap();
+        assert_eq!(
+            transport
+                .endpoint(&["files", "e", "p q", "r", "file_stream"])
+                .as_str(),
+            "http://h:1/prefix/files/e/p%20q/r/file_stream"
+        );
+        assert!(!format!("{transport:?}").contains(&"k".repeat(40)));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1.5"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+}
