@@ -24,12 +24,10 @@ use crate::stream::{config_json, RunStream};
 use crate::transport::{RunTarget, RunUpsert, Transport};
 use crate::values::Value;
 
-/// After this long without a request, a live run sends an empty one so the server does not
-/// take it for crashed.
-const HEARTBEAT: Duration = Duration::from_secs(30);
-
 pub enum Upload {
     Record(Box<Record>),
+    /// Send what has gathered now (config and data), and say how it went.
+    Flush(oneshot::Sender<Result<(), Error>>),
     Finish {
         files_dir: PathBuf,
         exit_code: i32,
@@ -46,6 +44,9 @@ pub struct Delivery {
     stream: RunStream,
     stopped: StopFlag,
     last_request: Instant,
+    /// After this long without a request, a live run sends an empty one so the server does
+    /// not take it for crashed.
+    heartbeat: Duration,
 }
 
 /// What the first UpsertBucket of a run sends: everything the run record says.
@@ -90,13 +91,19 @@ fn server_config(run: &RunRecord, config: &crate::values::Tree) -> String {
 }
 
 impl Delivery {
-    pub fn new(transport: Arc<Transport>, target: RunTarget, stopped: StopFlag) -> Self {
+    pub fn new(
+        transport: Arc<Transport>,
+        target: RunTarget,
+        stopped: StopFlag,
+        heartbeat: Duration,
+    ) -> Self {
         Self {
             transport,
             target,
             stream: RunStream::default(),
             stopped,
             last_request: Instant::now(),
+            heartbeat,
         }
     }
 
@@ -116,6 +123,9 @@ impl Delivery {
             tokio::select! {
                 message = inbox.recv() => match message {
                     Some(Upload::Record(record)) => self.apply(&record),
+                    Some(Upload::Flush(reply)) => {
+                        let _ = reply.send(self.transmit(false).await);
+                    }
                     Some(Upload::Finish { files_dir, exit_code, reply }) => {
                         let _ = reply.send(self.finish(&files_dir, exit_code).await);
                         return;
@@ -125,7 +135,7 @@ impl Delivery {
                 _ = ticks.tick() => {
                     // A failed send leaves the data pending: the next tick or finish resends
                     // it at the same offsets.
-                    let _ = self.transmit().await;
+                    let _ = self.transmit(true).await;
                 }
             }
         }
@@ -142,8 +152,9 @@ impl Delivery {
         }
     }
 
-    /// One periodic round: a changed config, then the gathered data (or a heartbeat).
-    async fn transmit(&mut self) -> Result<(), Error> {
+    /// One round: a changed config, then the gathered data; on a periodic round with
+    /// nothing to send, a heartbeat when the run has been quiet for a while.
+    async fn transmit(&mut self, periodic: bool) -> Result<(), Error> {
         if self.stream.take_config_change() {
             if let Err(err) = self.transport.upsert_run(&self.config_update()).await {
                 self.stream.mark_config_changed();
@@ -151,7 +162,7 @@ impl Delivery {
             }
         }
         let batch = self.stream.pending();
-        if batch.is_empty() && self.last_request.elapsed() < HEARTBEAT {
+        if batch.is_empty() && !(periodic && self.last_request.elapsed() >= self.heartbeat) {
             return Ok(());
         }
         let reply = self
@@ -334,13 +345,13 @@ pub fn sync(
             .upsert_run(&run_upsert(&run, &stream.config))
             .await?;
         stream.take_config_change();
-        let mut delivery = Delivery {
-            transport: transport.clone(),
-            target: target.clone(),
-            stream,
-            stopped: StopFlag::default(),
-            last_request: Instant::now(),
-        };
+        let mut delivery = Delivery::new(
+            transport.clone(),
+            target.clone(),
+            StopFlag::default(),
+            settings.heartbeat,
+        );
+        delivery.stream = stream;
         delivery.finish(&files_dir, exit_code).await?;
         Ok::<_, Error>(target)
     })?;

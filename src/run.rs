@@ -358,6 +358,42 @@ impl Run {
         });
     }
 
+    /// Stores everything logged so far and, for a live run, sends it to the server now. The
+    /// pending row of the current step stays pending, as in wandb. Returns a warning when the
+    /// data could not be delivered (it stays queued).
+    pub fn flush(&self) -> Result<Option<String>, Error> {
+        let reply = {
+            let _state = self.live_state("flush")?;
+            let Some(events) = &self.events else {
+                return Ok(None);
+            };
+            let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
+            let _ = events.send(Event::Flush(reply_tx));
+            reply_rx
+        };
+        let flushed = reply.recv().map_err(|_| self.writer_gone())?;
+        if let Err(message) = flushed.stored {
+            return Err(Error::io(
+                format!("run {} could not be stored", self.info.id),
+                std::io::Error::other(message),
+            ));
+        }
+        Ok(match flushed.delivered {
+            Some(Err(err)) => Some(format!(
+                "run {}: could not send its data to W&B now ({err}); it stays queued",
+                self.info.id
+            )),
+            _ => None,
+        })
+    }
+
+    fn writer_gone(&self) -> Error {
+        Error::io(
+            format!("run {}: the writer stopped", self.info.id),
+            std::io::Error::other("writer thread ended unexpectedly"),
+        )
+    }
+
     /// Flushes the pending row, records the exit and waits until the writer has stored
     /// everything (and, for a live run, delivered it). A second call does nothing.
     ///
@@ -415,12 +451,7 @@ impl Run {
             });
             reply_rx
         };
-        let finished = reply.recv().map_err(|_| {
-            Error::io(
-                format!("run {}: the writer stopped", self.info.id),
-                std::io::Error::other("writer thread ended unexpectedly"),
-            )
-        })?;
+        let finished = reply.recv().map_err(|_| self.writer_gone())?;
         if let Err(message) = finished.stored {
             return Err(Error::io(
                 format!("run {} was not stored completely", self.info.id),
@@ -479,7 +510,7 @@ fn connect(
         info.display_name = target.display_name.clone();
     }
     info.url = Some(delivery::run_url(&settings.app_url, &target));
-    let delivery = Delivery::new(transport, target, info.stopped.clone());
+    let delivery = Delivery::new(transport, target, info.stopped.clone(), settings.heartbeat);
     Ok(Some(Online {
         delivery,
         interval: settings.transmit_interval,

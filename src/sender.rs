@@ -42,6 +42,8 @@ pub enum Event {
         time: Timestamp,
         text: String,
     },
+    /// Hands everything written so far to the OS and, for a live run, to the server.
+    Flush(std_mpsc::SyncSender<Finished>),
     /// Writes the run files, closes the log and, for a live run, completes delivery.
     Finish {
         files: RunFiles,
@@ -50,8 +52,8 @@ pub enum Event {
     },
 }
 
-/// How finishing went: whether everything was stored on disk, and (for a live run) whether
-/// it reached the server.
+/// How a flush or finish went: whether everything was stored on disk, and (for a live run)
+/// whether it reached the server.
 pub struct Finished {
     pub stored: Result<(), String>,
     pub delivered: Option<Result<(), Error>>,
@@ -172,6 +174,10 @@ impl Sender {
                     line: text,
                 })
             }
+            Event::Flush(reply) => {
+                let _ = reply.send(self.flush());
+                return None;
+            }
             Event::Finish {
                 files,
                 exit_code,
@@ -200,6 +206,21 @@ impl Sender {
         if let Err(err) = result {
             self.failure
                 .get_or_insert_with(|| format!("{context}: {err}"));
+        }
+    }
+
+    fn flush(&mut self) -> Finished {
+        let flushed = self.log.flush().and_then(|()| self.output.flush());
+        self.note(flushed, "cannot write the transaction log");
+        let delivered = self.uploads.as_ref().map(|uploads| {
+            let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+            let gone = || Error::Comm("the delivery task stopped unexpectedly".into());
+            uploads.send(Upload::Flush(reply_tx)).map_err(|_| gone())?;
+            reply_rx.blocking_recv().map_err(|_| gone())?
+        });
+        Finished {
+            stored: self.failure.clone().map_or(Ok(()), Err),
+            delivered,
         }
     }
 

@@ -102,6 +102,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// How often a live run sends what it has gathered.
     pub transmit_interval: Duration,
+    /// How long a live run may stay quiet before it sends a heartbeat.
+    pub heartbeat: Duration,
 }
 
 pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
@@ -185,6 +187,7 @@ impl Settings {
                 .unwrap_or_else(|| app_url(&base_url)),
             retry,
             transmit_interval,
+            heartbeat: seconds("WANDB_NEXUS_HEARTBEAT_SECONDS", Duration::from_secs(30))?,
             base_url,
             entity,
             project,

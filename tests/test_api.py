@@ -286,3 +286,13 @@ def test_nan_and_infinity_in_summary() -> None:
     run.log({"n": float("nan"), "i": float("inf")})
     assert math.isnan(run.summary["n"]) and run.summary["i"] == math.inf
     run.finish()
+
+
+def test_flush_makes_logged_rows_readable_while_the_run_is_open() -> None:
+    run = wandb.init()
+    run.log({"a": 1})
+    run.log({"b": 2}, commit=False)
+    run.flush()
+    rows = wandb_log.history_rows(run_records(run))
+    assert [row.get("a") for row in rows] == [1]
+    run.finish()

@@ -282,3 +282,70 @@ def test_the_key_goes_nowhere_but_the_api(fake: FakeWandb, clean_env: Path) -> N
     for request in fake.requests:
         if request.kind == "upload":
             assert "authorization" not in request.headers
+
+
+def test_flush_sends_what_was_logged(fake: FakeWandb) -> None:
+    run = wandb.init(project="online")
+    for step in range(3):
+        run.log({"a": step})
+    run.log({"pending": 1}, commit=False)
+    run.flush()
+    state = fake.single_run()
+    assert [row["a"] for row in state.history] == [0, 1, 2] and not state.complete
+    run.finish()
+    assert [row.get("pending") for row in state.history] == [None, None, None, 1]
+
+
+def test_flush_during_an_outage_warns_and_keeps_the_data(fake: FakeWandb, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_NEXUS_RETRY_SECONDS", "0.3")
+    run = wandb.init(project="online")
+    run.log({"a": 1})
+    fake.inject("file_stream", [503] * 30)
+    with pytest.warns(UserWarning, match="stays queued"):
+        run.flush()
+    fake.clear_faults()
+    run.finish()
+    assert [row["a"] for row in fake.single_run().history] == [1]
+
+
+def test_asyncio_finish_and_flush(fake: FakeWandb) -> None:
+    import asyncio
+
+    async def main() -> int:
+        run = wandb.init(project="online")
+        run.log({"a": 1})
+        await run.flush_async()
+        assert [row["a"] for row in fake.single_run().history] == [1]
+        run.log({"a": 2})
+        fake.inject("file_stream", [delay(0.5)])
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await run.finish_async()
+        task.cancel()
+        return ticks
+
+    ticks = asyncio.run(main())
+    assert ticks >= 3  # the loop kept running while finish waited for the server
+    state = fake.single_run()
+    assert [row["a"] for row in state.history] == [1, 2] and state.complete
+    assert wandb.run is None
+
+
+def test_quiet_run_sends_heartbeats(fake: FakeWandb, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "0.05")
+    monkeypatch.setenv("WANDB_NEXUS_HEARTBEAT_SECONDS", "0.2")
+    run = wandb.init(project="online")
+    deadline = time.monotonic() + 10
+    heartbeats: list = []
+    while time.monotonic() < deadline and len(heartbeats) < 2:
+        time.sleep(0.05)
+        heartbeats = [r for r in fake.requests if r.kind == "file_stream" and r.body == {}]
+    assert len(heartbeats) >= 2
+    run.finish()

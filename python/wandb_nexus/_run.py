@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _core
+from . import _active, _core
 from ._console import ConsoleCapture
 
 # Typing-only imports: `typing` costs milliseconds at import, and annotations are lazy.
@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["Config", "Run", "Summary"]
+
+
+def _warn_if(message: str | None) -> None:
+    if message is not None:
+        import warnings
+
+        warnings.warn(message, stacklevel=3)
 
 
 def _merge_into(target: dict[str, Any], changes: Mapping[str, Any]) -> None:
@@ -237,19 +244,34 @@ class Run:
         which metric is its x axis."""
         self._core.define_metric(name, step_metric, summary, goal)
 
+    def flush(self) -> None:
+        """Stores everything logged so far and, for a live run, sends it to W&B now (the
+        row of the current step stays open, as in wandb). Warns if W&B could not be reached;
+        the data then stays queued."""
+        _warn_if(self._core.flush())
+
+    async def flush_async(self) -> None:
+        """:meth:`flush` for asyncio code: the event loop keeps running meanwhile."""
+        _warn_if(await self._core.flush_async())
+
     def finish(self, exit_code: int | None = None) -> None:
-        """Writes the rest of the run and closes it; exit_code 0 means success."""
+        """Writes the rest of the run and closes it; exit_code 0 means success. Warns (and
+        says how to sync it later) if a live run could not be fully delivered."""
         self._console.stop()
         try:
             undelivered = self._core.finish(0 if exit_code is None else exit_code)
         finally:
-            from . import _active
-
             _active.forget(self)
-        if undelivered is not None:
-            import warnings
+        _warn_if(undelivered)
 
-            warnings.warn(undelivered, stacklevel=2)
+    async def finish_async(self, exit_code: int | None = None) -> None:
+        """:meth:`finish` for asyncio code: the event loop keeps running meanwhile."""
+        self._console.stop()
+        try:
+            undelivered = await self._core.finish_async(0 if exit_code is None else exit_code)
+        finally:
+            _active.forget(self)
+        _warn_if(undelivered)
 
     def __enter__(self) -> Run:
         return self

@@ -8,7 +8,7 @@ use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 
 use crate::metrics::MetricDef;
-use crate::py::convert;
+use crate::py::{aio, convert};
 use crate::run::{Logged, ProcessInfo, Run};
 use crate::settings::{InitArgs, Mode, Settings};
 use crate::values::Value;
@@ -152,6 +152,23 @@ impl RunCore {
 
     fn output(&self, stderr: bool, text: String) {
         self.run.output(stderr, text);
+    }
+
+    /// Returns a warning when the data could not be delivered now (it stays queued).
+    fn flush(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let run = &self.run;
+        Ok(py.detach(|| run.flush())?)
+    }
+
+    fn flush_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let run = self.run.clone();
+        aio::awaitable(py, move || run.flush())
+    }
+
+    #[pyo3(signature = (exit_code=0))]
+    fn finish_async<'py>(&self, py: Python<'py>, exit_code: i32) -> PyResult<Bound<'py, PyAny>> {
+        let run = self.run.clone();
+        aio::awaitable(py, move || run.finish(exit_code))
     }
 
     /// Returns a warning when the run was stored but not fully delivered.
