@@ -84,6 +84,23 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(rustls::Error::InvalidCertificate(_)) = current.downcast_ref() {
+            return true;
+        }
+        // io::Error's source() skips the error it wraps; step into it instead.
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    false
+}
+
 /// A failed attempt: worth retrying or not.
 enum Attempt {
     Retry {
@@ -223,6 +240,14 @@ impl Transport {
     async fn attempt(&self, what: &str, request: RequestBuilder) -> Result<Vec<u8>, Attempt> {
         let response = match request.timeout(self.policy.attempt_timeout).send().await {
             Ok(response) => response,
+            // A certificate the roots do not vouch for will not change on a retry.
+            Err(err) if is_certificate_error(&err) => {
+                return Err(Attempt::Fail(Error::Comm(format!(
+                    "{what}: the server's TLS certificate was refused ({}); for a private \
+                     CA, set SSL_CERT_FILE to its PEM file",
+                    error_chain(&err)
+                ))))
+            }
             // Timeouts, refused or reset connections, stale pooled sockets: all transient.
             Err(err) => {
                 return Err(Attempt::Retry {

@@ -46,6 +46,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -236,6 +237,7 @@ class FakeWandb:
         entity: str = DEFAULT_ENTITY,
         teams: tuple[str, ...] = (),
         features: tuple[str, ...] = (),
+        tls: ssl.SSLContext | None = None,
     ):
         self.api_key = api_key
         self.entity = entity
@@ -259,7 +261,11 @@ class FakeWandb:
         }
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:  # HTTPS with the given server context
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.base_url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},  # how long stop() may wait
