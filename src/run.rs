@@ -16,7 +16,7 @@ use crate::records::{
     TelemetryFeature, TelemetryRecord, Timestamp, VersionInfo,
 };
 use crate::runtime::runtime;
-use crate::sender::{self, Entry, Event, Online, Paths, RunFiles};
+use crate::sender::{self, Entry, Event, Finished, Online, Paths, RunFiles};
 use crate::settings::{Mode, Settings};
 use crate::system;
 use crate::transport::Transport;
@@ -371,27 +371,30 @@ impl Run {
             let _ = events.send(Event::Flush(reply_tx));
             reply_rx
         };
-        let flushed = reply.recv().map_err(|_| self.writer_gone())?;
-        if let Err(message) = flushed.stored {
+        Ok(self.await_writer(reply)?.map(|err| {
+            format!(
+                "run {}: could not send its data to W&B now ({err}); it stays queued",
+                self.info.id
+            )
+        }))
+    }
+
+    /// Waits for the writer's answer: storage failures are errors, a delivery failure is
+    /// handed back for the caller to word as a warning.
+    fn await_writer(&self, reply: std_mpsc::Receiver<Finished>) -> Result<Option<Error>, Error> {
+        let done = reply.recv().map_err(|_| {
+            Error::io(
+                format!("run {}: the writer stopped", self.info.id),
+                std::io::Error::other("writer thread ended unexpectedly"),
+            )
+        })?;
+        if let Err(message) = done.stored {
             return Err(Error::io(
-                format!("run {} could not be stored", self.info.id),
+                format!("run {} was not stored completely", self.info.id),
                 std::io::Error::other(message),
             ));
         }
-        Ok(match flushed.delivered {
-            Some(Err(err)) => Some(format!(
-                "run {}: could not send its data to W&B now ({err}); it stays queued",
-                self.info.id
-            )),
-            _ => None,
-        })
-    }
-
-    fn writer_gone(&self) -> Error {
-        Error::io(
-            format!("run {}: the writer stopped", self.info.id),
-            std::io::Error::other("writer thread ended unexpectedly"),
-        )
+        Ok(done.delivered.and_then(Result::err))
     }
 
     /// Flushes the pending row, records the exit and waits until the writer has stored
@@ -451,17 +454,9 @@ impl Run {
             });
             reply_rx
         };
-        let finished = reply.recv().map_err(|_| self.writer_gone())?;
-        if let Err(message) = finished.stored {
-            return Err(Error::io(
-                format!("run {} was not stored completely", self.info.id),
-                std::io::Error::other(message),
-            ));
-        }
-        Ok(match finished.delivered {
-            Some(Err(err)) => Some(self.undelivered_notice(&err)),
-            _ => None,
-        })
+        Ok(self
+            .await_writer(reply)?
+            .map(|err| self.undelivered_notice(&err)))
     }
 }
 

@@ -289,18 +289,23 @@ impl Transport {
         Err(Attempt::Fail(Error::Comm(reason)))
     }
 
+    /// An authenticated JSON POST to the API (GraphQL and file_stream); the body of the answer.
+    async fn post_json(&self, what: &str, url: Url, body: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.send(what, || {
+            self.client
+                .post(url.clone())
+                .header(AUTHORIZATION, self.auth.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
+    }
+
     async fn graphql(&self, name: &str, query: &str, variables: Json) -> Result<Json, Error> {
         let body = json!({"query": query, "variables": variables, "operationName": name});
         let body = serde_json::to_vec(&body).expect("JSON values serialize");
-        let url = self.endpoint(&["graphql"]);
         let bytes = self
-            .send(name, || {
-                self.client
-                    .post(url.clone())
-                    .header(AUTHORIZATION, self.auth.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            })
+            .post_json(name, self.endpoint(&["graphql"]), body)
             .await?;
         let mut reply: Json = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Comm(format!("{name}: the server's answer is not JSON: {e}")))?;
@@ -449,15 +454,7 @@ impl Transport {
             &target.run_id,
             "file_stream",
         ]);
-        let bytes = self
-            .send("file_stream", || {
-                self.client
-                    .post(url.clone())
-                    .header(AUTHORIZATION, self.auth.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            })
-            .await?;
+        let bytes = self.post_json("file_stream", url, body).await?;
         // Only `stopped` matters; an undecodable answer is not a failed delivery.
         let stopped = serde_json::from_slice::<Json>(&bytes)
             .ok()
