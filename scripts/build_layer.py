@@ -1,0 +1,122 @@
+"""Builds the Lambda layer zips from the current sources, without docker.
+
+    python scripts/build_layer.py                 # both architectures
+    python scripts/build_layer.py --arch x86_64   # one (x86_64 or arm64)
+
+For each architecture: an abi3 (cp310) manylinux2014 wheel by `maturin build --zig`
+(dist/wheels/<arch>/), the layer's contents in build/layer-<arch>/python, and
+dist/layer-<arch>.zip with the package under `python/` (Lambda puts /opt/python on sys.path).
+Run it where maturin and ziglang are installed (`pipenv run`, or inside `pipenv shell`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DIST = REPO / "dist"
+RUST_TARGETS = {"x86_64": "x86_64-unknown-linux-gnu", "arm64": "aarch64-unknown-linux-gnu"}
+WHEEL_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+# The oldest Lambda runtime the abi3 wheel serves; pip picks wheels for this version.
+LAMBDA_PYTHON = "3.10"
+
+
+class BuildError(Exception):
+    pass
+
+
+def installed_rust_targets() -> set[str]:
+    out = subprocess.run(
+        ["rustup", "target", "list", "--installed"], capture_output=True, text=True
+    )
+    if out.returncode != 0:  # no rustup: only the host's own target can be assumed
+        return {RUST_TARGETS["x86_64"]}
+    return set(out.stdout.split())
+
+
+def build_wheel(arch: str, out_dir: Path) -> Path:
+    target = RUST_TARGETS[arch]
+    if target not in installed_rust_targets():
+        raise BuildError(
+            f"cannot build the {arch} wheel: the Rust target {target} is not installed. "
+            f"Install it with `rustup target add {target}`, or build only x86_64 with "
+            "`--arch x86_64`."
+        )
+    cmd = [
+        sys.executable, "-m", "maturin", "build", "--release", "--zig",
+        "--compatibility", "manylinux2014", "--target", target,
+        "--interpreter", sys.executable, "--out", str(out_dir),
+    ]  # fmt: skip
+    # maturin finds zig as `python3 -m ziglang` on PATH: make that this interpreter.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(cmd, cwd=REPO, check=True, env=env)
+    wheels = sorted(out_dir.glob(f"wandb_nexus-*-cp310-abi3-*{target.split('-')[0]}.whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"expected one {arch} wheel in {out_dir}, found {wheels}")
+    return wheels[0]
+
+
+def layer_tree(arch: str, wheel: Path) -> Path:
+    """Installs the wheel for Lambda's platform into build/layer-<arch>/python (the layer's
+    contents, also what `sls invoke local` puts on PYTHONPATH)."""
+    root = REPO / "build" / f"layer-{arch}"
+    shutil.rmtree(root, ignore_errors=True)
+    site = root / "python"
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+        "--target", str(site), "--platform", WHEEL_PLATFORMS[arch],
+        "--implementation", "cp", "--python-version", LAMBDA_PYTHON,
+        "--only-binary=:all:", str(wheel),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    # Lambda never reads these; direct_url.json would also carry this machine's path.
+    for junk in [*site.glob("*.dist-info/RECORD"), *site.glob("*.dist-info/direct_url.json")]:
+        junk.unlink()
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    return root
+
+
+def zip_tree(root: Path, zip_path: Path) -> None:
+    zip_path.unlink(missing_ok=True)
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(root).as_posix())
+
+
+def build(arch: str) -> Path:
+    DIST.mkdir(exist_ok=True)
+    wheel_dir = DIST / "wheels" / arch
+    shutil.rmtree(wheel_dir, ignore_errors=True)
+    wheel = build_wheel(arch, wheel_dir)
+    zip_path = DIST / f"layer-{arch}.zip"
+    zip_tree(layer_tree(arch, wheel), zip_path)
+    print(
+        f"built {zip_path.relative_to(REPO)} ({zip_path.stat().st_size:,} bytes) from {wheel.name}"
+    )
+    return zip_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", choices=[*RUST_TARGETS, "all"], default="all")
+    args = parser.parse_args(argv)
+    arches = list(RUST_TARGETS) if args.arch == "all" else [args.arch]
+    failed = False
+    for arch in arches:
+        try:
+            build(arch)
+        except BuildError as err:
+            print(f"build_layer: {err}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

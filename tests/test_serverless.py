@@ -1,0 +1,397 @@
+"""The Lambda layer and the Serverless flow, without AWS: manylinux2014 abi3 wheels, layer
+zips within budget, `sls package` / `deploy` / `info` / `invoke` / `remove` against a moto
+server that enforces the shipped deploy policy, and `sls invoke local` with the built layer."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import build_layer
+
+MOTO_ACCOUNT = "123456789012"
+LAYER_BUDGET = 5_000_000  # bytes, zipped, per architecture
+ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+
+def arm64_available() -> bool:
+    return build_layer.RUST_TARGETS["arm64"] in build_layer.installed_rust_targets()
+
+
+def build_environment(**extra: str) -> dict[str, str]:
+    """The developer's real HOME for the build tools: cargo, rustup and zig keep their caches
+    there, and a different HOME per test would rebuild everything each time (the tests'
+    own HOME is a read-only stand-in). No AWS or W&B settings from outside."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WANDB_"))}
+    environ["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
+    environ.update(AWS_REGION="us-east-1", WANDB_NEXUS_BUILD_PYTHON=sys.executable, **extra)
+    return environ
+
+
+@pytest.fixture(scope="session")
+def built_arches() -> list[str]:
+    """Builds the layers once for the session (cargo makes later builds quick)."""
+    arches = ["x86_64", "arm64"] if arm64_available() else ["x86_64"]
+    for arch in arches:
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "build_layer.py"), "--arch", arch],
+            check=True,
+            cwd=REPO,
+            env=build_environment(),
+        )
+    return arches
+
+
+def test_missing_aarch64_target_is_said_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_layer, "installed_rust_targets", lambda: {"x86_64-unknown-linux-gnu"})
+    with pytest.raises(build_layer.BuildError, match=r"rustup target add aarch64-unknown-linux"):
+        build_layer.build_wheel("arm64", REPO / "dist" / "unused")
+
+
+def highest_glibc(shared_object: Path) -> tuple[int, ...]:
+    out = subprocess.run(
+        ["objdump", "-T", str(shared_object)], capture_output=True, text=True, check=True
+    ).stdout
+    versions = {tuple(map(int, v.split("."))) for v in re.findall(r"GLIBC_([0-9.]+)", out)}
+    assert versions, f"no GLIBC symbols found in {shared_object}"
+    return max(versions)
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_wheels_are_abi3_manylinux2014(built_arches: list[str], arch: str, tmp_path: Path) -> None:
+    if arch not in built_arches:
+        pytest.skip("the aarch64 Rust target is not installed here")
+    machine = ARCHES[arch]
+    (wheel,) = (REPO / "dist" / "wheels" / arch).glob("*.whl")
+    assert wheel.name.endswith(
+        f"-cp310-abi3-manylinux2014_{machine}.manylinux_2_17_{machine}.whl"
+    ), wheel.name
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(tmp_path)
+    tags = (next(tmp_path.glob("*.dist-info")) / "WHEEL").read_text()
+    assert f"Tag: cp310-abi3-manylinux_2_17_{machine}" in tags
+    so = tmp_path / "wandb_nexus" / "_core.abi3.so"
+    elf_machine = subprocess.run(["file", "-b", str(so)], capture_output=True, text=True).stdout
+    assert ("x86-64" if arch == "x86_64" else "aarch64") in elf_machine
+    assert highest_glibc(so) <= (2, 17)
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_layer_zip_layout_and_budget(built_arches: list[str], arch: str) -> None:
+    if arch not in built_arches:
+        pytest.skip("the aarch64 Rust target is not installed here")
+    layer = REPO / "dist" / f"layer-{arch}.zip"
+    assert layer.stat().st_size <= LAYER_BUDGET
+    with zipfile.ZipFile(layer) as zf:
+        names = zf.namelist()
+    assert all(name.startswith("python/") for name in names)
+    for needed in ("__init__.py", "_core.abi3.so", "_run.py", "py.typed"):
+        assert f"python/wandb_nexus/{needed}" in names
+    assert not any(name.endswith(("direct_url.json", "RECORD")) for name in names)
+
+
+# ---------------------------------------------------------------------------- moto and sls
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Moto:
+    """A moto server on loopback. With `enforce_after`, requests after that many are checked
+    against IAM policies, as AWS does."""
+
+    def __init__(self, enforce_after: int | None = None) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = dict(os.environ)
+        if enforce_after is not None:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(enforce_after)
+        moto_server = Path(sys.executable).with_name("moto_server")
+        self.proc = subprocess.Popen(
+            [str(moto_server), "-H", "127.0.0.1", "-p", self.url.rsplit(":", 1)[1]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", int(self.url.rsplit(":", 1)[1]))):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("moto server did not start")
+        import requests
+
+        # No docker here: Lambda invoke echoes its payload instead of running code.
+        requests.post(f"{self.url}/moto-api/config", json={"lambda": {"use_docker": False}})
+
+    def client(self, service: str, key: str = "test", secret: str = "test"):
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def moto() -> Iterator[Moto]:
+    server = Moto()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Path:
+    """The service as a user has it, in a directory of its own (so a developer's .env or
+    .serverless/ never leaks in); sources and build outputs are the repository's."""
+    root = tmp_path / "service"
+    root.mkdir()
+    for name in ("serverless.yml", "handler.py"):
+        shutil.copy(REPO / name, root / name)
+    for name in ("serverless", "scripts", "dist", "build", "node_modules"):
+        (REPO / name).mkdir(exist_ok=True)
+        (root / name).symlink_to(REPO / name)
+    return root
+
+
+def sls(service: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    environ = build_environment()
+    environ.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", **(env or {})})
+    out = subprocess.run(
+        ["npx", "sls", *args],
+        cwd=service,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, f"sls {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
+
+
+def template(service: Path) -> dict:
+    return json.loads(
+        (service / ".serverless" / "cloudformation-template-update-stack.json").read_text()
+    )
+
+
+def test_package_makes_a_valid_template_with_the_layer(
+    built_arches: list[str], moto: Moto, service: Path
+) -> None:
+    (service / ".env").write_text("WANDB_PROJECT=from-dotenv\nWANDB_ENTITY=team\n")
+    sls(service, "package", env={"AWS_ENDPOINT_URL": moto.url})
+    resources = template(service)["Resources"]
+    layer = resources["WandbNexusLambdaLayer"]
+    assert layer["Type"] == "AWS::Lambda::LayerVersion"
+    props = layer["Properties"]
+    assert props["LayerName"] == "lambda-wandb-nexus-dev-x86_64"
+    assert props["CompatibleArchitectures"] == ["x86_64"]
+    assert props["CompatibleRuntimes"] == [f"python3.{minor}" for minor in range(10, 15)]
+    assert props["Content"]["S3Key"].endswith("/layer-x86_64.zip")
+    function = resources["HelloLambdaFunction"]["Properties"]
+    assert function["Layers"] == [{"Ref": "WandbNexusLambdaLayer"}]
+    assert function["Architectures"] == ["x86_64"]
+    assert function["Handler"] == "handler.hello" and function["Runtime"] == "python3.13"
+    assert function["Timeout"] == 30 and function["MemorySize"] == 256
+    variables = function["Environment"]["Variables"]
+    assert variables["WANDB_PROJECT"] == "from-dotenv" and variables["WANDB_ENTITY"] == "team"
+    with zipfile.ZipFile(service / ".serverless" / "lambda-wandb-nexus.zip") as zf:
+        assert zf.namelist() == ["handler.py"]
+    lint = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")),
+         str(service / ".serverless" / "cloudformation-template-update-stack.json")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_arm64_is_one_setting(built_arches: list[str], moto: Moto, service: Path) -> None:
+    if "arm64" not in built_arches:
+        pytest.skip("the aarch64 Rust target is not installed here")
+    sls(service, "package", env={"AWS_ENDPOINT_URL": moto.url, "LAMBDA_ARCHITECTURE": "arm64"})
+    resources = template(service)["Resources"]
+    assert resources["HelloLambdaFunction"]["Properties"]["Architectures"] == ["arm64"]
+    props = resources["WandbNexusLambdaLayer"]["Properties"]
+    assert props["CompatibleArchitectures"] == ["arm64"]
+    assert props["Content"]["S3Key"].endswith("/layer-arm64.zip")
+
+
+def deploy_policy() -> dict:
+    text = (REPO / "aws" / "deploy-policy.json").read_text()
+    assert "{account_id}" in text
+    return json.loads(text.replace("{account_id}", MOTO_ACCOUNT))
+
+
+# moto checks API operation names where IAM has other action names, and authorises most
+# services against resource "*"; this is the translation into its vocabulary.
+MOTO_ACTION_NAMES = {"s3:ListBucket": ["s3:HeadBucket"], "lambda:InvokeFunction": ["lambda:Invoke"]}
+
+
+def as_list(resource: str | list[str]) -> list[str]:
+    return resource if isinstance(resource, list) else [resource]
+
+
+def as_moto_policy(policy: dict) -> dict:
+    statements = []
+    for st in policy["Statement"]:
+        actions = st["Action"] + [a for x in st["Action"] for a in MOTO_ACTION_NAMES.get(x, [])]
+        resources = as_list(st["Resource"])
+        if not all(a.startswith("s3:") for a in actions):
+            resources = ["*"]  # moto checks only S3 against real ARNs
+        else:  # moto authorises a multi-object delete against the bucket, not each object
+            resources += [r[:-2] for r in resources if r.endswith("/*")]
+        statements.append({**st, "Action": actions, "Resource": resources})
+    return {**policy, "Statement": statements}
+
+
+def deployer(moto: Moto, policy: dict) -> dict[str, str]:
+    iam = moto.client("iam")
+    iam.create_user(UserName="deployer")
+    iam.put_user_policy(UserName="deployer", PolicyName="deploy", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="deployer")["AccessKey"]
+    return {
+        "AWS_ENDPOINT_URL": moto.url,
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+
+
+def test_deploy_info_invoke_remove_under_the_deploy_policy(
+    built_arches: list[str], service: Path
+) -> None:
+    # moto lets 4 requests through unchecked: its config call and the 3 that create the user.
+    moto = Moto(enforce_after=4)
+    try:
+        env = deployer(moto, as_moto_policy(deploy_policy()))
+        assert "Service deployed" in sls(service, "deploy", env=env)
+        cf = moto.client("cloudformation", env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+        stack_resources = cf.list_stack_resources(StackName="lambda-wandb-nexus-dev")
+        kinds = {r["ResourceType"] for r in stack_resources["StackResourceSummaries"]}
+        assert {"AWS::Lambda::LayerVersion", "AWS::Lambda::Function"} <= kinds
+        assert "stack: lambda-wandb-nexus-dev" in sls(service, "info", env=env)
+        # moto echoes the payload: the invoke round trip works, no code runs.
+        assert '"ping": 1' in sls(
+            service, "invoke", "-f", "hello", "-l", "-d", '{"ping": 1}', env=env
+        )
+        assert "successfully removed" in sls(service, "remove", env=env)
+    finally:
+        moto.stop()
+
+
+def test_policy_enforcement_is_real(built_arches: list[str], service: Path) -> None:
+    """The same deploy fails when the policy lacks an action it needs."""
+    moto = Moto(enforce_after=4)
+    try:
+        policy = as_moto_policy(deploy_policy())
+        for st in policy["Statement"]:
+            st["Action"] = [a for a in st["Action"] if a != "cloudformation:DescribeStacks"]
+        env = deployer(moto, policy)
+        out = subprocess.run(
+            ["npx", "sls", "deploy"],
+            cwd=service,
+            env=build_environment(**env),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode != 0
+        assert "not authorized to perform: cloudformation:DescribeStacks" in out.stdout + out.stderr
+    finally:
+        moto.stop()
+
+
+def joined(value: str | dict) -> str:
+    """A template string, with an `Fn::Join` resolved (`AWS::Region` as us-east-1)."""
+    if isinstance(value, str):
+        return value
+    separator, parts = value["Fn::Join"]
+    regions = {"Ref": "AWS::Region"}
+    return separator.join("us-east-1" if part == regions else joined(part) for part in parts)
+
+
+def test_policy_scopes_resources_to_the_stack(
+    built_arches: list[str], moto: Moto, service: Path
+) -> None:
+    policy = deploy_policy()
+    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    for needed in (
+        "lambda:PublishLayerVersion",
+        "lambda:GetLayerVersion",
+        "lambda:DeleteLayerVersion",
+    ):
+        assert needed in actions
+    unscoped = {a for st in policy["Statement"] if st["Resource"] == "*" for a in st["Action"]}
+    assert unscoped == {"cloudformation:ValidateTemplate", "logs:DescribeLogGroups"}
+    layer_resources = next(st["Resource"] for st in policy["Statement"] if st["Sid"] == "Layer")
+    assert f"arn:aws:lambda:*:{MOTO_ACCOUNT}:layer:lambda-wandb*" in layer_resources
+    # The names the template gives its resources fall inside the policy's patterns.
+    sls(service, "package", env={"AWS_ENDPOINT_URL": moto.url})
+    resources = template(service)["Resources"]
+    names = {
+        "layer": f"arn:aws:lambda:us-east-1:{MOTO_ACCOUNT}:layer:"
+        + resources["WandbNexusLambdaLayer"]["Properties"]["LayerName"],
+        "function": f"arn:aws:lambda:us-east-1:{MOTO_ACCOUNT}:function:"
+        + resources["HelloLambdaFunction"]["Properties"]["FunctionName"],
+        "role": f"arn:aws:iam::{MOTO_ACCOUNT}:role/"
+        + joined(resources["IamRoleLambdaExecution"]["Properties"]["RoleName"]),
+        "logs": f"arn:aws:logs:us-east-1:{MOTO_ACCOUNT}:log-group:"
+        + resources["HelloLogGroup"]["Properties"]["LogGroupName"],
+        "stack": f"arn:aws:cloudformation:us-east-1:{MOTO_ACCOUNT}:stack/lambda-wandb-nexus-dev/x",
+    }
+    patterns = [r for st in policy["Statement"] for r in as_list(st["Resource"])]
+    for what, arn in names.items():
+        assert any(p != "*" and fnmatch.fnmatchcase(arn, p) for p in patterns), (what, arn)
+
+
+def test_invoke_local_runs_the_handler_with_the_built_layer(
+    built_arches: list[str], service: Path, tmp_path: Path
+) -> None:
+    # A bare virtualenv: wandb_nexus can only come from the layer on PYTHONPATH.
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    lambda_tmp = tmp_path / "lambda-tmp"
+    lambda_tmp.mkdir()
+    out = sls(
+        service,
+        "invoke", "local", "-f", "hello", "-d", '{"x": 1}',
+        env={
+            "VIRTUAL_ENV": str(bare),
+            "PATH": f"{bare / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "TMPDIR": str(lambda_tmp),
+        },
+    )  # fmt: skip
+    response = json.loads(out[out.index("{") : out.rindex("}") + 1])
+    assert response["statusCode"] == 200
+    body = json.loads(response["body"])
+    assert body["input"] == {"x": 1} and body["run"]["mode"] == "offline"
+    run_dir = Path(body["run"]["dir"])
+    assert run_dir.parent == lambda_tmp / "wandb"  # invoke local looks like Lambda: /tmp
+    assert (run_dir / f"run-{body['run']['id']}.wandb").exists()
