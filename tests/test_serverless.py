@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import wandb_log
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -395,3 +396,33 @@ def test_invoke_local_runs_the_handler_with_the_built_layer(
     run_dir = Path(body["run"]["dir"])
     assert run_dir.parent == lambda_tmp / "wandb"  # invoke local looks like Lambda: /tmp
     assert (run_dir / f"run-{body['run']['id']}.wandb").exists()
+
+
+ARM64_ROOT = REPO / "build" / "arm64-root"
+
+
+def test_arm64_layer_logs_a_run_under_qemu(built_arches: list[str], tmp_path: Path) -> None:
+    qemu = shutil.which("qemu-aarch64-static")
+    python = ARM64_ROOT / "usr" / "bin" / "python3.11"
+    if "arm64" not in built_arches or qemu is None or not python.exists():
+        pytest.skip("needs the arm64 layer, qemu-user-static and scripts/arm64_python_root")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import platform, wandb_nexus as wandb\n"
+        "assert platform.machine() == 'aarch64', platform.machine()\n"
+        "run = wandb.init(project='arm', dir=sys.argv[2], config={'arch': 'arm64'})\n"
+        "for i in range(3): run.log({'i': i})\n"
+        "run.finish(); print(run.sync_dir)\n"
+    )
+    layer = REPO / "build" / "layer-arm64" / "python"
+    out = subprocess.run(
+        [qemu, "-L", str(ARM64_ROOT), str(python), "-c", script, str(layer), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"]},
+    )
+    assert out.returncode == 0, out.stderr
+    sync_dir = Path(out.stdout.strip().splitlines()[-1])
+    records = wandb_log.read_records(next(sync_dir.glob("*.wandb")))
+    assert [row["i"] for row in wandb_log.history_rows(records)] == [0, 1, 2]
