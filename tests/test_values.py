@@ -14,19 +14,22 @@ import wandb_log
 from conftest import run_records
 
 
-def logged_row(data: dict) -> dict:
+def logged_records(data: dict) -> list:
+    """The records of a run that logged `data` once."""
     run = wandb.init()
     run.log(data)
     run.finish()
-    row = wandb_log.history_rows(run_records(run))[0]
+    return run_records(run)
+
+
+def logged_row(data: dict) -> dict:
+    row = wandb_log.history_rows(logged_records(data))[0]
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
 def logged_json(value: object) -> str:
-    run = wandb.init()
-    run.log({"v": value})
-    run.finish()
-    history = next(r.history for r in run_records(run) if r.WhichOneof("record_type") == "history")
+    records = logged_records({"v": value})
+    history = next(r.history for r in records if r.WhichOneof("record_type") == "history")
     return next(i.value_json for i in history.item if list(i.nested_key) == ["v"])
 
 
