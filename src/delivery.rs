@@ -98,9 +98,10 @@ impl Delivery {
         heartbeat: Duration,
     ) -> Self {
         Self {
+            // A live run's rows follow any the server already holds for this run id.
+            stream: RunStream::with_history_offset(target.history_line_count),
             transport,
             target,
-            stream: RunStream::default(),
             stopped,
             last_request: Instant::now(),
             heartbeat,
