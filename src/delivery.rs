@@ -15,10 +15,11 @@ use std::time::Duration;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use crate::error::Error;
 use crate::records::{Record, RecordType, RunRecord};
+use crate::sender::Finished;
 use crate::settings::Settings;
 use crate::stream::{config_json, RunStream};
 use crate::transport::{RunTarget, RunUpsert, Transport};
@@ -26,8 +27,13 @@ use crate::values::Value;
 
 pub enum Upload {
     Record(Box<Record>),
-    /// Send what has gathered now (config and data), and say how it went.
-    Flush(oneshot::Sender<Result<(), Error>>),
+    /// Send what has gathered now (config and data), giving up at the deadline, and reply
+    /// with how storing (`stored`, from the writer) and sending went.
+    Flush {
+        stored: Result<(), String>,
+        deadline: Option<Instant>,
+        reply: std::sync::mpsc::SyncSender<Finished>,
+    },
     Finish {
         files_dir: PathBuf,
         exit_code: i32,
@@ -38,10 +44,22 @@ pub enum Upload {
 /// Shared with the run: the server asked to stop it (the Stop button in the W&B UI).
 pub type StopFlag = Arc<AtomicBool>;
 
+/// Shared with the run: its page in the W&B UI, once known.
+pub type UrlSlot = Arc<std::sync::OnceLock<String>>;
+
 pub struct Delivery {
     transport: Arc<Transport>,
-    target: RunTarget,
+    /// Where the run lives on the server; `None` until the first request creates it (a
+    /// deferred run connects when it is first flushed).
+    target: Option<RunTarget>,
+    /// Filled with the run's page once the server has named its entity.
+    url: UrlSlot,
+    app_url: String,
     stream: RunStream,
+    /// History continues after the lines the server holds (a live run), or is sent whole
+    /// from line 0 (a sync, which may repeat lines the server has: same offsets, no
+    /// duplicates).
+    continue_history: bool,
     stopped: StopFlag,
     last_request: Instant,
     /// After this long without a request, a live run sends an empty one so the server does
@@ -91,17 +109,29 @@ fn server_config(run: &RunRecord, config: &crate::values::Tree) -> String {
 }
 
 impl Delivery {
+    /// A delivery for a run the server already holds (`target`), or, with `None`, for one
+    /// it creates on the first request.
     pub fn new(
         transport: Arc<Transport>,
-        target: RunTarget,
+        target: Option<RunTarget>,
+        run_page: (UrlSlot, String),
         stopped: StopFlag,
         heartbeat: Duration,
     ) -> Self {
-        Self {
+        let (url, app_url) = run_page;
+        let mut stream = RunStream::default();
+        if let Some(target) = &target {
             // A live run's rows follow any the server already holds for this run id.
-            stream: RunStream::with_history_offset(target.history_line_count),
+            stream.start_history_at(target.history_line_count);
+            let _ = url.set(run_url(&app_url, target));
+        }
+        Self {
+            stream,
+            continue_history: true,
             transport,
             target,
+            url,
+            app_url,
             stopped,
             last_request: Instant::now(),
             heartbeat,
@@ -111,21 +141,29 @@ impl Delivery {
     pub fn apply(&mut self, record: &Record) {
         self.stream.apply(record);
         if matches!(record.record_type, Some(RecordType::Run(_))) {
-            // The run's first UpsertBucket already carried this config.
-            self.stream.take_config_change();
+            // The run's first UpsertBucket carries this config.
+            self.stream.config_sent();
         }
     }
 
-    /// Streams records as they come, sending every `interval`, until Finish.
-    pub async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Upload>, interval: Duration) {
-        let mut ticks = interval_at(Instant::now() + interval, interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    /// Streams records as they come, sending every `interval` (if any), until Finish.
+    pub async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Upload>,
+        interval: Option<Duration>,
+    ) {
+        let mut ticks = interval.map(|interval| {
+            let mut ticks = interval_at(Instant::now() + interval, interval);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ticks
+        });
         loop {
             tokio::select! {
                 message = inbox.recv() => match message {
                     Some(Upload::Record(record)) => self.apply(&record),
-                    Some(Upload::Flush(reply)) => {
-                        let _ = reply.send(self.transmit(false).await);
+                    Some(Upload::Flush { stored, deadline, reply }) => {
+                        let delivered = Some(self.transmit_by(deadline).await);
+                        let _ = reply.send(Finished { stored, delivered });
                     }
                     Some(Upload::Finish { files_dir, exit_code, reply }) => {
                         let _ = reply.send(self.finish(&files_dir, exit_code).await);
@@ -133,7 +171,7 @@ impl Delivery {
                     }
                     None => return,
                 },
-                _ = ticks.tick() => {
+                () = next_tick(&mut ticks) => {
                     // A failed send leaves the data pending: the next tick or finish resends
                     // it at the same offsets.
                     let _ = self.transmit(true).await;
@@ -142,12 +180,42 @@ impl Delivery {
         }
     }
 
-    fn config_update(&self) -> RunUpsert {
+    /// A flush, abandoned at the deadline: nothing is marked sent unless the server
+    /// acknowledged it, so an abandoned round is resent whole, at the same offsets.
+    async fn transmit_by(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        match deadline {
+            None => self.transmit(false).await,
+            Some(deadline) => tokio::time::timeout_at(deadline, self.transmit(false))
+                .await
+                .unwrap_or_else(|_| Err(out_of_time())),
+        }
+    }
+
+    /// The server's name for the run, creating the run there on first use.
+    async fn connect(&mut self) -> Result<RunTarget, Error> {
+        if let Some(target) = &self.target {
+            return Ok(target.clone());
+        }
+        let run = self.stream.run.clone().unwrap_or_default();
+        let target = self
+            .transport
+            .upsert_run(&run_upsert(&run, &self.stream.config))
+            .await?;
+        if self.continue_history {
+            self.stream.start_history_at(target.history_line_count);
+        }
+        self.stream.config_sent();
+        let _ = self.url.set(run_url(&self.app_url, &target));
+        self.target = Some(target.clone());
+        Ok(target)
+    }
+
+    fn config_update(&self, target: &RunTarget) -> RunUpsert {
         let run = self.stream.run.clone().unwrap_or_default();
         RunUpsert {
-            run_id: self.target.run_id.clone(),
-            entity: Some(self.target.entity.clone()),
-            project: Some(self.target.project.clone()),
+            run_id: target.run_id.clone(),
+            entity: Some(target.entity.clone()),
+            project: Some(target.project.clone()),
             config: Some(server_config(&run, &self.stream.config)),
             ..Default::default()
         }
@@ -156,11 +224,12 @@ impl Delivery {
     /// One round: a changed config, then the gathered data; on a periodic round with
     /// nothing to send, a heartbeat when the run has been quiet for a while.
     async fn transmit(&mut self, periodic: bool) -> Result<(), Error> {
-        if self.stream.take_config_change() {
-            if let Err(err) = self.transport.upsert_run(&self.config_update()).await {
-                self.stream.mark_config_changed();
-                return Err(err);
-            }
+        let target = self.connect().await?;
+        if self.stream.config_changed() {
+            self.transport
+                .upsert_run(&self.config_update(&target))
+                .await?;
+            self.stream.config_sent();
         }
         let batch = self.stream.pending();
         if batch.is_empty() && !(periodic && self.last_request.elapsed() >= self.heartbeat) {
@@ -168,7 +237,7 @@ impl Delivery {
         }
         let reply = self
             .transport
-            .file_stream(&self.target, &batch, &[], None)
+            .file_stream(&target, &batch, &[], None)
             .await?;
         self.last_request = Instant::now();
         self.stream.acknowledge(&batch);
@@ -180,11 +249,12 @@ impl Delivery {
 
     /// Uploads the run files and sends everything that remains with the exit code.
     pub async fn finish(&mut self, files_dir: &Path, exit_code: i32) -> Result<(), Error> {
+        let target = self.connect().await?;
         let names = run_files(files_dir);
         let config = self
             .stream
-            .take_config_change()
-            .then(|| self.config_update());
+            .config_changed()
+            .then(|| self.config_update(&target));
         let transport = &self.transport;
         let (config_sent, upload_targets) = tokio::join!(
             async {
@@ -197,7 +267,7 @@ impl Delivery {
                 if names.is_empty() {
                     Ok(Vec::new())
                 } else {
-                    transport.create_run_files(&self.target, &names).await
+                    transport.create_run_files(&target, &names).await
                 }
             }
         );
@@ -232,14 +302,15 @@ impl Delivery {
         let batch = self.stream.pending();
         let reply = self
             .transport
-            .file_stream(&self.target, &batch, &uploaded, Some(exit_code))
+            .file_stream(&target, &batch, &uploaded, Some(exit_code))
             .await?;
         self.stream.acknowledge(&batch);
         if reply.stopped {
             self.stopped.store(true, Ordering::Relaxed);
         }
-        if let Err(err) = config_sent {
-            problems.push(err.to_string());
+        match config_sent {
+            Ok(()) => self.stream.config_sent(),
+            Err(err) => problems.push(err.to_string()),
         }
         if problems.is_empty() {
             Ok(())
@@ -298,12 +369,13 @@ pub enum SyncOutcome {
 
 /// Uploads a run directory (or its `.wandb` file) written offline or not fully delivered.
 /// History goes from line 0, so rows that already arrived are replaced by the same rows,
-/// never duplicated; running it twice is safe.
+/// never duplicated; running it twice is safe, and so is stopping it at `deadline` (a Lambda
+/// invocation's end): the run stays unmarked and the next sync sends it whole.
 pub fn sync(
     path: &Path,
     settings: &Settings,
-    entity: Option<String>,
-    project: Option<String>,
+    overrides: SyncOverrides,
+    deadline: Option<Instant>,
 ) -> Result<SyncOutcome, Error> {
     let log = find_log(path)?;
     let marker = synced_marker(&log);
@@ -319,16 +391,16 @@ pub fn sync(
             stream.apply(&record);
         }
     }
-    let Some(mut run) = stream.run.clone() else {
+    let Some(run) = stream.run.as_mut() else {
         return Err(Error::Usage(format!(
             "{} holds no run record; it is not a run's transaction log",
             log.display()
         )));
     };
-    if let Some(entity) = entity {
+    if let Some(entity) = overrides.entity {
         run.entity = entity;
     }
-    if let Some(project) = project {
+    if let Some(project) = overrides.project {
         run.project = project;
     }
     let Some(api_key) = &settings.api_key else {
@@ -340,21 +412,25 @@ pub fn sync(
     let files_dir = log.parent().unwrap_or(Path::new(".")).join("files");
     // A log without an exit record is a run that died: W&B marks such runs failed.
     let exit_code = stream.exit_code.unwrap_or(1);
+    let url = UrlSlot::default();
+    let mut delivery = Delivery::new(
+        transport,
+        None,
+        (url.clone(), settings.app_url.clone()),
+        StopFlag::default(),
+        settings.heartbeat,
+    );
+    delivery.stream = stream;
+    delivery.continue_history = false;
     let rt = crate::runtime::runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-    let target = rt.block_on(async {
-        let target = transport
-            .upsert_run(&run_upsert(&run, &stream.config))
-            .await?;
-        stream.take_config_change();
-        let mut delivery = Delivery::new(
-            transport.clone(),
-            target.clone(),
-            StopFlag::default(),
-            settings.heartbeat,
-        );
-        delivery.stream = stream;
-        delivery.finish(&files_dir, exit_code).await?;
-        Ok::<_, Error>(target)
+    rt.block_on(async {
+        let finish = delivery.finish(&files_dir, exit_code);
+        match deadline {
+            None => finish.await,
+            Some(deadline) => tokio::time::timeout_at(deadline, finish)
+                .await
+                .unwrap_or_else(|_| Err(out_of_time())),
+        }
     })?;
     std::fs::write(&marker, b"").map_err(|e| {
         Error::io(
@@ -363,8 +439,29 @@ pub fn sync(
         )
     })?;
     Ok(SyncOutcome::Uploaded {
-        url: run_url(&settings.app_url, &target),
+        url: url.get().cloned().unwrap_or_default(),
     })
+}
+
+/// Where `sync` puts a run, if not where it was logged to.
+#[derive(Debug, Default)]
+pub struct SyncOverrides {
+    pub entity: Option<String>,
+    pub project: Option<String>,
+}
+
+fn out_of_time() -> Error {
+    Error::Unavailable("delivery was stopped at the invocation's deadline".into())
+}
+
+/// Waits for the next tick, or forever when there are no ticks.
+async fn next_tick(ticks: &mut Option<Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// `{app}/{entity}/{project}/runs/{id}`.

@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod error;
+pub mod lambda;
 pub mod metrics;
 pub mod py;
 pub mod records;
@@ -23,6 +24,9 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::py::run::{init, sync, RunCore};
+
+    #[pymodule_export]
+    use crate::py::lambda::{deliver_invocation, start_lambda_extension};
 
     #[pymodule_export]
     #[allow(non_upper_case_globals)]

@@ -1,14 +1,15 @@
 //! A run: wandb's step semantics, the pending history row, the derived summary, the config
 //! and defined metrics. It turns API calls into events for the writer (src/sender.rs).
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::delivery::{self, Delivery, StopFlag};
+use crate::delivery::{self, Delivery, StopFlag, UrlSlot};
 use crate::error::Error;
 use crate::metrics::{MetricDef, Metrics};
 use crate::records::{
@@ -41,8 +42,8 @@ pub struct RunInfo {
     pub mode: Mode,
     /// The run directory (`.../wandb/offline-run-<ts>-<id>`); `None` when disabled.
     pub dir: Option<PathBuf>,
-    /// The run's page in the W&B UI, for a live run.
-    pub url: Option<String>,
+    /// The run's page in the W&B UI, once the server has named the run's entity.
+    pub url: UrlSlot,
     /// Something the user should be told about this run (shown as a Python warning).
     pub notice: Option<String>,
     /// Set when the server asks to stop the run.
@@ -70,6 +71,8 @@ pub enum Logged {
 
 pub struct Run {
     pub info: RunInfo,
+    /// What the run was started with (its mode as it turned out), for a later sync.
+    pub settings: Settings,
     /// The process that started the run and owns its writer thread.
     pid: u32,
     started: Instant,
@@ -112,7 +115,7 @@ impl Run {
             project: settings.project.clone(),
             mode: settings.mode,
             dir: None,
-            url: None,
+            url: UrlSlot::default(),
             notice: None,
             stopped: StopFlag::default(),
         };
@@ -123,7 +126,7 @@ impl Run {
             }
         }
         if settings.mode == Mode::Disabled {
-            return Ok(Self::assemble(info, None, state));
+            return Ok(Self::assemble(info, settings, None, state));
         }
         let start_time = timestamp(now);
         let run = run_record(&settings, &info.id, &config, start_time, &process);
@@ -136,6 +139,7 @@ impl Run {
             info.mode = Mode::Offline;
         }
         let dir = create_run_dir(&settings, &info.id, now)?;
+        open_run_dirs().insert(dir.clone());
         info.dir = Some(dir.clone());
         let events = sender::start(
             Paths {
@@ -165,12 +169,18 @@ impl Run {
             // The writer was just started; it cannot have gone away yet.
             let _ = events.send(Event::Record(record));
         }
-        Ok(Self::assemble(info, Some(events), state))
+        Ok(Self::assemble(info, settings, Some(events), state))
     }
 
-    fn assemble(info: RunInfo, events: Option<UnboundedSender<Event>>, state: State) -> Self {
+    fn assemble(
+        info: RunInfo,
+        settings: Settings,
+        events: Option<UnboundedSender<Event>>,
+        state: State,
+    ) -> Self {
         Self {
             info,
+            settings,
             pid: std::process::id(),
             started: Instant::now(),
             events,
@@ -361,14 +371,17 @@ impl Run {
     /// Stores everything logged so far and, for a live run, sends it to the server now. The
     /// pending row of the current step stays pending, as in wandb. Returns a warning when the
     /// data could not be delivered (it stays queued).
-    pub fn flush(&self) -> Result<Option<String>, Error> {
+    pub fn flush(&self, deadline: Option<tokio::time::Instant>) -> Result<Option<String>, Error> {
         let reply = {
             let _state = self.live_state("flush")?;
             let Some(events) = &self.events else {
                 return Ok(None);
             };
             let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
-            let _ = events.send(Event::Flush(reply_tx));
+            let _ = events.send(Event::Flush {
+                deadline,
+                reply: reply_tx,
+            });
             reply_rx
         };
         Ok(self.await_writer(reply)?.map(|err| {
@@ -454,10 +467,35 @@ impl Run {
             });
             reply_rx
         };
-        Ok(self
-            .await_writer(reply)?
-            .map(|err| self.undelivered_notice(&err)))
+        let stored = self.await_writer(reply);
+        if let Some(dir) = &self.info.dir {
+            // Closed: a Lambda sweep may now sync it.
+            open_run_dirs().remove(dir);
+        }
+        Ok(stored?.map(|err| self.undelivered_notice(&err)))
     }
+
+    /// A finished run whose delivery was left to a sync (a deferred run), or that did not
+    /// reach the server whole.
+    pub fn needs_sync(&self) -> bool {
+        self.settings.mode == Mode::Online
+            && self.is_finished()
+            && self
+                .info
+                .log_path()
+                .is_some_and(|log| !delivery::synced_marker(&log).exists())
+    }
+}
+
+/// Directories of runs open in this process: their logs are still being written, so a
+/// sweep for undelivered runs leaves them alone.
+fn open_run_dirs() -> MutexGuard<'static, BTreeSet<PathBuf>> {
+    static OPEN: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    OPEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn is_open_here(dir: &Path) -> bool {
+    open_run_dirs().contains(dir)
 }
 
 impl Run {
@@ -477,7 +515,9 @@ impl Run {
 }
 
 /// Creates the run on the server (one UpsertBucket) and prepares its delivery. A refused
-/// key is an error; an unreachable server is not: the run is kept locally, to be synced.
+/// key is an error; an unreachable server is not: the run is kept locally, to be synced. A
+/// deferred run makes no request here: the server learns of it when it is first flushed or
+/// synced.
 fn connect(
     settings: &Settings,
     run: &RunRecord,
@@ -486,6 +526,21 @@ fn connect(
 ) -> Result<Option<Online>, Error> {
     let api_key = settings.api_key.as_ref().expect("online mode has a key");
     let transport = Arc::new(Transport::new(&settings.base_url, api_key, settings.retry)?);
+    let run_page = (info.url.clone(), settings.app_url.clone());
+    if settings.defer_delivery {
+        let delivery = Delivery::new(
+            transport,
+            None,
+            run_page,
+            info.stopped.clone(),
+            settings.heartbeat,
+        );
+        return Ok(Some(Online {
+            delivery,
+            interval: None,
+            deliver_at_finish: false,
+        }));
+    }
     let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
     let target = match rt.block_on(transport.upsert_run(&delivery::run_upsert(run, config))) {
         Ok(target) => target,
@@ -504,11 +559,17 @@ fn connect(
     if target.display_name.is_some() {
         info.display_name = target.display_name.clone();
     }
-    info.url = Some(delivery::run_url(&settings.app_url, &target));
-    let delivery = Delivery::new(transport, target, info.stopped.clone(), settings.heartbeat);
+    let delivery = Delivery::new(
+        transport,
+        Some(target),
+        run_page,
+        info.stopped.clone(),
+        settings.heartbeat,
+    );
     Ok(Some(Online {
         delivery,
-        interval: settings.transmit_interval,
+        interval: Some(settings.transmit_interval),
+        deliver_at_finish: true,
     }))
 }
 

@@ -42,8 +42,12 @@ pub enum Event {
         time: Timestamp,
         text: String,
     },
-    /// Hands everything written so far to the OS and, for a live run, to the server.
-    Flush(std_mpsc::SyncSender<Finished>),
+    /// Hands everything written so far to the OS and, for a live run, to the server (giving
+    /// up at the deadline, if any). The writer does not wait for the server.
+    Flush {
+        deadline: Option<tokio::time::Instant>,
+        reply: std_mpsc::SyncSender<Finished>,
+    },
     /// Writes the run files, closes the log and, for a live run, completes delivery.
     Finish {
         files: RunFiles,
@@ -59,10 +63,12 @@ pub struct Finished {
     pub delivered: Option<Result<(), Error>>,
 }
 
-/// A live run's delivery and how often it transmits.
+/// A live run's delivery: how often it transmits on its own (never, for a deferred run),
+/// and whether finish completes it (a deferred run is synced after finish instead).
 pub struct Online {
     pub delivery: Delivery,
-    pub interval: std::time::Duration,
+    pub interval: Option<std::time::Duration>,
+    pub deliver_at_finish: bool,
 }
 
 /// The contents of the run files written at finish.
@@ -92,6 +98,7 @@ pub fn start(
         .map_err(|e| Error::io(format!("cannot create {}", output_path.display()), e))?;
     let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
     let (tx, rx) = unbounded_channel();
+    let deliver_at_finish = online.as_ref().is_some_and(|o| o.deliver_at_finish);
     let uploads = online.map(|online| {
         let (upload_tx, upload_rx) = unbounded_channel();
         rt.spawn(online.delivery.run(upload_rx, online.interval));
@@ -101,6 +108,7 @@ pub fn start(
         log,
         log_path: paths.log,
         uploads,
+        deliver_at_finish,
         output: BufWriter::new(output),
         files_dir: paths.files_dir,
         info: Some(RecordInfo { stream_id }),
@@ -118,6 +126,7 @@ struct Sender {
     log_path: PathBuf,
     /// The delivery task of a live run.
     uploads: Option<UnboundedSender<Upload>>,
+    deliver_at_finish: bool,
     output: BufWriter<File>,
     files_dir: PathBuf,
     info: Option<RecordInfo>,
@@ -174,8 +183,8 @@ impl Sender {
                     line: text,
                 })
             }
-            Event::Flush(reply) => {
-                let _ = reply.send(self.flush());
+            Event::Flush { deadline, reply } => {
+                self.flush(deadline, reply);
                 return None;
             }
             Event::Finish {
@@ -209,18 +218,34 @@ impl Sender {
         }
     }
 
-    fn flush(&mut self) -> Finished {
+    /// Stores what was written; a live run's delivery task then sends it and answers.
+    fn flush(
+        &mut self,
+        deadline: Option<tokio::time::Instant>,
+        reply: std_mpsc::SyncSender<Finished>,
+    ) {
         let flushed = self.log.flush().and_then(|()| self.output.flush());
         self.note(flushed, "cannot write the transaction log");
-        let delivered = self.uploads.as_ref().map(|uploads| {
-            let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-            let gone = || Error::Comm("the delivery task stopped unexpectedly".into());
-            uploads.send(Upload::Flush(reply_tx)).map_err(|_| gone())?;
-            reply_rx.blocking_recv().map_err(|_| gone())?
-        });
-        Finished {
-            stored: self.failure.clone().map_or(Ok(()), Err),
-            delivered,
+        let stored = self.failure.clone().map_or(Ok(()), Err);
+        let Some(uploads) = &self.uploads else {
+            let _ = reply.send(Finished {
+                stored,
+                delivered: None,
+            });
+            return;
+        };
+        let flush = Upload::Flush {
+            stored,
+            deadline,
+            reply,
+        };
+        if let Err(unsent) = uploads.send(flush) {
+            if let Upload::Flush { stored, reply, .. } = unsent.0 {
+                let _ = reply.send(Finished {
+                    stored,
+                    delivered: Some(Err(delivery_gone())),
+                });
+            }
         }
     }
 
@@ -240,16 +265,17 @@ impl Sender {
             .sync()
             .and_then(|()| self.output.get_ref().sync_data());
         self.note(synced, "cannot persist the transaction log");
-        let delivered = self.uploads.take().map(|uploads| {
+        // A deferred run's delivery ends here; the run is synced from its log instead.
+        let uploads = self.uploads.take().filter(|_| self.deliver_at_finish);
+        let delivered = uploads.map(|uploads| {
             let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
             let finish = Upload::Finish {
                 files_dir: self.files_dir.clone(),
                 exit_code,
                 reply: reply_tx,
             };
-            let gone = || Error::Comm("the delivery task stopped unexpectedly".into());
-            uploads.send(finish).map_err(|_| gone())?;
-            let result = reply_rx.blocking_recv().map_err(|_| gone())?;
+            uploads.send(finish).map_err(|_| delivery_gone())?;
+            let result = reply_rx.blocking_recv().map_err(|_| delivery_gone())?;
             if result.is_ok() {
                 // Delivered whole: `sync` has nothing left to do for this run.
                 let _ = std::fs::write(delivery::synced_marker(&self.log_path), b"");
@@ -261,6 +287,10 @@ impl Sender {
             delivered,
         }
     }
+}
+
+fn delivery_gone() -> Error {
+    Error::Comm("the delivery task stopped unexpectedly".into())
 }
 
 fn items(entries: Vec<Entry>) -> Vec<Item> {

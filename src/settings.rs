@@ -21,6 +21,8 @@ pub struct InitArgs {
     pub mode: Option<String>,
     pub dir: Option<String>,
     pub resume: Option<String>,
+    /// Send nothing while the handler runs; delivery happens after the response (Lambda).
+    pub defer_delivery: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,9 +106,13 @@ pub struct Settings {
     pub transmit_interval: Duration,
     /// How long a live run may stay quiet before it sends a heartbeat.
     pub heartbeat: Duration,
+    /// No network while the run is open unless asked: the run is created on the server and
+    /// its data sent when it is flushed or synced after the Lambda response.
+    pub defer_delivery: bool,
 }
 
 pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
+const LAMBDA_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
 /// Characters W&B refuses in run ids.
 const RUN_ID_FORBIDDEN: &[char] = &[':', ';', ',', '#', '?', '/', '\''];
@@ -145,9 +151,17 @@ impl Settings {
                     }),
             }
         };
+        let on_lambda = env_str("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let defaults = RetryPolicy::default();
+        // On Lambda, time spent retrying is billed after every invocation during an outage;
+        // what is not delivered in time is spooled and sent by the next invocation instead.
+        let budget = if on_lambda {
+            LAMBDA_RETRY_BUDGET
+        } else {
+            defaults.budget
+        };
         let retry = RetryPolicy {
-            budget: seconds("WANDB_NEXUS_RETRY_SECONDS", defaults.budget)?,
+            budget: seconds("WANDB_NEXUS_RETRY_SECONDS", budget)?,
             wait_min: seconds("WANDB_NEXUS_RETRY_WAIT_MIN", defaults.wait_min)?,
             wait_max: seconds("WANDB_NEXUS_RETRY_WAIT_MAX", defaults.wait_max)?,
             attempt_timeout: seconds("WANDB_HTTP_TIMEOUT", defaults.attempt_timeout)?,
@@ -177,7 +191,7 @@ impl Settings {
         let resume = parse_resume(pick(args.resume, "WANDB_RESUME").as_deref())?;
         let root_dir = match pick(args.dir, "WANDB_DIR") {
             Some(dir) => PathBuf::from(dir),
-            None => default_root_dir(env_str("AWS_LAMBDA_FUNCTION_NAME").is_some()),
+            None => default_root_dir(on_lambda),
         };
         Ok(Self {
             mode,
@@ -199,6 +213,7 @@ impl Settings {
             tags,
             resume,
             root_dir,
+            defer_delivery: args.defer_delivery,
         })
     }
 }

@@ -53,12 +53,10 @@ pub struct RunStream {
 }
 
 impl RunStream {
-    /// Starts history at `offset` (the server's `historyLineCount` for a run that has rows).
-    pub fn with_history_offset(offset: u64) -> Self {
-        Self {
-            history_sent: offset,
-            ..Default::default()
-        }
+    /// Starts history at `offset` (the server's `historyLineCount` for a run that has rows);
+    /// called before anything was acknowledged.
+    pub fn start_history_at(&mut self, offset: u64) {
+        self.history_sent = offset;
     }
 
     pub fn apply(&mut self, record: &Record) {
@@ -167,14 +165,14 @@ impl RunStream {
         }
     }
 
-    /// The config changed since the last call (and the upsert that sent it).
-    pub fn take_config_change(&mut self) -> bool {
-        std::mem::take(&mut self.config_changed)
+    /// The config changed since it was last sent.
+    pub fn config_changed(&self) -> bool {
+        self.config_changed
     }
 
-    /// A config update that failed to send is sent again later.
-    pub fn mark_config_changed(&mut self) {
-        self.config_changed = true;
+    /// The server acknowledged the config as it is now.
+    pub fn config_sent(&mut self) {
+        self.config_changed = false;
     }
 }
 
@@ -248,7 +246,8 @@ mod tests {
 
     #[test]
     fn retried_batches_keep_offsets_and_acknowledged_lines_are_dropped() {
-        let mut stream = RunStream::with_history_offset(5);
+        let mut stream = RunStream::default();
+        stream.start_history_at(5);
         stream.apply(&history(0));
         let first = stream.pending();
         stream.apply(&history(1));
@@ -306,8 +305,9 @@ mod tests {
         );
         stream.acknowledge(&batch);
         assert_eq!(stream.pending().summary, None);
-        assert!(stream.take_config_change());
-        assert!(!stream.take_config_change());
+        assert!(stream.config_changed());
+        stream.config_sent();
+        assert!(!stream.config_changed());
         assert_eq!(
             config_json(&stream.config),
             r#"{"opt":{"value":{"lr":0.1,"beta":2}}}"#

@@ -4,6 +4,7 @@
 //! The API key is sent only to the base URL (GraphQL and file_stream); uploads to signed URLs
 //! never carry it, and redirects are not followed, so it cannot leak to another host.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,22 +19,48 @@ use crate::error::Error;
 use crate::settings::{ApiKey, RetryPolicy};
 use crate::stream::{Batch, CONSOLE_FILE, HISTORY_FILE, SUMMARY_FILE};
 
-static CLIENT: Mutex<Option<(u32, Client)>> = Mutex::new(None);
+/// The client and what it was built for: the process (a forked child builds its own, since
+/// the parent's pooled connections belong to a runtime the child does not have) and the
+/// connection generation (see `reset_connections`).
+struct ClientSlot {
+    pid: u32,
+    generation: u64,
+    client: Client,
+}
 
-/// The process's HTTP client, built on first use; a forked child builds its own, since the
-/// parent's pooled connections belong to a runtime the child does not have.
+static CLIENT: Mutex<Option<ClientSlot>> = Mutex::new(None);
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The process's HTTP client, built on first use.
 pub fn client() -> Result<Client, Error> {
     let pid = std::process::id();
+    let generation = GENERATION.load(Ordering::Acquire);
     let mut slot = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((owner, client)) = slot.as_ref() {
-        if *owner == pid {
-            return Ok(client.clone());
+    match slot.take() {
+        Some(current) if current.pid == pid && current.generation == generation => {
+            let client = current.client.clone();
+            *slot = Some(current);
+            return Ok(client);
         }
-        std::mem::forget(slot.take());
+        // A parent's client cannot be dropped in a forked child: its pool belongs to
+        // threads that do not exist here.
+        Some(current) if current.pid != pid => std::mem::forget(current),
+        _ => {}
     }
     let client = build_client()?;
-    *slot = Some((pid, client.clone()));
+    *slot = Some(ClientSlot {
+        pid,
+        generation,
+        client: client.clone(),
+    });
     Ok(client)
+}
+
+/// Makes later requests use new connections. Lambda calls for it when the process is thawed:
+/// a pooled connection may have been dropped by the peer or a NAT during the freeze, and a
+/// request written into it would hang until its timeout. Requests in flight keep theirs.
+pub fn reset_connections() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 fn build_client() -> Result<Client, Error> {
@@ -58,8 +85,6 @@ fn build_client() -> Result<Client, Error> {
         .user_agent(concat!("wandb-nexus/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        // Idle connections may go stale while Lambda freezes the process; a stale one fails
-        // fast and the retry opens a new one.
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .map_err(tls_setup_error)
@@ -155,7 +180,6 @@ pub struct StreamReply {
 }
 
 pub struct Transport {
-    client: Client,
     base_url: Url,
     auth: HeaderValue,
     policy: RetryPolicy,
@@ -196,8 +220,9 @@ impl Transport {
             Error::Usage("the API key contains characters not allowed in HTTP".into())
         })?;
         auth.set_sensitive(true);
+        // Built here, so a bad SSL_CERT_FILE fails at init rather than at the first request.
+        client()?;
         Ok(Self {
-            client: client()?,
             base_url,
             auth,
             policy,
@@ -215,11 +240,17 @@ impl Transport {
 
     /// Sends a request built by `build` until it succeeds, fails permanently, or the retry
     /// budget is spent. Returns the response body.
-    async fn send(&self, what: &str, build: impl Fn() -> RequestBuilder) -> Result<Vec<u8>, Error> {
+    /// Each attempt takes the process's client anew, so one after `reset_connections` uses a
+    /// fresh connection.
+    async fn send(
+        &self,
+        what: &str,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Vec<u8>, Error> {
         let deadline = Instant::now() + self.policy.budget;
         let mut wait = self.policy.wait_min;
         loop {
-            match self.attempt(what, build()).await {
+            match self.attempt(what, build(&client()?)).await {
                 Ok(body) => return Ok(body),
                 Err(Attempt::Fail(err)) => return Err(err),
                 Err(Attempt::Retry { reason, after }) => {
@@ -291,8 +322,8 @@ impl Transport {
 
     /// An authenticated JSON POST to the API (GraphQL and file_stream); the body of the answer.
     async fn post_json(&self, what: &str, url: Url, body: Vec<u8>) -> Result<Vec<u8>, Error> {
-        self.send(what, || {
-            self.client
+        self.send(what, |client| {
+            client
                 .post(url.clone())
                 .header(AUTHORIZATION, self.auth.clone())
                 .header(CONTENT_TYPE, "application/json")
@@ -425,9 +456,9 @@ impl Transport {
             }
         }
         let what = format!("uploading {}", target.name);
-        self.send(&what, || {
+        self.send(&what, |client| {
             // An explicit length: an empty body would otherwise go without one.
-            self.client
+            client
                 .put(url.clone())
                 .headers(headers.clone())
                 .header(CONTENT_LENGTH, contents.len())

@@ -249,6 +249,10 @@ class FakeWandb:
         self.internal_errors: list[str] = []  # tracebacks of bugs in the fake itself
         self._runs: dict[tuple[str, str, str], RunState] = {}
         self._faults: dict[str, deque[Fault]] = {}
+        # Added to every request's handling time: a slow or far-away server.
+        self.latency = 0.0
+        self._connections: set[socket.socket] = set()
+        self._stranded: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._expected_auth = "Basic " + base64.b64encode(f"api:{api_key}".encode()).decode()
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -281,6 +285,7 @@ class FakeWandb:
         self.stop()
 
     def stop(self) -> None:
+        self._server.stopping = True
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -305,6 +310,14 @@ class FakeWandb:
         """Drop every injected fault not consumed yet (an outage ends)."""
         with self._lock:
             self._faults.clear()
+
+    def strand_connections(self) -> int:
+        """Turn every open connection into a black hole, as a NAT or load balancer does
+        to idle connections of a frozen Lambda: requests on them are never answered, while
+        new connections work. Returns how many were stranded."""
+        with self._lock:
+            self._stranded |= self._connections
+            return len(self._connections)
 
     def pending_faults(self) -> dict[str, int]:
         """Injected faults not consumed yet, per kind."""
@@ -355,6 +368,10 @@ class FakeWandb:
         if kind == "graphql":
             record.operation = _peek_operation(raw)
 
+        if handler.connection in self._stranded:
+            record.fault = "stranded"
+            _hold_until_closed(handler)
+            return
         fault = self._take_fault(kind, record.operation)
         record.fault = fault.action if fault is not _NO_FAULT else None
         if fault.action == "reset":
@@ -364,7 +381,7 @@ class FakeWandb:
             body = _error_body(f"injected fault: HTTP {fault.status}")
             self._respond(handler, record, fault.status, body, dict(fault.headers))
             return
-        time.sleep(fault.seconds)  # 0 unless this is a delay fault
+        time.sleep(self.latency + fault.seconds)  # fault.seconds is 0 unless a delay fault
 
         try:
             answer_status, answer = self._dispatch(handler.command, kind, params, raw, record)
@@ -690,6 +707,7 @@ class FakeWandb:
 
 class _Server(ThreadingHTTPServer):  # daemon threads: a stuck request never blocks exit
     fake: FakeWandb
+    stopping = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -697,6 +715,16 @@ class _Handler(BaseHTTPRequestHandler):
     # (and its interaction with dropped connections) gets exercised.
     protocol_version = "HTTP/1.1"
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.fake._lock:
+            self.server.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.fake._lock:
+            self.server.fake._connections.discard(self.connection)
+        super().finish()
 
     def do_POST(self) -> None:
         self.server.fake._serve(self)
@@ -730,6 +758,20 @@ def _read_body(handler: _Handler, headers: dict[str, str]) -> bytes:
     if not length.isdigit():
         raise HttpError(400, "bad Content-Length")
     return handler.rfile.read(int(length))
+
+
+def _hold_until_closed(handler: _Handler) -> None:
+    """Answer nothing and wait until the client gives up on the connection."""
+    handler.close_connection = True
+    handler.connection.settimeout(0.2)
+    while not handler.server.stopping:
+        try:
+            if not handler.connection.recv(4096):
+                return
+        except TimeoutError:
+            continue
+        except OSError:
+            return
 
 
 def _drop_connection(handler: _Handler) -> None:

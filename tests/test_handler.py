@@ -30,7 +30,7 @@ def test_hello_offline_says_where_the_run_went_and_it_syncs(clean_env: Path) -> 
     assert response["statusCode"] == 200
     body = json.loads(response["body"])
     assert body["message"] == "Your function executed successfully!"
-    assert body["run"]["mode"] == "offline" and body["run"]["url"] is None
+    assert body["run"]["mode"] == "offline" and body["run"]["project"] == "lambda-wandb-nexus"
     run_dir = Path(body["run"]["dir"])
     assert run_dir.parent == clean_env / "wandb"
     assert f"Upload it with: wandb sync {run_dir}" in out.stdout
@@ -39,6 +39,7 @@ def test_hello_offline_says_where_the_run_went_and_it_syncs(clean_env: Path) -> 
         state = fake.single_run()
         assert [row["epoch"] for row in state.history] == list(range(10))
         assert state.config_values["epochs"] == 10
+        assert state.config_values["lambda"] == {"cold_start": True}
         assert "final_accuracy" in state.summary and state.exitcode == 0
 
 

@@ -17,6 +17,7 @@ Without an API key (or with ``WANDB_MODE=offline``) the run is written to
 from __future__ import annotations
 
 from . import _active, _core
+from ._lambda import LambdaHandler, lambda_handler
 from ._run import Config, Run, Summary
 from .errors import (
     AuthenticationError,
@@ -40,6 +41,7 @@ __all__ = [
     "AuthenticationError",
     "CommError",
     "Config",
+    "LambdaHandler",
     "Run",
     "RunIOError",
     "Summary",
@@ -50,6 +52,7 @@ __all__ = [
     "define_metric",
     "finish",
     "init",
+    "lambda_handler",
     "log",
     "run",
 ]
@@ -84,25 +87,46 @@ def init(
         return previous
     if previous is not None and reinit == "finish_previous":
         previous.finish()
-    config_items = _config_mapping(config)
-    core = _core.init(
-        config=config_items,
+    return _start_run(
         project=project,
         entity=entity,
+        config=config,
         name=name,
         id=id,
-        tags=_tag_list(tags),
+        tags=tags,
         group=group,
         job_type=job_type,
         notes=notes,
         mode=mode,
+        dir=dir,
+        resume=resume,
+    )
+
+
+def _start_run(
+    *,
+    config: Mapping[str, Any] | argparse.Namespace | None,
+    tags: Sequence[str] | None,
+    dir: str | None,
+    resume: bool | str | None = None,
+    defer_delivery: bool = False,
+    **names: str | None,
+) -> Run:
+    """Opens a new run and makes it the current one; ``defer_delivery`` keeps it off the
+    network until it is flushed or synced (Lambda handlers deliver after the response)."""
+    config_items = _config_mapping(config)
+    core = _core.init(
+        config=config_items,
+        tags=_tag_list(tags),
         dir=None if dir is None else str(dir),
         resume=_resume_text(resume),
+        defer_delivery=defer_delivery,
+        **names,
     )
     if core.notice is not None:
         import warnings
 
-        warnings.warn(core.notice, stacklevel=2)
+        warnings.warn(core.notice, stacklevel=3)
     new_run = Run(core, config_items)
     _active.adopt(new_run)
     return new_run

@@ -3,7 +3,14 @@
 from collections.abc import Awaitable
 from typing import Any, final
 
-__all__ = ["RunCore", "__version__", "init", "sync"]
+__all__ = [
+    "RunCore",
+    "__version__",
+    "deliver_invocation",
+    "init",
+    "start_lambda_extension",
+    "sync",
+]
 
 __version__: str
 
@@ -67,5 +74,13 @@ def init(
     mode: str | None = None,
     dir: str | None = None,
     resume: str | None = None,
+    defer_delivery: bool = False,
 ) -> RunCore: ...
 def sync(path: str, entity: str | None = None, project: str | None = None) -> str | None: ...
+def start_lambda_extension() -> bool: ...
+def deliver_invocation(
+    runs: list[RunCore],
+    request_id: str | None = None,
+    remaining_ms: int | None = None,
+    sweep: bool = False,
+) -> list[str]: ...

@@ -3,4 +3,5 @@
 
 pub mod aio;
 pub mod convert;
+pub mod lambda;
 pub mod run;

@@ -15,12 +15,13 @@ use crate::values::Value;
 
 #[pyclass(module = "wandb_nexus._core", name = "RunCore", frozen)]
 pub struct RunCore {
-    run: Arc<Run>,
+    pub(crate) run: Arc<Run>,
 }
 
 #[pyfunction]
 #[pyo3(signature = (config=None, project=None, entity=None, name=None, id=None, tags=None,
-    group=None, job_type=None, notes=None, mode=None, dir=None, resume=None))]
+    group=None, job_type=None, notes=None, mode=None, dir=None, resume=None,
+    defer_delivery=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn init(
     py: Python<'_>,
@@ -36,6 +37,7 @@ pub fn init(
     mode: Option<String>,
     dir: Option<String>,
     resume: Option<String>,
+    defer_delivery: bool,
 ) -> PyResult<RunCore> {
     let config = match config {
         Some(c) if !c.is_none() => Value::Map(convert::dict_items(c, "set config")?),
@@ -53,6 +55,7 @@ pub fn init(
         mode,
         dir,
         resume,
+        defer_delivery,
     };
     let process = process_info(py)?;
     let run = py.detach(move || {
@@ -157,12 +160,12 @@ impl RunCore {
     /// Returns a warning when the data could not be delivered now (it stays queued).
     fn flush(&self, py: Python<'_>) -> PyResult<Option<String>> {
         let run = &self.run;
-        Ok(py.detach(|| run.flush())?)
+        Ok(py.detach(|| run.flush(None))?)
     }
 
     fn flush_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let run = self.run.clone();
-        aio::awaitable(py, move || run.flush())
+        aio::awaitable(py, move || run.flush(None))
     }
 
     #[pyo3(signature = (exit_code=0))]
@@ -222,7 +225,7 @@ impl RunCore {
     /// The run's page in the W&B UI; None for a run kept offline.
     #[getter]
     fn url(&self) -> Option<&str> {
-        self.run.info.url.as_deref()
+        self.run.info.url.get().map(String::as_str)
     }
 
     /// The server asked to stop the run (the Stop button in the W&B UI).
@@ -267,7 +270,8 @@ pub fn sync(
 ) -> PyResult<Option<String>> {
     let outcome = py.detach(|| {
         let settings = Settings::resolve(InitArgs::default(), |name| std::env::var(name).ok())?;
-        crate::delivery::sync(std::path::Path::new(&path), &settings, entity, project)
+        let overrides = crate::delivery::SyncOverrides { entity, project };
+        crate::delivery::sync(std::path::Path::new(&path), &settings, overrides, None)
     })?;
     Ok(match outcome {
         crate::delivery::SyncOutcome::Uploaded { url } => Some(url),

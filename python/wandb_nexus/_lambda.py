@@ -1,0 +1,186 @@
+"""AWS Lambda handlers that log to W&B without making the response wait for W&B."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import _active, _core
+from .errors import UsageError, WandbNexusError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+    from ._run import Run
+
+__all__ = ["LambdaHandler", "lambda_handler"]
+
+_RUN_PER_CHOICES = ("invocation", "environment")
+# The first invocation in this process is the cold start.
+_cold_start = True
+
+
+def lambda_handler(
+    handler: Callable[[Any, Any], Any] | None = None,
+    *,
+    run_per: str = "invocation",
+    project: str | None = None,
+    entity: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    tags: Sequence[str] | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    notes: str | None = None,
+    mode: str | None = None,
+    dir: str | None = None,
+) -> Any:
+    """Decorates a Lambda handler so each invocation logs to a W&B run.
+
+    ``run_per="invocation"`` (the default) starts a run per invocation and finishes it when
+    the handler returns; ``run_per="environment"`` keeps one run per execution environment
+    across warm invocations, its steps increasing. Inside the handler the run is
+    ``wandb_nexus.run``. The Lambda context goes into the run's config under ``lambda``.
+
+    Nothing is sent while the handler runs. On Lambda an internal extension, registered when
+    this decorator runs (during init), delivers after the response is sent and before the
+    environment freezes, within the invocation's deadline; what does not make it stays under
+    ``/tmp`` and goes out after the next invocation. Without the Extensions API (a local
+    call, ``sls invoke local``) delivery happens before the handler returns.
+
+    An exception finishes the run with exit code 1 and its traceback in the run's console
+    output, and is raised again. The handler's return value is passed through untouched.
+    """
+    if run_per not in _RUN_PER_CHOICES:
+        raise UsageError(f"run_per must be one of {', '.join(_RUN_PER_CHOICES)}, not {run_per!r}")
+    options: dict[str, Any] = {
+        "project": project,
+        "entity": entity,
+        "config": dict(config or {}),
+        "name": name,
+        "tags": tags,
+        "group": group,
+        "job_type": job_type,
+        "notes": notes,
+        "mode": mode,
+        "dir": dir,
+    }
+
+    def decorate(function: Callable[[Any, Any], Any]) -> LambdaHandler:
+        return LambdaHandler(function, run_per, options)
+
+    return decorate if handler is None else decorate(handler)
+
+
+class LambdaHandler:
+    """A Lambda handler wrapped by :func:`lambda_handler`; call it as the handler itself."""
+
+    def __init__(
+        self, handler: Callable[[Any, Any], Any], run_per: str, options: dict[str, Any]
+    ) -> None:
+        import functools
+
+        functools.update_wrapper(self, handler)
+        self._handler = handler
+        self._run_per = run_per
+        self._options = options
+        self._run: Run | None = None
+        #: The run of the latest invocation (for a caller that wants its id or URL).
+        self.last_run: Run | None = None
+        # Registered now, during init: Lambda accepts extensions only before the runtime
+        # asks for its first event. Without one, runs are delivered before returning.
+        try:
+            self._extension = _core.start_lambda_extension()
+        except WandbNexusError as err:
+            print(
+                f"wandb-nexus: no Lambda extension ({err}); runs are delivered before the "
+                "handler returns",
+                file=sys.stderr,
+            )
+            self._extension = False
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        global _cold_start
+        cold_start, _cold_start = _cold_start, False
+        run = self._open_run(_context_info(context, cold_start))
+        exit_code = 1
+        try:
+            result = self._handler(event, context)
+            exit_code = 0
+            return result
+        except BaseException:
+            import traceback
+
+            run._core.output(True, traceback.format_exc())
+            raise
+        finally:
+            self._deliver(run, exit_code, context)
+
+    def _open_run(self, lambda_info: dict[str, Any]) -> Run:
+        from . import _start_run
+
+        run = self._run
+        if run is not None and not run.finished:
+            run.config.update({"lambda": lambda_info})
+            _active.current = run
+            return run
+        options = dict(self._options)
+        options["config"] = {**options["config"], "lambda": lambda_info}
+        run = _start_run(defer_delivery=True, **options)
+        if self._run_per == "environment":
+            self._run = run
+        return run
+
+    def _deliver(self, run: Run, exit_code: int, context: Any) -> None:
+        """Closes what the invocation leaves open and sends it: through the extension when
+        it runs (returning at once), here otherwise. Problems are reported, never raised: the
+        handler's outcome is the invocation's."""
+        self.last_run = run
+        problems: list[str] = []
+        try:
+            if self._run_per == "invocation" or exit_code != 0:
+                run.finish(exit_code)
+            request_id = getattr(context, "aws_request_id", None) if self._extension else None
+            problems = _core.deliver_invocation(
+                [run._core],
+                request_id=request_id,
+                remaining_ms=_remaining_ms(context),
+                sweep="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
+            )
+        except WandbNexusError as err:
+            problems.append(str(err))
+        for problem in problems:
+            print(f"wandb-nexus: {problem}", file=sys.stderr)
+
+
+def _context_info(context: Any, cold_start: bool) -> dict[str, Any]:
+    """What the Lambda context says about this invocation, for the run's config."""
+    info: dict[str, Any] = {"cold_start": cold_start}
+    for key, attribute in (
+        ("request_id", "aws_request_id"),
+        ("function_name", "function_name"),
+        ("function_version", "function_version"),
+        ("invoked_function_arn", "invoked_function_arn"),
+        ("log_group", "log_group_name"),
+        ("log_stream", "log_stream_name"),
+    ):
+        value = getattr(context, attribute, None)
+        if isinstance(value, str):
+            info[key] = value
+    memory = getattr(context, "memory_limit_in_mb", None)
+    if memory is not None and str(memory).isdigit():
+        info["memory_limit_mb"] = int(memory)
+    remaining = _remaining_ms(context)
+    if remaining is not None:
+        info["remaining_time_ms"] = remaining
+    return info
+
+
+def _remaining_ms(context: Any) -> int | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    value = remaining()
+    return value if isinstance(value, int) and value >= 0 else None

@@ -1,0 +1,29 @@
+"""Lambda handlers for the lifecycle tests (tests/test_lambda_runtime.py). Each logs
+`event["rows"]` rows of {"i": n, "invocation": event["invocation"]}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import wandb_nexus as wandb
+
+
+def _log_rows(event: dict[str, Any]) -> dict[str, Any]:
+    run = wandb.run
+    assert run is not None
+    for i in range(event["rows"]):
+        run.log({"i": i, "invocation": event["invocation"]})
+    print(f"logged {event['rows']} rows")
+    if event.get("fail"):
+        raise ValueError(f"invocation {event['invocation']} failed on purpose")
+    return {"run": run.id, "step": run.step, "echo": event}
+
+
+@wandb.lambda_handler(project="lambda-tests")
+def per_invocation(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _log_rows(event)
+
+
+@wandb.lambda_handler(project="lambda-tests", run_per="environment")
+def per_environment(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _log_rows(event)

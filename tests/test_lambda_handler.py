@@ -1,0 +1,120 @@
+"""`wandb_nexus.lambda_handler` called directly, as `sls invoke local` and `python handler.py`
+call a handler: no Extensions API, so each run is delivered before the handler returns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wandb_nexus as wandb
+
+from conftest import run_records
+from fake_wandb import FakeWandb
+
+
+class Context:
+    """The attributes awslambdaric's context has."""
+
+    aws_request_id = "0b1c2d3e-request"
+    function_name = "lambda-wandb-nexus-dev-hello"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:hello"
+    memory_limit_in_mb = "256"
+    log_group_name = "/aws/lambda/hello"
+    log_stream_name = "2026/11/25/[$LATEST]abc"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 5000
+
+
+def test_return_value_passes_through_and_the_run_is_finished_with_its_context() -> None:
+    result = object()
+
+    @wandb.lambda_handler(project="p", config={"lr": 0.1})
+    def handler(event: Any, context: Any) -> Any:
+        assert wandb.run is not None
+        wandb.log({"x": event["x"]})
+        return result
+
+    assert handler({"x": 3}, Context()) is result
+    run = handler.last_run
+    assert run is not None and run.finished and wandb.run is None
+    assert handler.__name__ == "handler"
+    assert run.config["lr"] == 0.1
+    info = run.config["lambda"]
+    assert info == {
+        "cold_start": info["cold_start"],
+        "request_id": "0b1c2d3e-request",
+        "function_name": "lambda-wandb-nexus-dev-hello",
+        "function_version": "$LATEST",
+        "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:hello",
+        "log_group": "/aws/lambda/hello",
+        "log_stream": "2026/11/25/[$LATEST]abc",
+        "memory_limit_mb": 256,
+        "remaining_time_ms": 5000,
+    }
+    handler({"x": 4}, Context())
+    assert handler.last_run is not run
+    assert handler.last_run.config["lambda"]["cold_start"] is False
+
+
+def test_an_exception_finishes_with_exit_code_1_and_its_traceback() -> None:
+    @wandb.lambda_handler(project="p")
+    def handler(event: Any, context: Any) -> Any:
+        wandb.log({"x": 1})
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        handler({}, None)
+    run = handler.last_run
+    assert run is not None and run.finished
+    exit_record = next(r for r in run_records(run) if r.HasField("exit")).exit
+    assert exit_record.exit_code == 1
+    output = (Path(run.sync_dir) / "files" / "output.log").read_text()
+    assert "Traceback (most recent call last)" in output and "KeyError: 'missing'" in output
+
+
+def test_one_run_per_environment_keeps_counting_steps() -> None:
+    @wandb.lambda_handler(project="p", run_per="environment")
+    def handler(event: Any, context: Any) -> int:
+        assert wandb.run is not None
+        wandb.log({"x": 1})
+        wandb.log({"x": 2})
+        return wandb.run.step
+
+    assert [handler({}, Context()) for _ in range(3)] == [2, 4, 6]
+    run = handler.last_run
+    assert run is not None and not run.finished and wandb.run is run
+    run.finish()
+
+
+def test_delivered_before_returning_without_the_extensions_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeWandb() as fake:
+        monkeypatch.setenv("WANDB_BASE_URL", fake.base_url)
+        monkeypatch.setenv("WANDB_API_KEY", fake.api_key)
+
+        @wandb.lambda_handler(project="p")
+        def handler(event: Any, context: Any) -> str:
+            for i in range(5):
+                wandb.log({"i": i})
+            # Nothing has been sent while the handler runs.
+            assert fake.requests == []
+            return "done"
+
+        assert handler({}, Context()) == "done"
+        state = fake.single_run()
+        assert [row["i"] for row in state.history] == list(range(5))
+        assert state.complete and state.exitcode == 0
+        run = handler.last_run
+        assert run is not None
+        assert run.url == f"{fake.base_url}/{fake.entity}/p/runs/{run.id}"
+        assert (Path(run.sync_dir) / f"run-{run.id}.wandb.synced").exists()
+
+
+def test_bad_options_are_usage_errors() -> None:
+    with pytest.raises(wandb.UsageError, match="run_per must be one of"):
+        wandb.lambda_handler(run_per="request")
