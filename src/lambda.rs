@@ -33,12 +33,11 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(300);
 const EXTENSION_NAME: &str = "wandb-nexus";
 const EXTENSION_ID_HEADER: &str = "Lambda-Extension-Identifier";
 
-/// What an invocation leaves to deliver: its runs (flushed if still open, synced if
-/// finished) and, on Lambda, the runs earlier invocations could not deliver.
+/// What an invocation leaves to deliver: its runs, flushed if still open, synced if
+/// finished. On Lambda, the runs earlier invocations could not deliver go out after them.
 #[derive(Default)]
 pub struct Work {
     pub runs: Vec<Arc<Run>>,
-    pub sweep: bool,
 }
 
 /// Delivers `work` until `deadline`; returns what went wrong, one line per problem. Runs
@@ -59,10 +58,8 @@ pub fn deliver(work: Work, deadline: Instant) -> Vec<String> {
         }
         done.extend(run.info.dir.clone());
     }
-    if work.sweep {
-        if let Some(run) = work.runs.first() {
-            sweep(&run.settings, &done, deadline, &mut problems);
-        }
+    if let Some(run) = work.runs.first().filter(|run| run.settings.on_lambda) {
+        sweep(&run.settings, &done, deadline, &mut problems);
     }
     problems
 }
@@ -429,12 +426,8 @@ mod tests {
 
     #[test]
     fn without_an_extension_work_comes_back_to_the_caller() {
-        let work = Work {
-            runs: Vec::new(),
-            sweep: true,
-        };
-        let back = hand_off("request", work).unwrap_err();
-        assert!(back.sweep);
+        let work = Work { runs: Vec::new() };
+        assert!(hand_off("request", work).is_err());
     }
 
     #[test]

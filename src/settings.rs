@@ -109,6 +109,8 @@ pub struct Settings {
     /// No network while the run is open unless asked: the run is created on the server and
     /// its data sent when it is flushed or synced after the Lambda response.
     pub defer_delivery: bool,
+    /// Running in AWS Lambda (or an emulation of it).
+    pub on_lambda: bool,
 }
 
 pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
@@ -151,7 +153,9 @@ impl Settings {
                     }),
             }
         };
-        let on_lambda = env_str("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let on_lambda = ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_RUNTIME_API"]
+            .iter()
+            .any(|name| env_str(name).is_some());
         let defaults = RetryPolicy::default();
         // On Lambda, time spent retrying is billed after every invocation during an outage;
         // what is not delivered in time is spooled and sent by the next invocation instead.
@@ -214,6 +218,7 @@ impl Settings {
             resume,
             root_dir,
             defer_delivery: args.defer_delivery,
+            on_lambda,
         })
     }
 }
@@ -421,6 +426,14 @@ mod tests {
     fn lambda_defaults_root_to_the_temporary_directory() {
         let s = resolve(InitArgs::default(), &[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap();
         assert_eq!(s.root_dir, std::env::temp_dir());
+        assert_eq!(s.retry.budget, LAMBDA_RETRY_BUDGET);
+        let s = resolve(
+            InitArgs::default(),
+            &[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")],
+        );
+        assert_eq!(s.unwrap().root_dir, std::env::temp_dir());
+        let s = resolve(InitArgs::default(), &[]).unwrap();
+        assert_eq!(s.retry.budget, RetryPolicy::default().budget);
         let s = resolve(
             InitArgs::default(),
             &[("AWS_LAMBDA_FUNCTION_NAME", "f"), ("WANDB_DIR", "/mnt/x")],

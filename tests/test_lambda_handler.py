@@ -3,6 +3,9 @@ call a handler: no Extensions API, so each run is delivered before the handler r
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +121,34 @@ def test_delivered_before_returning_without_the_extensions_api(
 def test_bad_options_are_usage_errors() -> None:
     with pytest.raises(wandb.UsageError, match="run_per must be one of"):
         wandb.lambda_handler(run_per="request")
+
+
+ENVIRONMENT_RUN_SCRIPT = """
+import wandb_nexus as wandb
+
+@wandb.lambda_handler(project="p", run_per="environment")
+def handler(event, context):
+    wandb.log({"i": event})
+
+for i in range(3):
+    handler(i, None)
+"""
+
+
+def test_an_environment_run_is_finished_and_delivered_when_a_local_process_exits(
+    clean_env: Path,
+) -> None:
+    with FakeWandb() as fake:
+        env = {**os.environ, "WANDB_BASE_URL": fake.base_url, "WANDB_API_KEY": fake.api_key}
+        out = subprocess.run(
+            [sys.executable, "-c", ENVIRONMENT_RUN_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=clean_env,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        state = fake.single_run()
+        assert [row["i"] for row in state.history] == [0, 1, 2]
+        assert state.complete and state.exitcode == 0

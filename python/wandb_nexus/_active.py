@@ -5,6 +5,8 @@ from __future__ import annotations
 import atexit
 import sys
 
+from . import _core
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType
@@ -54,5 +56,12 @@ def _install_exit_hooks() -> None:
 
 
 def _finish_open_runs() -> None:
-    for run in list(reversed(_open)):
+    runs = list(reversed(_open))
+    for run in runs:
         run.finish(exit_code=1 if _uncaught_exception else 0)
+    # A Lambda handler's run kept across invocations, in a process that does exit (a local
+    # one; Lambda kills its processes): deliver it now, as its handler would have.
+    deferred = [run._core for run in runs if run._core.deferred]
+    if deferred:
+        for problem in _core.deliver_invocation(deferred):
+            print(f"wandb-nexus: {problem}", file=sys.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from . import _active, _core
@@ -147,7 +146,6 @@ class LambdaHandler:
                 [run._core],
                 request_id=request_id,
                 remaining_ms=_remaining_ms(context),
-                sweep="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
             )
         except WandbNexusError as err:
             problems.append(str(err))

@@ -17,17 +17,15 @@ pub fn start_lambda_extension(py: Python<'_>) -> PyResult<bool> {
 /// once), otherwise delivered here before returning, within `remaining_ms`. Returns the
 /// problems met, one line each; runs not delivered stay on disk to be synced.
 #[pyfunction]
-#[pyo3(signature = (runs, request_id=None, remaining_ms=None, sweep=false))]
+#[pyo3(signature = (runs, request_id=None, remaining_ms=None))]
 pub fn deliver_invocation(
     py: Python<'_>,
     runs: Vec<PyRef<'_, RunCore>>,
     request_id: Option<String>,
     remaining_ms: Option<u64>,
-    sweep: bool,
 ) -> Vec<String> {
     let work = Work {
         runs: runs.iter().map(|core| core.run.clone()).collect(),
-        sweep,
     };
     py.detach(move || {
         let work = match request_id {

@@ -243,6 +243,12 @@ impl RunCore {
         self.run.info.notice.as_deref()
     }
 
+    /// Delivered after finish by whoever finished it (a Lambda handler), not by finish.
+    #[getter]
+    fn deferred(&self) -> bool {
+        self.run.settings.defer_delivery
+    }
+
     #[getter]
     fn step(&self) -> i64 {
         self.run.step()
