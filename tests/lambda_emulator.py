@@ -12,6 +12,9 @@ What it enforces, as Lambda does:
     frozen (SIGSTOP) until the next invocation thaws it (SIGCONT): no thread makes progress.
   * An invocation that has not ended by its deadline is a timeout, recorded and reported.
   * At the end the process is killed (SIGKILL): internal extensions get no SHUTDOWN.
+  * The function's memory size is a hard limit: the runtime runs in a memory cgroup of that
+    size (where cgroup v1 memory control is writable, as for root here), so going over it
+    gets the runtime killed, as on Lambda.
 
 The runtime runs in a Lambda-like sandbox (`unshare`): every mount read-only, a tmpfs /tmp,
 a /dev with only null, zero, random and urandom (so no /dev/shm), and a HOME that does not
@@ -34,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
 EXTENSION_PREFIX = "/2020-01-01/extension/"
 ACCOUNT = "123456789012"
@@ -127,6 +131,7 @@ class LambdaEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self.process: subprocess.Popen[bytes] | None = None
         self._output_thread: threading.Thread | None = None
+        self.memory_cgroup = _memory_cgroup(memory_mb)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,12 +144,19 @@ class LambdaEmulator:
         command = [sys.executable, "-m", "awslambdaric", self.handler]
         if self.sandbox:
             command = ["unshare", "-m", "sh", "-c", SANDBOX, str(self.task_root), *command]
+        cgroup = self.memory_cgroup
+
+        def enter_cgroup() -> None:  # in the child, before exec: everything it runs is limited
+            if cgroup is not None:
+                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
         self.process = subprocess.Popen(
             command,
             cwd=self.task_root,
             env=self._runtime_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=enter_cgroup,
         )
         self._output_thread = threading.Thread(target=self._collect_output, daemon=True)
         self._output_thread.start()
@@ -155,6 +167,8 @@ class LambdaEmulator:
         self.kill()
         self._server.shutdown()
         self._server.server_close()
+        if self.memory_cgroup is not None:
+            self.memory_cgroup.rmdir()
 
     def kill(self) -> None:
         """Ends the environment as Lambda does when it reclaims it: SIGKILL, frozen or not."""
@@ -278,6 +292,12 @@ class LambdaEmulator:
             text = (task / "children").read_text().split()
             children.extend(int(pid) for pid in text)
         return children
+
+    def peak_memory_mb(self) -> float | None:
+        """The cgroup's peak memory use (as Lambda counts it: RSS and page cache), in MiB."""
+        if self.memory_cgroup is None:
+            return None
+        return int((self.memory_cgroup / "memory.max_usage_in_bytes").read_text()) / 2**20
 
     def peak_rss_mb(self) -> float:
         """The runtime process's peak resident memory (VmHWM), in MiB."""
@@ -409,6 +429,20 @@ class LambdaEmulator:
     @property
     def extension_names(self) -> list[str]:
         return list(self._extensions.values())
+
+
+def _memory_cgroup(memory_mb: int) -> Path | None:
+    """A fresh memory cgroup limited to `memory_mb` MiB, or None where cgroups cannot be
+    created (then only the peak RSS is checked)."""
+    if not os.access(MEMORY_CGROUPS, os.W_OK):
+        return None
+    cgroup = MEMORY_CGROUPS / f"wandb-nexus-lambda-{uuid.uuid4().hex[:12]}"
+    try:
+        cgroup.mkdir()
+        (cgroup / "memory.limit_in_bytes").write_text(str(memory_mb * 1024 * 1024))
+    except OSError:
+        return None
+    return cgroup
 
 
 class _Server(ThreadingHTTPServer):
