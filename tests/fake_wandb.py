@@ -154,6 +154,7 @@ class Request:
     fault: str | None = None  # action of the fault applied to this request, if any
     status: int | None = None
     received_at: float = field(default_factory=time.monotonic)
+    answered_at: float | None = None  # when the answer was written (time.monotonic())
 
 
 @dataclass
@@ -428,6 +429,7 @@ class FakeWandb:
             handler.close_connection = True
             return
         record.status = code
+        record.answered_at = time.monotonic()
 
     def _dispatch(
         self, method: str, kind: str, params: tuple[str, ...], raw: bytes, record: Request

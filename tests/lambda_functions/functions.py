@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import wandb_nexus as wandb
@@ -16,7 +17,8 @@ def _log_rows(event: dict[str, Any]) -> dict[str, Any]:
     print(f"logged {event['rows']} rows")
     if event.get("fail"):
         raise ValueError(f"invocation {event['invocation']} failed on purpose")
-    return {"run": run.id, "step": run.step, "echo": event}
+    # The monotonic clock is the machine's, shared with the emulator outside the sandbox.
+    return {"run": run.id, "step": run.step, "echo": event, "returned_at": time.monotonic()}
 
 
 @wandb.lambda_handler(project="lambda-tests")
