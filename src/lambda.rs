@@ -189,7 +189,7 @@ pub fn start_extension() -> Result<bool, Error> {
     else {
         return Ok(false);
     };
-    let pid = std::process::id();
+    let pid = crate::system::current_pid();
     let mut slot = EXTENSION.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((owner, _)) = slot.as_ref() {
         if *owner == pid {
@@ -219,7 +219,7 @@ pub fn hand_off(request_id: &str, work: Work) -> Result<(), Work> {
     let extension = {
         let slot = EXTENSION.lock().unwrap_or_else(|p| p.into_inner());
         match slot.as_ref() {
-            Some((owner, extension)) if *owner == std::process::id() => extension.clone(),
+            Some((owner, extension)) if *owner == crate::system::current_pid() => extension.clone(),
             _ => return Err(work),
         }
     };

@@ -7,8 +7,6 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc::UnboundedSender;
-
 use crate::delivery::{self, Delivery, StopFlag, UrlSlot};
 use crate::error::Error;
 use crate::metrics::{MetricDef, Metrics};
@@ -17,7 +15,7 @@ use crate::records::{
     TelemetryFeature, TelemetryRecord, Timestamp, VersionInfo,
 };
 use crate::runtime::runtime;
-use crate::sender::{self, Entry, Event, Finished, Online, Paths, RunFiles};
+use crate::sender::{self, Entry, Event, EventSender, Finished, Online, Paths, RunFiles};
 use crate::settings::{Mode, Settings};
 use crate::system;
 use crate::transport::Transport;
@@ -77,7 +75,7 @@ pub struct Run {
     pid: u32,
     started: Instant,
     /// `None` in disabled mode: every call succeeds and nothing is stored.
-    events: Option<UnboundedSender<Event>>,
+    events: Option<EventSender>,
     state: Mutex<State>,
 }
 
@@ -93,7 +91,13 @@ struct State {
     metadata: Value,
     /// The `_wandb` entry of config.yaml.
     internal_config: Value,
+    /// When the summary was last recorded, and whether rows changed it since.
+    summary_recorded: Option<Instant>,
+    summary_unrecorded: bool,
 }
+
+/// While rows stream in, the summary they derive is recorded this often.
+const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 
 const PRODUCER: &str = concat!("wandb-nexus ", env!("CARGO_PKG_VERSION"));
 /// The oldest wandb whose readers understand what we write.
@@ -175,13 +179,13 @@ impl Run {
     fn assemble(
         info: RunInfo,
         settings: Settings,
-        events: Option<UnboundedSender<Event>>,
+        events: Option<EventSender>,
         state: State,
     ) -> Self {
         Self {
             info,
             settings,
-            pid: std::process::id(),
+            pid: crate::system::current_pid(),
             started: Instant::now(),
             events,
             state: Mutex::new(state),
@@ -198,7 +202,7 @@ impl Run {
     /// A live (not finished) run's state, in the process that started the run: a forked
     /// child has no writer thread, so its calls would be lost.
     fn live_state(&self, action: &str) -> Result<MutexGuard<'_, State>, Error> {
-        if std::process::id() != self.pid {
+        if crate::system::current_pid() != self.pid {
             return Err(Error::Usage(format!(
                 "cannot {action}: run {} belongs to process {}, not this forked one; start a \
                  new run here with init(reinit=\"create_new\")",
@@ -271,8 +275,9 @@ impl Run {
         Ok(Logged::Kept)
     }
 
-    /// Emits the pending row at the current step (if it holds anything) with its derived
-    /// summary.
+    /// Emits the pending row at the current step (if it holds anything) and folds it into
+    /// the summary, which is recorded at most once per `SUMMARY_EVERY` while rows stream in
+    /// (and always before a flush or finish): one record per row would double the log.
     fn flush_pending(&self, state: &mut State) {
         if state.pending.is_empty() {
             return;
@@ -282,17 +287,46 @@ impl Run {
         row_tree.set(&["_step".to_string()], Value::Int(state.step));
         row_tree.set(&["_runtime".to_string()], Value::Float(runtime));
         let row: Vec<Entry> = state.metrics.complete_row(&row_tree);
-        let summary = state.metrics.summarize(&row);
-        for (path, value) in &summary {
-            state.summary.set(path, value.clone());
+        for (path, value) in state.metrics.summarize(&row) {
+            state.summary.set(&path, value);
         }
-        self.send(Event::Summary {
-            update: summary,
-            remove: Vec::new(),
-        });
         self.send(Event::History {
             step: state.step,
             row,
+        });
+        let due = state
+            .summary_recorded
+            .is_none_or(|at| at.elapsed() >= SUMMARY_EVERY);
+        if due {
+            self.record_summary(state);
+        } else {
+            state.summary_unrecorded = true;
+        }
+    }
+
+    /// Records the summary if rows changed it since it was last recorded.
+    fn record_pending_summary(&self, state: &mut State) {
+        if state.summary_unrecorded {
+            self.record_summary(state);
+        }
+    }
+
+    /// Records the whole summary as it is now.
+    fn record_summary(&self, state: &mut State) {
+        state.summary_recorded = Some(Instant::now());
+        state.summary_unrecorded = false;
+        let update = state
+            .summary
+            .keys()
+            .filter_map(|key| {
+                let path = vec![key.clone()];
+                let value = state.summary.get(&path)?.to_value();
+                Some((path, value))
+            })
+            .collect();
+        self.send(Event::Summary {
+            update,
+            remove: Vec::new(),
         });
     }
 
@@ -373,7 +407,8 @@ impl Run {
     /// data could not be delivered (it stays queued).
     pub fn flush(&self, deadline: Option<tokio::time::Instant>) -> Result<Option<String>, Error> {
         let reply = {
-            let _state = self.live_state("flush")?;
+            let mut state = self.live_state("flush")?;
+            self.record_pending_summary(&mut state);
             let Some(events) = &self.events else {
                 return Ok(None);
             };
@@ -422,6 +457,7 @@ impl Run {
                 return Ok(None);
             }
             self.flush_pending(&mut state);
+            self.record_pending_summary(&mut state);
             state.finished = true;
             let runtime = self.runtime().as_secs() as i32;
             let runtime_items = vec![

@@ -10,7 +10,7 @@ use tokio::runtime::{Builder, Runtime};
 static RUNTIME: Mutex<Option<(u32, Arc<Runtime>)>> = Mutex::new(None);
 
 pub fn runtime() -> io::Result<Arc<Runtime>> {
-    let pid = std::process::id();
+    let pid = crate::system::current_pid();
     let mut slot = RUNTIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

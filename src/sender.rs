@@ -5,10 +5,13 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::delivery::{self, Delivery, Upload};
 use crate::error::Error;
@@ -84,20 +87,48 @@ pub struct Paths {
     pub files_dir: PathBuf,
 }
 
+/// How long the writer lets events gather after a batch before it looks again; log() calls
+/// in that time cost no wake-up.
+const BATCH_WINDOW: Duration = Duration::from_millis(2);
+
+/// The run's end of the writer's queue. Sending wakes the writer only when it sleeps with
+/// nothing to do, or for a flush or finish: a burst of log() calls makes no system calls.
+pub struct EventSender {
+    queue: std_mpsc::Sender<Event>,
+    writer: std::thread::Thread,
+    idle: Arc<AtomicBool>,
+}
+
+impl EventSender {
+    /// False once the writer has stopped (after Finish).
+    pub fn send(&self, event: Event) -> bool {
+        let urgent = matches!(event, Event::Flush { .. } | Event::Finish { .. });
+        if self.queue.send(event).is_err() {
+            return false;
+        }
+        // Pairs with the writer's fence: either it sees this event, or this sees it idle.
+        fence(Ordering::SeqCst);
+        if urgent || self.idle.load(Ordering::SeqCst) {
+            self.writer.unpark();
+        }
+        true
+    }
+}
+
 /// Opens the log and starts the writer thread (and, online, the delivery task); events sent
 /// before the first error are stored.
 pub fn start(
     paths: Paths,
     stream_id: String,
     online: Option<Online>,
-) -> Result<UnboundedSender<Event>, Error> {
+) -> Result<EventSender, Error> {
     let log = LogWriter::create(&paths.log)
         .map_err(|e| Error::io(format!("cannot create {}", paths.log.display()), e))?;
     let output_path = paths.files_dir.join("output.log");
     let output = File::create(&output_path)
         .map_err(|e| Error::io(format!("cannot create {}", output_path.display()), e))?;
     let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-    let (tx, rx) = unbounded_channel();
+    let (tx, rx) = std_mpsc::channel();
     let deliver_at_finish = online.as_ref().is_some_and(|o| o.deliver_at_finish);
     let uploads = online.map(|online| {
         let (upload_tx, upload_rx) = unbounded_channel();
@@ -115,8 +146,17 @@ pub fn start(
         num: 0,
         failure: None,
     };
-    rt.spawn_blocking(move || sender.run(rx));
-    Ok(tx)
+    let idle = Arc::new(AtomicBool::new(false));
+    let writer_idle = idle.clone();
+    let writer = std::thread::Builder::new()
+        .name("wandb-nexus-writer".into())
+        .spawn(move || sender.run(&rx, &writer_idle))
+        .map_err(|e| Error::io("cannot start the run's writer thread", e))?;
+    Ok(EventSender {
+        queue: tx,
+        writer: writer.thread().clone(),
+        idle,
+    })
 }
 
 type FinishRequest = (RunFiles, i32, std_mpsc::SyncSender<Finished>);
@@ -137,25 +177,51 @@ struct Sender {
 }
 
 impl Sender {
-    fn run(&mut self, mut rx: UnboundedReceiver<Event>) {
-        while let Some(event) = rx.blocking_recv() {
-            let mut finish = self.handle(event);
-            while finish.is_none() {
-                match rx.try_recv() {
-                    Ok(event) => finish = self.handle(event),
-                    Err(_) => break,
+    fn run(&mut self, rx: &std_mpsc::Receiver<Event>, idle: &AtomicBool) {
+        let mut written = false;
+        let mut next = rx.try_recv();
+        loop {
+            match next {
+                Ok(event) => {
+                    written = true;
+                    if let Some((files, exit_code, reply)) = self.handle(event) {
+                        self.flush_to_os();
+                        // The caller may have given up waiting; nothing else to tell.
+                        let _ = reply.send(self.finish(files, exit_code));
+                        return;
+                    }
+                }
+                Err(std_mpsc::TryRecvError::Disconnected) => {
+                    self.flush_to_os();
+                    return;
+                }
+                Err(std_mpsc::TryRecvError::Empty) if written => {
+                    // Hand what was written to the OS, so a killed process keeps it.
+                    self.flush_to_os();
+                    written = false;
+                    std::thread::park_timeout(BATCH_WINDOW);
+                }
+                Err(std_mpsc::TryRecvError::Empty) => {
+                    // Sleep until woken; an event sent before the flag was visible is caught
+                    // by the look right after it.
+                    idle.store(true, Ordering::SeqCst);
+                    fence(Ordering::SeqCst);
+                    next = rx.try_recv();
+                    if matches!(next, Err(std_mpsc::TryRecvError::Empty)) {
+                        std::thread::park();
+                        next = rx.try_recv();
+                    }
+                    idle.store(false, Ordering::SeqCst);
+                    continue;
                 }
             }
-            // Hand what was written to the OS, so a killed process keeps it.
-            let flushed = self.log.flush().and_then(|()| self.output.flush());
-            self.note(flushed, "cannot write the transaction log");
-            if let Some((files, exit_code, reply)) = finish {
-                let finished = self.finish(files, exit_code);
-                // The caller may have given up waiting; nothing else to tell.
-                let _ = reply.send(finished);
-                return;
-            }
+            next = rx.try_recv();
         }
+    }
+
+    fn flush_to_os(&mut self) {
+        let flushed = self.log.flush().and_then(|()| self.output.flush());
+        self.note(flushed, "cannot write the transaction log");
     }
 
     /// Writes an event's record; a Finish is handed back to the loop.
@@ -224,8 +290,7 @@ impl Sender {
         deadline: Option<tokio::time::Instant>,
         reply: std_mpsc::SyncSender<Finished>,
     ) {
-        let flushed = self.log.flush().and_then(|()| self.output.flush());
-        self.note(flushed, "cannot write the transaction log");
+        self.flush_to_os();
         let stored = self.failure.clone().map_or(Ok(()), Err);
         let Some(uploads) = &self.uploads else {
             let _ = reply.send(Finished {

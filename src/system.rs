@@ -2,7 +2,33 @@
 //! stamps. Read through libc so that nothing is spawned and no Python module is imported.
 
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// This process's id, without a system call after the first: glibc no longer caches
+/// getpid(), and run calls check it (a forked child must not use its parent's run). A fork
+/// handler clears the cache in the child.
+pub fn current_pid() -> u32 {
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        extern "C" fn forget_pid() {
+            PID.store(0, Ordering::Relaxed);
+        }
+        // SAFETY: registers a handler that only stores to an atomic, which is async-signal
+        // safe as a fork child handler must be.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
 
 const RUN_ID_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -151,6 +177,12 @@ fn utc_parts(seconds: i64) -> DateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cached_pid_is_the_process_id() {
+        assert_eq!(current_pid(), std::process::id());
+        assert_eq!(current_pid(), std::process::id());
+    }
 
     #[test]
     fn run_ids_are_eight_lowercase_alphanumerics() {

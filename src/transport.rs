@@ -33,7 +33,7 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The process's HTTP client, built on first use.
 pub fn client() -> Result<Client, Error> {
-    let pid = std::process::id();
+    let pid = crate::system::current_pid();
     let generation = GENERATION.load(Ordering::Acquire);
     let mut slot = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
     match slot.take() {

@@ -482,9 +482,14 @@ impl Tree {
         let Some((last, parents)) = path.split_last() else {
             return;
         };
-        self.branch_mut(parents)
-            .0
-            .insert(last.clone(), Node::Leaf(value));
+        let branch = &mut self.branch_mut(parents).0;
+        // Most sets replace a value (a summary key, a row's step): no key to copy then.
+        match branch.get_mut(last.as_str()) {
+            Some(node) => *node = Node::Leaf(value),
+            None => {
+                branch.insert(last.clone(), Node::Leaf(value));
+            }
+        }
     }
 
     /// Stores `value` at `path`, merging a non-empty map key by key into what is there, so

@@ -1,0 +1,540 @@
+"""wandb-nexus against the official wandb SDK, side by side, in one run on one machine.
+
+    pipenv run python bench/run.py [--repeats N] [--official-log-steps N]
+
+Prints a table and writes BENCHMARKS.md. Every figure is the median (min-max) over whole-process
+runs, ours and the official SDK's (the version pinned in the Pipfile) from the same invocation.
+Nothing here asserts a timing; but a measured run that fails, or whose data does not arrive
+whole (every history row, the summary, the exit), stops the benchmark with an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+import wandb_log  # noqa: E402
+from fake_wandb import FakeWandb, Request  # noqa: E402
+
+PY = sys.executable
+BUILD = REPO / "build" / "bench"
+PLATFORM_TAGS = ("manylinux_2_28", "manylinux_2_17", "manylinux2014")
+
+# The reference run of the issue: init with config, 10 log calls of 3 keys, a summary value.
+REFERENCE_RUN = """
+import json, sys, time
+import {module} as wandb
+run = wandb.init(project="bench", config={{"lr": 0.01, "epochs": 10}})
+for i in range(10):
+    run.log({{"loss": 1 / (i + 1), "accuracy": i / 10, "epoch": i}})
+run.summary["best_accuracy"] = 0.9
+started = time.monotonic()
+run.finish()
+print(json.dumps({{"finish_started": started, "finish_s": time.monotonic() - started}}))
+"""
+
+# log() cost: per-call time in windows of 10k steps, to see whether it stays flat.
+LOG_COST = """
+import json, sys, time
+import {module} as wandb
+steps = int(sys.argv[1])
+window = min(steps, 10_000)
+run = wandb.init(project="bench")
+log = run.log
+times = []
+for start in range(0, steps, window):
+    t = time.perf_counter()
+    for i in range(start, start + window):
+        log({{"loss": 0.5, "accuracy": 0.25, "epoch": i}})
+    times.append((time.perf_counter() - t) / window)
+run.finish()
+print(json.dumps({{"first": times[0], "last": times[-1], "mean": sum(times) / len(times)}}))
+"""
+
+
+@dataclass
+class Sample:
+    wall: float
+    peak_rss: float  # MiB, the process and its descendants together
+    stdout: str
+
+
+def process_tree_rss(root: int) -> float:
+    """Resident memory of `root` and all its descendants, in MiB (the official SDK runs its
+    core in a separate process, so the whole tree counts)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat[stat.rindex(")") + 2 :].split()[1])
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss[pid] = int(line.split()[1])
+    total, seen, todo = 0, set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += rss.get(pid, 0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total / 1024
+
+
+def run_process(args: list[str], env: dict[str, str], cwd: Path, sample_rss: bool) -> Sample:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    peak = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process_tree_rss(proc.pid))
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if sample_rss:
+        sampler.start()
+    stdout, stderr = proc.communicate(timeout=1800)
+    wall = time.perf_counter() - started
+    done.set()
+    if sample_rss:
+        sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark run failed ({args}):\n{stderr}")
+    return Sample(wall, peak, stdout)
+
+
+def environment(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "AWS_LAMBDA_"))}
+    env.update(HOME=str(home), WANDB_DIR=str(home), WANDB_SILENT="true", WANDB_MODE="offline")
+    env.update(extra or {})
+    return env
+
+
+def fresh_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="wandb-nexus-bench-"))
+
+
+@dataclass
+class Figure:
+    values: list[float]
+    unit: str
+    scale: float = 1.0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) * self.scale
+
+    def __str__(self) -> str:
+        lo, hi = min(self.values) * self.scale, max(self.values) * self.scale
+        if lo == hi:
+            return f"{self.median:.4g} {self.unit}"
+        return f"{self.median:.4g} {self.unit} ({lo:.4g}-{hi:.4g})"
+
+
+@dataclass
+class Row:
+    measure: str
+    ours: Figure | str
+    official: Figure | str
+    target: str = ""
+    met: str = ""
+
+    def ratio(self) -> str:
+        if isinstance(self.ours, Figure) and isinstance(self.official, Figure):
+            if self.official.median:
+                return f"{self.ours.median / self.official.median:.3g}"
+        return ""
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def check_offline_run(root: Path, rows: int = 10) -> None:
+    """The run under `root` was stored whole: every row, the summary value, the exit."""
+    # The official SDK also links wandb/latest-run to the run directory.
+    logs = [log for log in root.glob("wandb/*/run-*.wandb") if not log.parent.is_symlink()]
+    if len(logs) != 1:
+        raise SystemExit(f"expected one transaction log under {root}, found {logs}")
+    records = wandb_log.read_records(logs[0])
+    history = wandb_log.history_rows(records)
+    if len(history) != rows:
+        raise SystemExit(f"{logs[0]}: {len(history)} history rows, expected {rows}")
+    if "exit" not in wandb_log.kinds(records):
+        raise SystemExit(f"{logs[0]}: no exit record")
+
+
+def import_time(module: str, repeats: int) -> tuple[Figure, Figure]:
+    """-X importtime's cumulative time for the package, and the wall time of a process that
+    only imports it."""
+    cumulative, wall = [], []
+    for _ in range(repeats):
+        home = fresh_dir()
+        wall.append(
+            run_process([PY, "-c", f"import {module}"], environment(home), home, False).wall
+        )
+        out = subprocess.run(
+            [PY, "-X", "importtime", "-c", f"import {module}"],
+            env=environment(home),
+            cwd=home,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+        lines = [line.split("|") for line in out.splitlines() if line.startswith("import time:")]
+        cumulative.append(next(int(c) for _, c, name in lines if name.strip() == module) / 1e6)
+        shutil.rmtree(home)
+    return Figure(cumulative, "ms", 1000), Figure(wall, "ms", 1000)
+
+
+def bare_python(repeats: int) -> tuple[Figure, Figure]:
+    walls, rss = [], []
+    for _ in range(repeats):
+        home = fresh_dir()
+        sample = run_process([PY, "-c", "pass"], environment(home), home, True)
+        walls.append(sample.wall)
+        rss.append(sample.peak_rss)
+        shutil.rmtree(home)
+    return Figure(walls, "ms", 1000), Figure(rss, "MiB")
+
+
+def offline_reference(module: str, repeats: int) -> tuple[Figure, Figure]:
+    walls, rss = [], []
+    for _ in range(repeats):
+        home = fresh_dir()
+        code = REFERENCE_RUN.format(module=module)
+        sample = run_process([PY, "-c", code], environment(home), home, True)
+        check_offline_run(home)
+        walls.append(sample.wall)
+        rss.append(sample.peak_rss)
+        shutil.rmtree(home)
+    return Figure(walls, "ms", 1000), Figure(rss, "MiB")
+
+
+def log_cost(module: str, steps: int, repeats: int) -> tuple[Figure, Figure]:
+    """Mean per-call cost, and the last 10k window against the first (1.0 = flat)."""
+    means, drift = [], []
+    for _ in range(repeats):
+        home = fresh_dir()
+        code = LOG_COST.format(module=module)
+        sample = run_process([PY, "-c", code, str(steps)], environment(home), home, False)
+        check_offline_run(home, rows=steps)
+        result = json.loads(sample.stdout.strip().splitlines()[-1])
+        means.append(result["mean"])
+        drift.append(result["last"] / result["first"])
+        shutil.rmtree(home)
+    return Figure(means, "µs", 1e6), Figure(drift, "x")
+
+
+def round_trips(requests: list[Request]) -> int:
+    """The longest chain of requests each sent after the previous one was answered."""
+    depth: dict[int, int] = {}
+    ordered = sorted(requests, key=lambda r: r.received_at)
+    for i, request in enumerate(ordered):
+        before = [
+            depth[j]
+            for j, earlier in enumerate(ordered[:i])
+            if earlier.answered_at is not None and earlier.answered_at <= request.received_at
+        ]
+        depth[i] = 1 + max(before, default=0)
+    return max(depth.values(), default=0)
+
+
+def online_reference(module: str, latency: float, repeats: int) -> tuple[Figure, Figure, Figure]:
+    """Requests made, sequential round trips during finish(), and finish()'s wall time."""
+    counts, rounds, finish = [], [], []
+    for _ in range(repeats):
+        home = fresh_dir()
+        with FakeWandb() as fake:
+            fake.latency = latency
+            env = environment(
+                home,
+                {
+                    "WANDB_MODE": "online",
+                    "WANDB_BASE_URL": fake.base_url,
+                    "WANDB_API_KEY": fake.api_key,
+                    "NO_PROXY": "127.0.0.1,localhost",
+                },
+            )
+            code = REFERENCE_RUN.format(module=module)
+            sample = run_process([PY, "-c", code], env, home, False)
+            result = json.loads(sample.stdout.strip().splitlines()[-1])
+            run = fake.single_run()
+            if len(run.history) != 10 or not run.complete or run.exitcode != 0:
+                raise SystemExit(f"{module}: the online run did not arrive whole: {run}")
+            if run.summary.get("best_accuracy") != 0.9:
+                raise SystemExit(f"{module}: the summary did not arrive: {run.summary}")
+            in_finish = [r for r in fake.requests if r.received_at >= result["finish_started"]]
+            counts.append(len(fake.requests))
+            rounds.append(round_trips(in_finish))
+            finish.append(result["finish_s"])
+        shutil.rmtree(home)
+    return Figure(counts, "requests"), Figure(rounds, "rounds"), Figure(finish, "ms", 1000)
+
+
+def handler_hello(module: str, repeats: int) -> tuple[Figure, Figure]:
+    script = (
+        REPO / "handler.py" if module == "wandb_nexus" else REPO / "bench" / "official_handler.py"
+    )
+    walls, rss = [], []
+    for _ in range(repeats):
+        home = fresh_dir()
+        env = environment(home, {"PYTHONPATH": str(REPO)})
+        del env["WANDB_MODE"]  # offline because there is no API key
+        sample = run_process([PY, str(script), "hello"], env, home, True)
+        check_offline_run(home)
+        walls.append(sample.wall)
+        rss.append(sample.peak_rss)
+        shutil.rmtree(home)
+    return Figure(walls, "ms", 1000), Figure(rss, "MiB")
+
+
+def zip_sizes(zip_path: Path) -> tuple[float, float]:
+    with zipfile.ZipFile(zip_path) as archive:
+        unzipped = sum(info.file_size for info in archive.infolist())
+    return zip_path.stat().st_size / 1e6, unzipped / 1e6
+
+
+def official_layer(arch: str) -> Path:
+    """The official SDK and its dependencies as a Lambda layer (python/ in a zip), for
+    Lambda's python3.13 on `arch`, from PyPI wheels."""
+    zip_path = BUILD / f"official-layer-{arch}.zip"
+    if zip_path.exists():
+        return zip_path
+    target = BUILD / f"official-layer-{arch}" / "python"
+    shutil.rmtree(target.parent, ignore_errors=True)
+    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
+    version = next(
+        line.split('"')[1].lstrip("=")
+        for line in (REPO / "Pipfile").read_text().splitlines()
+        if line.startswith("wandb =")
+    )
+    subprocess.run(
+        [
+            PY,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(target),
+            "--no-compile",
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            "3.13",
+            # Lambda's runtimes are manylinux_2_28 (Amazon Linux 2023) and accept older tags.
+            *(f"--platform={tag}_{machine}" for tag in PLATFORM_TAGS),
+            f"wandb=={version}",
+        ],
+        check=True,
+    )
+    shutil.make_archive(str(zip_path.with_suffix("")), "zip", target.parent, "python")
+    return zip_path
+
+
+def our_layer(arch: str) -> Path:
+    zip_path = REPO / "dist" / f"layer-{arch}.zip"
+    if not zip_path.exists():
+        subprocess.run([PY, str(REPO / "scripts" / "build_layer.py"), "--arch", arch], check=True)
+    return zip_path
+
+
+# --------------------------------------------------------------------------- report
+
+
+def measure(repeats: int, official_log_steps: int) -> list[Row]:
+    rows: list[Row] = []
+    bare_wall, bare_rss = bare_python(repeats)
+    ours_imp, ours_imp_wall = import_time("wandb_nexus", repeats)
+    off_imp, off_imp_wall = import_time("wandb", repeats)
+    rows.append(
+        Row(
+            "import (-X importtime, cumulative)",
+            ours_imp,
+            off_imp,
+            "≤ 5 ms",
+            met(ours_imp.median <= 5),
+        )
+    )
+    rows.append(Row("import, whole process", ours_imp_wall, off_imp_wall))
+    rows.append(Row("bare `python -c pass`: wall", bare_wall, bare_wall))
+    rows.append(Row("bare `python -c pass`: peak RSS", bare_rss, bare_rss))
+    ours_wall, ours_rss = offline_reference("wandb_nexus", repeats)
+    off_wall, off_rss = offline_reference("wandb", repeats)
+    rows.append(
+        Row(
+            "offline reference run: wall",
+            ours_wall,
+            off_wall,
+            f"≤ bare + 30 ms ({bare_wall.median + 30:.0f} ms)",
+            met(ours_wall.median <= bare_wall.median + 30),
+        )
+    )
+    rows.append(
+        Row(
+            "offline reference run: peak RSS",
+            ours_rss,
+            off_rss,
+            f"≤ bare + 15 MiB ({bare_rss.median + 15:.0f} MiB)",
+            met(ours_rss.median <= bare_rss.median + 15),
+        )
+    )
+    for steps, official_steps in ((10_000, 10_000), (1_000_000, official_log_steps)):
+        ours_cost, ours_drift = log_cost("wandb_nexus", steps, repeats if steps <= 10_000 else 3)
+        off_cost, off_drift = log_cost(
+            "wandb", official_steps, repeats if official_steps <= 10_000 else 1
+        )
+        label = f"{steps:,} steps" + (
+            "" if official_steps == steps else f" (official: {official_steps:,})"
+        )
+        rows.append(
+            Row(
+                f"log() per call, {label}",
+                ours_cost,
+                off_cost,
+                "≤ 2 µs",
+                met(ours_cost.median <= 2),
+            )
+        )
+        rows.append(
+            Row(
+                f"log() last/first 10k window, {label}",
+                ours_drift,
+                off_drift,
+                "flat (≈1)",
+                met(ours_drift.median <= 1.5),
+            )
+        )
+    for latency in (0.0, 0.05):
+        ours = online_reference("wandb_nexus", latency, repeats)
+        official = online_reference("wandb", latency, repeats)
+        tag = f"online, +{latency * 1000:.0f} ms/request"
+        rows.append(
+            Row(f"{tag}: HTTP requests", ours[0], official[0], "≤ 5", met(ours[0].median <= 5))
+        )
+        rows.append(
+            Row(
+                f"{tag}: round trips in finish()",
+                ours[1],
+                official[1],
+                "≤ 3",
+                met(ours[1].median <= 3),
+            )
+        )
+        rows.append(Row(f"{tag}: finish() wall", ours[2], official[2]))
+    for arch in ("x86_64", "arm64"):
+        ours_zip, ours_unzipped = zip_sizes(our_layer(arch))
+        off_zip, off_unzipped = zip_sizes(official_layer(arch))
+        rows.append(
+            Row(
+                f"layer {arch}: zipped",
+                Figure([ours_zip], "MB"),
+                Figure([off_zip], "MB"),
+                "≤ 5 MB",
+                met(ours_zip <= 5),
+            )
+        )
+        rows.append(
+            Row(
+                f"layer {arch}: unzipped",
+                Figure([ours_unzipped], "MB"),
+                Figure([off_unzipped], "MB"),
+            )
+        )
+    ours_hello, ours_hello_rss = handler_hello("wandb_nexus", repeats)
+    off_hello, off_hello_rss = handler_hello("wandb", repeats)
+    rows.append(Row("`python handler.py hello` offline: wall", ours_hello, off_hello))
+    rows.append(Row("`python handler.py hello` offline: peak RSS", ours_hello_rss, off_hello_rss))
+    return rows
+
+
+def met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    import wandb
+
+    return (
+        f"{platform.system()} {platform.release()} {platform.machine()}, {cpu}, "
+        f"{os.cpu_count()} cores; Python {platform.python_version()}; "
+        f"official wandb {wandb.__version__}"
+    )
+
+
+def render(rows: list[Row]) -> str:
+    header = ["measure", "wandb-nexus", "official wandb", "ratio", "target", "met"]
+    table = [header, ["---"] * len(header)]
+    table += [[r.measure, str(r.ours), str(r.official), r.ratio(), r.target, r.met] for r in rows]
+    lines = ["| " + " | ".join(row) + " |" for row in table]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="whole-process runs per figure")
+    parser.add_argument(
+        "--official-log-steps",
+        type=int,
+        default=100_000,
+        help="steps for the official SDK's long log() run (1,000,000 takes minutes)",
+    )
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    args = parser.parse_args()
+    BUILD.mkdir(parents=True, exist_ok=True)
+    rows = measure(args.repeats, args.official_log_steps)
+    table = render(rows)
+    print(table)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    template = (REPO / "bench" / "BENCHMARKS.template.md").read_text()
+    args.output.write_text(
+        template.format(date=date, machine=machine(), repeats=args.repeats, table=table)
+    )
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
