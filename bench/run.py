@@ -312,8 +312,8 @@ def handler_hello(module: str, repeats: int) -> tuple[Figure, Figure]:
     walls, rss = [], []
     for _ in range(repeats):
         home = fresh_dir()
+        # Without an API key ours is offline by itself; the official SDK must be told.
         env = environment(home, {"PYTHONPATH": str(REPO)})
-        del env["WANDB_MODE"]  # offline because there is no API key
         sample = run_process([PY, str(script), "hello"], env, home, True)
         check_offline_run(home)
         walls.append(sample.wall)
@@ -377,8 +377,16 @@ def our_layer(arch: str) -> Path:
 # --------------------------------------------------------------------------- report
 
 
+class Rows(list[Row]):
+    """The table so far; each row is printed as soon as it is measured."""
+
+    def append(self, row: Row) -> None:
+        print(f"{row.measure}: ours {row.ours}, official {row.official}", flush=True)
+        super().append(row)
+
+
 def measure(repeats: int, official_log_steps: int) -> list[Row]:
-    rows: list[Row] = []
+    rows = Rows()
     bare_wall, bare_rss = bare_python(repeats)
     ours_imp, ours_imp_wall = import_time("wandb_nexus", repeats)
     off_imp, off_imp_wall = import_time("wandb", repeats)
