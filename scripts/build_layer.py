@@ -25,6 +25,9 @@ RUST_TARGETS = {"x86_64": "x86_64-unknown-linux-gnu", "arm64": "aarch64-unknown-
 WHEEL_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 # The oldest Lambda runtime the abi3 wheel serves; pip picks wheels for this version.
 LAMBDA_PYTHON = "3.10"
+# Lambda's Python runtimes. The layer carries bytecode for each one this machine has: /opt is
+# read-only on Lambda, so without it every cold start compiles the package's Python files.
+LAMBDA_PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
 
 
 class BuildError(Exception):
@@ -72,9 +75,11 @@ def layer_tree(arch: str, wheel: Path) -> Path:
         sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
         "--target", str(site), "--platform", WHEEL_PLATFORMS[arch],
         "--implementation", "cp", "--python-version", LAMBDA_PYTHON,
-        "--only-binary=:all:", str(wheel),
+        "--only-binary=:all:", "--no-compile", str(wheel),
     ]  # fmt: skip
     subprocess.run(cmd, check=True)
+    compiled = compile_bytecode(site)
+    print(f"bytecode for Python {', '.join(compiled) or 'none'} in the {arch} layer")
     # Lambda never reads these; direct_url.json would also carry this machine's path.
     for junk in [*site.glob("*.dist-info/RECORD"), *site.glob("*.dist-info/direct_url.json")]:
         junk.unlink()
@@ -82,11 +87,27 @@ def layer_tree(arch: str, wheel: Path) -> Path:
     return root
 
 
+def compile_bytecode(site: Path) -> list[str]:
+    """Compiles the layer's Python files with every Lambda Python version found on PATH.
+    Unchecked-hash bytecode is used as it is, without comparing it to the source's time
+    stamp, which a layer zip does not keep reliably."""
+    compiled = []
+    for version in LAMBDA_PYTHONS:
+        python = shutil.which(f"python{version}")
+        if python is None:
+            continue
+        cmd = [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(site)]
+        # A version manager's shim for a version that is not installed fails: skip it.
+        if subprocess.run(cmd, capture_output=True).returncode == 0:
+            compiled.append(version)
+    return compiled
+
+
 def zip_tree(root: Path, zip_path: Path) -> None:
     zip_path.unlink(missing_ok=True)
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for path in sorted(root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
+            if path.is_file():
                 zf.write(path, path.relative_to(root).as_posix())
 
 

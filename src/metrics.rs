@@ -155,16 +155,12 @@ impl Metrics {
             })
     }
 
-    /// The row's leaves, plus the step metric of each defined metric that the row lacks.
-    pub fn complete_row(&mut self, row: &Tree) -> Vec<Entry> {
-        let mut entries: Vec<Entry> = row
-            .leaves()
-            .into_iter()
-            .map(|(path, value)| (path, value.clone()))
-            .collect();
+    /// Adds to the row the step metric of each defined metric that the row lacks.
+    pub fn complete_row(&mut self, row: &mut Tree) {
         if self.defs.iter().all(|d| d.step_metric.is_none()) {
-            return entries;
+            return;
         }
+        let entries = row.leaves();
         for (path, value) in &entries {
             let name = path.join(".");
             if self
@@ -172,7 +168,7 @@ impl Metrics {
                 .iter()
                 .any(|d| d.step_metric.as_deref() == Some(name.as_str()))
             {
-                self.step_values.insert(name, value.clone());
+                self.step_values.insert(name, (*value).clone());
             }
         }
         let mut missing: Vec<String> = Vec::new();
@@ -190,18 +186,31 @@ impl Metrics {
         }
         for step in missing {
             if let Some(value) = self.step_values.get(&step) {
-                entries.push((vec![step], value.clone()));
+                row.set(&[step], value.clone());
             }
         }
-        entries
+    }
+
+    /// Folds a flushed row into the summary: its values, or what their definitions make of
+    /// them (min, max, mean, ...).
+    pub fn fold_into_summary(&mut self, row: &Tree, summary: &mut Tree) {
+        if self.defs.is_empty() {
+            // The common case, and the hot path of log(): every value is its own summary.
+            summary.set_leaves(row);
+            return;
+        }
+        let entries: Vec<Entry> = row
+            .leaves()
+            .into_iter()
+            .map(|(path, value)| (path, value.clone()))
+            .collect();
+        for (path, value) in self.summarize(&entries) {
+            summary.set(&path, value);
+        }
     }
 
     /// The summary updates a flushed row causes.
-    pub fn summarize(&mut self, row: &[Entry]) -> Vec<Entry> {
-        if self.defs.is_empty() {
-            // The common case, and the hot path of log(): every value is its own summary.
-            return row.to_vec();
-        }
+    fn summarize(&mut self, row: &[Entry]) -> Vec<Entry> {
         let mut update = Vec::with_capacity(row.len());
         for (path, value) in row {
             let Some(def) = self.lookup(&path.join(".")).cloned() else {
@@ -301,6 +310,27 @@ mod tests {
     }
 
     #[test]
+    fn without_definitions_each_value_is_its_summary() {
+        let mut metrics = Metrics::default();
+        let mut summary = row(&[("old", Value::Int(1)), ("loss", Value::Float(9.0))]);
+        let mut values = row(&[("loss", Value::Float(0.5))]);
+        values.set(&["nested".into(), "x".into()], Value::Int(2));
+        metrics.complete_row(&mut values);
+        metrics.fold_into_summary(&values, &mut summary);
+        assert_eq!(
+            summary.to_value(),
+            Value::Map(vec![
+                ("old".into(), Value::Int(1)),
+                ("loss".into(), Value::Float(0.5)),
+                (
+                    "nested".into(),
+                    Value::Map(vec![("x".into(), Value::Int(2))])
+                ),
+            ])
+        );
+    }
+
+    #[test]
     fn globs() {
         assert!(glob_match("train/*", "train/loss"));
         assert!(glob_match("*", "x"));
@@ -312,25 +342,25 @@ mod tests {
     fn min_max_mean_and_latest() {
         let mut metrics = Metrics::default();
         metrics.define(def("loss", None, Some("min,max,mean"), None));
-        let mut last = Vec::new();
+        let mut summary = Tree::default();
         for x in [3.0, 1.0, 2.0] {
-            let entries =
-                metrics.complete_row(&row(&[("loss", Value::Float(x)), ("acc", Value::Int(1))]));
-            last = metrics.summarize(&entries);
+            let mut values = row(&[("loss", Value::Float(x)), ("acc", Value::Int(1))]);
+            metrics.complete_row(&mut values);
+            metrics.fold_into_summary(&values, &mut summary);
         }
         assert_eq!(
-            last,
-            vec![
+            summary.to_value(),
+            Value::Map(vec![
                 (
-                    vec!["loss".to_string()],
+                    "loss".into(),
                     Value::Map(vec![
                         ("min".into(), Value::Float(1.0)),
                         ("max".into(), Value::Float(3.0)),
                         ("mean".into(), Value::Float(2.0)),
                     ])
                 ),
-                (vec!["acc".to_string()], Value::Int(1)),
-            ]
+                ("acc".into(), Value::Int(1)),
+            ])
         );
     }
 
@@ -339,16 +369,15 @@ mod tests {
         let mut metrics = Metrics::default();
         metrics.define(def("hidden", None, Some("none"), None));
         metrics.define(def("acc", None, Some("best"), Some("maximize")));
-        let entries = metrics.complete_row(&row(&[
-            ("hidden", Value::Int(1)),
-            ("acc", Value::Float(0.5)),
-        ]));
+        let mut summary = Tree::default();
+        let values = row(&[("hidden", Value::Int(1)), ("acc", Value::Float(0.5))]);
+        metrics.fold_into_summary(&values, &mut summary);
         assert_eq!(
-            metrics.summarize(&entries),
-            vec![(
-                vec!["acc".to_string()],
+            summary.to_value(),
+            Value::Map(vec![(
+                "acc".into(),
                 Value::Map(vec![("best".into(), Value::Float(0.5))])
-            )]
+            )])
         );
         assert!(MetricDef::parse("x".into(), None, Some("best"), None).is_err());
         assert!(MetricDef::parse("x".into(), None, Some("median"), None).is_err());
@@ -359,9 +388,13 @@ mod tests {
     fn rows_carry_their_step_metric() {
         let mut metrics = Metrics::default();
         metrics.define(def("val/*", Some("epoch"), None, None));
-        metrics.complete_row(&row(&[("epoch", Value::Int(4))]));
-        let entries = metrics.complete_row(&row(&[("val/loss", Value::Float(0.1))]));
-        assert!(entries.contains(&(vec!["epoch".to_string()], Value::Int(4))));
+        metrics.complete_row(&mut row(&[("epoch", Value::Int(4))]));
+        let mut values = row(&[("val/loss", Value::Float(0.1))]);
+        metrics.complete_row(&mut values);
+        assert_eq!(
+            values.get(&["epoch".to_string()]).unwrap().to_value(),
+            Value::Int(4)
+        );
         let record = metrics.defs[0].to_record();
         assert_eq!(record.glob_name, "val/*");
         assert!(record.options.unwrap().step_sync);

@@ -260,12 +260,12 @@ impl Run {
         }
         state
             .pending
-            .set(&["_timestamp".to_string()], Value::Float(timestamp));
+            .merge_key("_timestamp".into(), Value::Float(timestamp));
         for (key, value) in data {
             if key == "_step" {
                 continue;
             }
-            state.pending.merge(&[key], value);
+            state.pending.merge_key(key, value);
         }
         let commit = commit.unwrap_or(step.is_none());
         if commit {
@@ -284,15 +284,16 @@ impl Run {
         }
         let mut row_tree = std::mem::take(&mut state.pending);
         let runtime = self.runtime().as_secs_f64();
-        row_tree.set(&["_step".to_string()], Value::Int(state.step));
-        row_tree.set(&["_runtime".to_string()], Value::Float(runtime));
-        let row: Vec<Entry> = state.metrics.complete_row(&row_tree);
-        for (path, value) in state.metrics.summarize(&row) {
-            state.summary.set(&path, value);
-        }
+        row_tree.merge_key("_step".into(), Value::Int(state.step));
+        row_tree.merge_key("_runtime".into(), Value::Float(runtime));
+        state.metrics.complete_row(&mut row_tree);
+        state
+            .metrics
+            .fold_into_summary(&row_tree, &mut state.summary);
+        // The row goes as it is; the writer flattens it, off the caller's thread.
         self.send(Event::History {
             step: state.step,
-            row,
+            row: row_tree,
         });
         let due = state
             .summary_recorded

@@ -31,7 +31,7 @@ pub enum Event {
     Record(RecordType),
     History {
         step: i64,
-        row: Vec<Entry>,
+        row: Tree,
     },
     Summary {
         update: Vec<Entry>,
@@ -229,7 +229,7 @@ impl Sender {
         let record = match event {
             Event::Record(record) => record,
             Event::History { step, row } => RecordType::History(HistoryRecord {
-                item: items(row),
+                item: items(row.leaves()),
                 step: Some(HistoryStep { num: step }),
             }),
             Event::Summary { update, remove } => RecordType::Summary(SummaryRecord {
@@ -358,13 +358,16 @@ fn delivery_gone() -> Error {
     Error::Comm("the delivery task stopped unexpectedly".into())
 }
 
-fn items(entries: Vec<Entry>) -> Vec<Item> {
+/// Items of a record, from (path, value) pairs, owned or borrowed.
+fn items<V: std::borrow::Borrow<Value>>(
+    entries: impl IntoIterator<Item = (Vec<String>, V)>,
+) -> Vec<Item> {
     entries
         .into_iter()
         .map(|(path, value)| Item {
             key: String::new(),
             nested_key: path,
-            value_json: value.to_json(),
+            value_json: value.borrow().to_json(),
         })
         .collect()
 }

@@ -462,19 +462,42 @@ impl Tree {
     fn branch_mut(&mut self, path: &[String]) -> &mut Tree {
         let mut tree = self;
         for key in path {
-            let node = tree
-                .0
-                .entry(key.clone())
-                .or_insert_with(|| Node::Branch(Tree::default()));
-            if let Node::Leaf(_) = node {
-                *node = Node::Branch(Tree::default());
-            }
-            tree = match node {
-                Node::Branch(t) => t,
-                Node::Leaf(_) => unreachable!("replaced just above"),
-            };
+            tree = tree.child_branch(key);
         }
         tree
+    }
+
+    /// The branch at `key`, made (or made from a leaf) if need be; the key is copied only
+    /// when new.
+    fn child_branch(&mut self, key: &str) -> &mut Tree {
+        if self.0.get(key).is_none() {
+            self.0
+                .insert(key.to_string(), Node::Branch(Tree::default()));
+        }
+        let node = self.0.get_mut(key).expect("inserted just above");
+        if let Node::Leaf(_) = node {
+            *node = Node::Branch(Tree::default());
+        }
+        match node {
+            Node::Branch(tree) => tree,
+            Node::Leaf(_) => unreachable!("replaced just above"),
+        }
+    }
+
+    /// Sets every leaf of `other` at its path here, as `set` would one by one.
+    pub fn set_leaves(&mut self, other: &Tree) {
+        for (key, node) in &other.0 {
+            match node {
+                Node::Leaf(value) => match self.0.get_mut(key.as_str()) {
+                    Some(slot) => *slot = Node::Leaf(value.clone()),
+                    None => {
+                        self.0.insert(key.clone(), Node::Leaf(value.clone()));
+                    }
+                },
+                Node::Branch(tree) if tree.is_empty() => {}
+                Node::Branch(tree) => self.child_branch(key).set_leaves(tree),
+            }
+        }
     }
 
     /// Stores `value` as one leaf at `path`, replacing whatever was there.
@@ -505,6 +528,19 @@ impl Tree {
                 }
             }
             value => self.set(path, value),
+        }
+    }
+
+    /// `merge` of one top-level key, which is moved in rather than copied (the hot path of
+    /// log(): a row's keys).
+    pub fn merge_key(&mut self, key: String, value: Value) {
+        match value {
+            Value::Map(ref entries) if !entries.is_empty() => {
+                self.merge(std::slice::from_ref(&key), value)
+            }
+            value => {
+                self.0.insert(key, Node::Leaf(value));
+            }
         }
     }
 

@@ -43,16 +43,30 @@ EXTENSION_PREFIX = "/2020-01-01/extension/"
 ACCOUNT = "123456789012"
 
 # Make every mount read-only, then give the runtime what Lambda gives it: a writable tmpfs
-# /tmp and a minimal /dev. "$0" is the working directory (the task root).
+# /tmp and a minimal /dev. "$0" is the working directory (the task root); the arguments up to
+# "--" are host paths under /tmp that must stay visible (a checkout or virtualenv there): the
+# new /tmp is assembled under the new /dev with those paths bound into it read-only, then
+# moved over /tmp.
 SANDBOX = r"""
 set -e
+keep=""
+while [ "$1" != "--" ]; do keep="$keep $1"; shift; done
+shift
 mount --make-rprivate /
 for target in $(awk '{print $2}' /proc/self/mounts | sort -u); do
   case "$target" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
   mount -o remount,bind,ro "$target" 2>/dev/null || true
 done
-mount -t tmpfs -o size=512m tmpfs /tmp
 mount -t tmpfs -o mode=755 none /dev
+mkdir /dev/.tmp
+mount -t tmpfs -o size=512m tmpfs /dev/.tmp
+for path in $keep; do
+  mkdir -p "/dev/.tmp${path#/tmp}"
+  mount --bind "$path" "/dev/.tmp${path#/tmp}"
+  mount -o remount,bind,ro "/dev/.tmp${path#/tmp}"
+done
+mount -n --move /dev/.tmp /tmp
+rmdir /dev/.tmp
 mknod -m 666 /dev/null c 1 3
 mknod -m 666 /dev/zero c 1 5
 mknod -m 444 /dev/random c 1 8
@@ -60,6 +74,17 @@ mknod -m 444 /dev/urandom c 1 9
 cd "$0"
 exec "$@"
 """
+
+
+def _under_tmp(paths: list[Path]) -> list[str]:
+    """The outermost of `paths` that lie under /tmp (which the sandbox replaces)."""
+    tmp = Path("/tmp")
+    inside = sorted({p.resolve() for p in paths if tmp in p.resolve().parents})
+    outermost: list[Path] = []
+    for path in inside:
+        if not any(kept in path.parents for kept in outermost):
+            outermost.append(path)
+    return [str(p) for p in outermost]
 
 
 @dataclass
@@ -143,7 +168,24 @@ class LambdaEmulator:
         self._thread.start()
         command = [sys.executable, "-m", "awslambdaric", self.handler]
         if self.sandbox:
-            command = ["unshare", "-m", "sh", "-c", SANDBOX, str(self.task_root), *command]
+            needed = [
+                self.task_root,
+                Path(sys.prefix),
+                Path(sys.base_prefix),
+                *map(Path, sys.path[1:]),
+            ]
+            keep = _under_tmp([p for p in needed if p.exists()])
+            command = [
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                SANDBOX,
+                str(self.task_root),
+                *keep,
+                "--",
+                *command,
+            ]
         cgroup = self.memory_cgroup
 
         def enter_cgroup() -> None:  # in the child, before exec: everything it runs is limited

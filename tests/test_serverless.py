@@ -104,6 +104,9 @@ def test_layer_zip_layout_and_budget(built_arches: list[str], arch: str) -> None
     assert all(name.startswith("python/") for name in names)
     for needed in ("__init__.py", "_core.abi3.so", "_run.py", "py.typed"):
         assert f"python/wandb_nexus/{needed}" in names
+    # Bytecode for (at least) the Python running this, so imports on Lambda need no compiling.
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    assert f"python/wandb_nexus/__pycache__/_run.{tag}.pyc" in names
     assert not any(name.endswith(("direct_url.json", "RECORD")) for name in names)
 
 
