@@ -88,19 +88,26 @@ def layer_tree(arch: str, wheel: Path) -> Path:
 
 
 def compile_bytecode(site: Path) -> list[str]:
-    """Compiles the layer's Python files with every Lambda Python version found on PATH.
+    """Compiles the layer's Python files with every Lambda Python version this machine has.
     Unchecked-hash bytecode is used as it is, without comparing it to the source's time
     stamp, which a layer zip does not keep reliably."""
     compiled = []
     for version in LAMBDA_PYTHONS:
-        python = shutil.which(f"python{version}")
-        if python is None:
-            continue
-        cmd = [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(site)]
-        # A version manager's shim for a version that is not installed fails: skip it.
-        if subprocess.run(cmd, capture_output=True).returncode == 0:
-            compiled.append(version)
+        for python in interpreters(version):
+            cmd = [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
+            # A version manager's shim for a version it does not enable fails: try the next.
+            if subprocess.run([*cmd, str(site)], capture_output=True).returncode == 0:
+                compiled.append(version)
+                break
     return compiled
+
+
+def interpreters(version: str) -> list[str]:
+    """`pythonX.Y` on PATH, then pyenv's installs of that version."""
+    found = [shutil.which(f"python{version}")]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found += sorted(str(p) for p in pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))
+    return [python for python in found if python]
 
 
 def zip_tree(root: Path, zip_path: Path) -> None:

@@ -19,6 +19,9 @@ pub mod values;
 
 use pyo3::prelude::*;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The private native module; `wandb_nexus` re-exports what users need.
 #[pymodule(gil_used = false)]
 mod _core {
