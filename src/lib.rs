@@ -1,6 +1,7 @@
 //! wandb-nexus: a Weights & Biases client core for AWS Lambda. This file only declares the
 //! Python module; each concern lives in its own module.
 
+mod alloc;
 pub mod delivery;
 pub mod error;
 pub mod lambda;
@@ -18,9 +19,6 @@ pub mod txlog;
 pub mod values;
 
 use pyo3::prelude::*;
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The private native module; `wandb_nexus` re-exports what users need.
 #[pymodule(gil_used = false)]
