@@ -282,7 +282,9 @@ impl Run {
         if state.pending.is_empty() {
             return;
         }
-        let mut row_tree = std::mem::take(&mut state.pending);
+        // The next row likely has the same keys: room for them saves regrowing the map.
+        let capacity = state.pending.len() + 2;
+        let mut row_tree = std::mem::replace(&mut state.pending, Tree::with_capacity(capacity));
         let runtime = self.runtime().as_secs_f64();
         row_tree.merge_key("_step".into(), Value::Int(state.step));
         row_tree.merge_key("_runtime".into(), Value::Float(runtime));

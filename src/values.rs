@@ -3,6 +3,7 @@
 //! and the config.
 
 use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 
 /// A value converted from Python, owned by Rust.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -431,11 +432,22 @@ impl Node {
     }
 }
 
-/// Nested keys with values at the leaves, in insertion order.
+/// Nested keys with values at the leaves, in insertion order. Keys are hashed with FxHash:
+/// they are the program's own metric names, and SipHash's DoS resistance cost log() more
+/// than any other single step.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Tree(IndexMap<String, Node>);
+pub struct Tree(IndexMap<String, Node, FxBuildHasher>);
 
 impl Tree {
+    /// An empty tree with room for `keys` top-level keys (a row like the last one).
+    pub fn with_capacity(keys: usize) -> Self {
+        Self(IndexMap::with_capacity_and_hasher(keys, FxBuildHasher))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
