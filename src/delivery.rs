@@ -183,12 +183,7 @@ impl Delivery {
     /// A flush, abandoned at the deadline: nothing is marked sent unless the server
     /// acknowledged it, so an abandoned round is resent whole, at the same offsets.
     async fn transmit_by(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        match deadline {
-            None => self.transmit(false).await,
-            Some(deadline) => tokio::time::timeout_at(deadline, self.transmit(false))
-                .await
-                .unwrap_or_else(|_| Err(out_of_time())),
-        }
+        by_deadline(deadline, self.transmit(false)).await
     }
 
     /// The server's name for the run, creating the run there on first use.
@@ -423,15 +418,10 @@ pub fn sync(
     delivery.stream = stream;
     delivery.continue_history = false;
     let rt = crate::runtime::runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-    rt.block_on(async {
-        let finish = delivery.finish(&files_dir, exit_code);
-        match deadline {
-            None => finish.await,
-            Some(deadline) => tokio::time::timeout_at(deadline, finish)
-                .await
-                .unwrap_or_else(|_| Err(out_of_time())),
-        }
-    })?;
+    rt.block_on(by_deadline(
+        deadline,
+        delivery.finish(&files_dir, exit_code),
+    ))?;
     std::fs::write(&marker, b"").map_err(|e| {
         Error::io(
             format!("uploaded, but cannot write {}", marker.display()),
@@ -450,8 +440,22 @@ pub struct SyncOverrides {
     pub project: Option<String>,
 }
 
-fn out_of_time() -> Error {
-    Error::Unavailable("delivery was stopped at the invocation's deadline".into())
+/// Runs `work` to its end, or until `deadline`, when it is dropped mid-way (safe for
+/// delivery: nothing counts as sent until the server acknowledged it).
+async fn by_deadline(
+    deadline: Option<Instant>,
+    work: impl std::future::Future<Output = Result<(), Error>>,
+) -> Result<(), Error> {
+    match deadline {
+        None => work.await,
+        Some(deadline) => tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(
+                    "delivery was stopped at the invocation's deadline".into(),
+                ))
+            }),
+    }
 }
 
 /// Waits for the next tick, or forever when there are no ticks.

@@ -50,11 +50,10 @@ pub fn deliver(work: Work, deadline: Instant) -> Vec<String> {
             deliver_finished(run, deadline)
         } else {
             run.flush(Some(deadline))
-                .map(|warning| warning.map(Error::Comm))
+                .and_then(|warning| warning.map_or(Ok(()), |w| Err(Error::Comm(w))))
         };
-        match result {
-            Ok(None) => {}
-            Ok(Some(err)) | Err(err) => problems.push(format!("run {}: {err}", run.info.id)),
+        if let Err(err) = result {
+            problems.push(format!("run {}: {err}", run.info.id));
         }
         done.extend(run.info.dir.clone());
     }
@@ -64,18 +63,14 @@ pub fn deliver(work: Work, deadline: Instant) -> Vec<String> {
     problems
 }
 
-fn deliver_finished(run: &Run, deadline: Instant) -> Result<Option<Error>, Error> {
-    match &run.info.dir {
-        Some(dir) if run.needs_sync() => {
-            let outcome =
-                delivery::sync(dir, &run.settings, SyncOverrides::default(), Some(deadline))?;
-            if let delivery::SyncOutcome::Uploaded { url } = outcome {
-                let _ = run.info.url.set(url);
-            }
-            Ok(None)
+fn deliver_finished(run: &Run, deadline: Instant) -> Result<(), Error> {
+    if let Some(dir) = run.info.dir.as_ref().filter(|_| run.needs_sync()) {
+        let outcome = delivery::sync(dir, &run.settings, SyncOverrides::default(), Some(deadline))?;
+        if let delivery::SyncOutcome::Uploaded { url } = outcome {
+            let _ = run.info.url.set(url);
         }
-        _ => Ok(None),
     }
+    Ok(())
 }
 
 /// Syncs the runs under the root that no invocation delivered (oldest first), skipping runs
@@ -131,14 +126,12 @@ fn undelivered_runs(wandb_dir: &Path) -> Vec<PathBuf> {
         .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
         .map(|e| e.path())
         .filter(|dir| {
-            std::fs::read_dir(dir).is_ok_and(|files| {
-                let logs: Vec<PathBuf> = files
-                    .flatten()
-                    .map(|f| f.path())
-                    .filter(|p| p.extension().is_some_and(|ext| ext == "wandb"))
-                    .collect();
-                logs.iter()
-                    .any(|log| !delivery::synced_marker(log).exists())
+            std::fs::read_dir(dir).is_ok_and(|mut files| {
+                files.any(|file| {
+                    let path = file.map(|f| f.path()).unwrap_or_default();
+                    path.extension().is_some_and(|ext| ext == "wandb")
+                        && !delivery::synced_marker(&path).exists()
+                })
             })
         })
         .collect();
