@@ -47,6 +47,15 @@ def run_of(fake: FakeWandb, invocation: Invocation) -> RunState:
     return found[0]
 
 
+def assert_arrived_whole(fake: FakeWandb, invocation: Invocation, rows: int) -> None:
+    """The run of a tests/lambda_functions invocation is on the server, finished, with each
+    of its rows once and its console output."""
+    run = run_of(fake, invocation)
+    assert [row["i"] for row in run.history] == list(range(rows))
+    assert run.complete and run.exitcode == 0
+    assert run.console[0].endswith(f"logged {rows} rows")
+
+
 def assert_response_never_waited_for_wandb(fake: FakeWandb, lam: LambdaEmulator) -> None:
     """No W&B answer came between an event's dispatch and its response. With a slow W&B,
     that means the response never waited for W&B (with a fast one, an answer to a request
@@ -144,20 +153,15 @@ def test_an_outage_is_delivered_by_the_next_invocation_exactly_once(fake: FakeWa
         assert fake.pending_faults()["file_stream"] < 1000
         fake.clear_faults()
         second = lam.invoke({"invocation": 1, "rows": 3}, pause=0.2)
-        for invocation, rows in ((first, 6), (second, 3)):
-            run = run_of(fake, invocation)
-            assert [row["i"] for row in run.history] == list(range(rows))
-            assert run.complete and run.exitcode == 0
-            assert run.console[0].endswith(f"logged {rows} rows")
+        assert_arrived_whole(fake, first, rows=6)
+        assert_arrived_whole(fake, second, rows=3)
         # A W&B that refuses everything for a whole invocation: nothing arrives, then all of it.
         fake.inject("graphql", [status(503)] * 1000)
         third = lam.invoke({"invocation": 2, "rows": 2}, pause=0.2)
         fake.clear_faults()
         fourth = lam.invoke({"invocation": 3, "rows": 1}, pause=0.2)
-        for invocation, rows in ((third, 2), (fourth, 1)):
-            run = run_of(fake, invocation)
-            assert [row["i"] for row in run.history] == list(range(rows))
-            assert run.complete and run.exitcode == 0
+        assert_arrived_whole(fake, third, rows=2)
+        assert_arrived_whole(fake, fourth, rows=1)
     # The outage cost time after the response, but never ran an invocation past its deadline.
     assert_ended_in_time(lam)
     assert_nothing_sent_while_handling(fake, lam)
