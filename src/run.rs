@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::delivery::{self, Delivery, StopFlag, UrlSlot};
 use crate::error::Error;
@@ -19,7 +19,7 @@ use crate::sender::{self, Entry, Event, EventSender, Finished, Online, Paths, Ru
 use crate::settings::{Mode, Settings};
 use crate::system;
 use crate::transport::Transport;
-use crate::values::{Tree, Value};
+use crate::values::{Key, Tree, Value};
 
 /// About the Python process, gathered at the edge.
 #[derive(Clone, Debug, Default)]
@@ -73,7 +73,9 @@ pub struct Run {
     pub settings: Settings,
     /// The process that started the run and owns its writer thread.
     pid: u32,
-    started: Instant,
+    /// Unix seconds at start; rows and the exit derive the run's runtime from it with the
+    /// clock reading log() takes anyway.
+    started_unix: f64,
     /// `None` in disabled mode: every call succeeds and nothing is stored.
     events: Option<EventSender>,
     state: Mutex<State>,
@@ -91,13 +93,13 @@ struct State {
     metadata: Value,
     /// The `_wandb` entry of config.yaml.
     internal_config: Value,
-    /// When the summary was last recorded, and whether rows changed it since.
-    summary_recorded: Option<Instant>,
+    /// When the summary was last recorded (Unix seconds), and whether rows changed it since.
+    summary_recorded: Option<f64>,
     summary_unrecorded: bool,
 }
 
 /// While rows stream in, the summary they derive is recorded this often.
-const SUMMARY_EVERY: Duration = Duration::from_secs(1);
+const SUMMARY_EVERY_SECS: f64 = 1.0;
 
 const PRODUCER: &str = concat!("wandb-nexus ", env!("CARGO_PKG_VERSION"));
 /// The oldest wandb whose readers understand what we write.
@@ -130,7 +132,7 @@ impl Run {
             }
         }
         if settings.mode == Mode::Disabled {
-            return Ok(Self::assemble(info, settings, None, state));
+            return Ok(Self::assemble(info, settings, None, state, now));
         }
         let start_time = timestamp(now);
         let run = run_record(&settings, &info.id, &config, start_time, &process);
@@ -170,10 +172,9 @@ impl Run {
             RecordType::Environment(environment),
         ];
         for record in opening {
-            // The writer was just started; it cannot have gone away yet.
-            let _ = events.send(Event::Record(record));
+            events.send(Event::record(record));
         }
-        Ok(Self::assemble(info, settings, Some(events), state))
+        Ok(Self::assemble(info, settings, Some(events), state, now))
     }
 
     fn assemble(
@@ -181,12 +182,13 @@ impl Run {
         settings: Settings,
         events: Option<EventSender>,
         state: State,
+        started: SystemTime,
     ) -> Self {
         Self {
             info,
             settings,
             pid: crate::system::current_pid(),
-            started: Instant::now(),
+            started_unix: system::unix_seconds(started),
             events,
             state: Mutex::new(state),
         }
@@ -221,8 +223,7 @@ impl Run {
 
     fn send(&self, event: Event) {
         if let Some(events) = &self.events {
-            // The writer only stops after Finish, which is sent once under the state lock.
-            let _ = events.send(event);
+            events.send(event);
         }
     }
 
@@ -234,15 +235,16 @@ impl Run {
         self.state().finished
     }
 
-    fn runtime(&self) -> Duration {
-        self.started.elapsed()
+    /// Seconds since the run started, at `now` (Unix seconds).
+    fn runtime_at(&self, now: f64) -> f64 {
+        (now - self.started_unix).max(0.0)
     }
 
     /// `run.log(data, step, commit)` with wandb's step semantics. `data` holds the row's
     /// top-level keys; `timestamp` is the caller's wall clock (Unix seconds).
     pub fn log(
         &self,
-        data: Vec<(String, Value)>,
+        data: Vec<(Key, Value)>,
         step: Option<i64>,
         commit: Option<bool>,
         timestamp: f64,
@@ -254,13 +256,13 @@ impl Run {
                 return Ok(Logged::DroppedOldStep { step, current });
             }
             if step > current {
-                self.flush_pending(&mut state);
+                self.flush_pending(&mut state, timestamp);
                 state.step = step;
             }
         }
         state
             .pending
-            .merge_key("_timestamp".into(), Value::Float(timestamp));
+            .merge_key(Key::const_new("_timestamp"), Value::Float(timestamp));
         for (key, value) in data {
             if key == "_step" {
                 continue;
@@ -269,7 +271,7 @@ impl Run {
         }
         let commit = commit.unwrap_or(step.is_none());
         if commit {
-            self.flush_pending(&mut state);
+            self.flush_pending(&mut state, timestamp);
             state.step += 1;
         }
         Ok(Logged::Kept)
@@ -278,16 +280,18 @@ impl Run {
     /// Emits the pending row at the current step (if it holds anything) and folds it into
     /// the summary, which is recorded at most once per `SUMMARY_EVERY` while rows stream in
     /// (and always before a flush or finish): one record per row would double the log.
-    fn flush_pending(&self, state: &mut State) {
+    fn flush_pending(&self, state: &mut State, now: f64) {
         if state.pending.is_empty() {
             return;
         }
         // The next row likely has the same keys: room for them saves regrowing the map.
         let capacity = state.pending.len() + 2;
         let mut row_tree = std::mem::replace(&mut state.pending, Tree::with_capacity(capacity));
-        let runtime = self.runtime().as_secs_f64();
-        row_tree.merge_key("_step".into(), Value::Int(state.step));
-        row_tree.merge_key("_runtime".into(), Value::Float(runtime));
+        row_tree.merge_key(Key::const_new("_step"), Value::Int(state.step));
+        row_tree.merge_key(
+            Key::const_new("_runtime"),
+            Value::Float(self.runtime_at(now)),
+        );
         state.metrics.complete_row(&mut row_tree);
         state
             .metrics
@@ -299,33 +303,30 @@ impl Run {
         });
         let due = state
             .summary_recorded
-            .is_none_or(|at| at.elapsed() >= SUMMARY_EVERY);
+            .is_none_or(|at| now - at >= SUMMARY_EVERY_SECS);
         if due {
-            self.record_summary(state);
+            self.record_summary(state, now);
         } else {
             state.summary_unrecorded = true;
         }
     }
 
     /// Records the summary if rows changed it since it was last recorded.
-    fn record_pending_summary(&self, state: &mut State) {
+    fn record_pending_summary(&self, state: &mut State, now: f64) {
         if state.summary_unrecorded {
-            self.record_summary(state);
+            self.record_summary(state, now);
         }
     }
 
     /// Records the whole summary as it is now.
-    fn record_summary(&self, state: &mut State) {
-        state.summary_recorded = Some(Instant::now());
+    fn record_summary(&self, state: &mut State, now: f64) {
+        state.summary_recorded = Some(now);
         state.summary_unrecorded = false;
         let update = state
             .summary
-            .keys()
-            .filter_map(|key| {
-                let path = vec![key.clone()];
-                let value = state.summary.get(&path)?.to_value();
-                Some((path, value))
-            })
+            .to_entries()
+            .into_iter()
+            .map(|(key, value)| (vec![key], value))
             .collect();
         self.send(Event::Summary {
             update,
@@ -370,7 +371,7 @@ impl Run {
     }
 
     pub fn summary_keys(&self) -> Vec<String> {
-        self.state().summary.keys().cloned().collect()
+        self.state().summary.keys().map(Key::to_string).collect()
     }
 
     /// `run.config.update(...)`: map values merge key by key into what is there.
@@ -389,7 +390,7 @@ impl Run {
         let mut state = self.live_state("define a metric")?;
         let record = def.to_record();
         state.metrics.define(def);
-        self.send(Event::Record(RecordType::Metric(record)));
+        self.send(Event::record(RecordType::Metric(record)));
         Ok(())
     }
 
@@ -411,12 +412,12 @@ impl Run {
     pub fn flush(&self, deadline: Option<tokio::time::Instant>) -> Result<Option<String>, Error> {
         let reply = {
             let mut state = self.live_state("flush")?;
-            self.record_pending_summary(&mut state);
+            self.record_pending_summary(&mut state, system::unix_now());
             let Some(events) = &self.events else {
                 return Ok(None);
             };
             let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
-            let _ = events.send(Event::Flush {
+            events.send(Event::Flush {
                 deadline,
                 reply: reply_tx,
             });
@@ -459,10 +460,11 @@ impl Run {
             if state.finished {
                 return Ok(None);
             }
-            self.flush_pending(&mut state);
-            self.record_pending_summary(&mut state);
+            let now = system::unix_now();
+            self.flush_pending(&mut state, now);
+            self.record_pending_summary(&mut state, now);
             state.finished = true;
-            let runtime = self.runtime().as_secs() as i32;
+            let runtime = self.runtime_at(now) as i32;
             let runtime_items = vec![
                 (
                     vec!["_wandb".to_string(), "runtime".to_string()],
@@ -477,14 +479,14 @@ impl Run {
                 update: runtime_items,
                 remove: Vec::new(),
             });
-            self.send(Event::Record(RecordType::Telemetry(TelemetryRecord {
+            self.send(Event::record(RecordType::Telemetry(TelemetryRecord {
                 feature: Some(TelemetryFeature {
                     finish: true,
                     ..Default::default()
                 }),
                 ..Default::default()
             })));
-            self.send(Event::Record(RecordType::Exit(RunExitRecord {
+            self.send(Event::record(RecordType::Exit(RunExitRecord {
                 exit_code,
                 runtime,
             })));
@@ -499,7 +501,7 @@ impl Run {
                 summary: state.summary.clone(),
                 metadata: std::mem::replace(&mut state.metadata, Value::Null),
             };
-            let _ = events.send(Event::Finish {
+            events.send(Event::Finish {
                 files,
                 exit_code,
                 reply: reply_tx,
@@ -792,7 +794,7 @@ mod tests {
         let root = temp_root();
         let run = offline_run(&root);
         for i in 0..3 {
-            let row = vec![("loss".to_string(), Value::Float(f64::from(i)))];
+            let row = vec![("loss".into(), Value::Float(f64::from(i)))];
             assert_eq!(run.log(row, None, None, 1.0).unwrap(), Logged::Kept);
         }
         run.output(false, "hello\n".into());
@@ -840,11 +842,7 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        let item = history
-            .item
-            .iter()
-            .find(|i| i.nested_key == ["text"])
-            .unwrap();
+        let item = history.item.iter().find(|i| i.path() == ["text"]).unwrap();
         assert_eq!(item.value_json, format!("\"{text}\""));
         std::fs::remove_dir_all(root).unwrap();
     }

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +16,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use crate::delivery::{self, Delivery, Upload};
 use crate::error::Error;
 use crate::records::{
-    ConfigRecord, HistoryRecord, HistoryStep, Item, OutputRawRecord, Record, RecordInfo,
-    RecordType, SummaryRecord, Timestamp,
+    ConfigRecord, HistoryEncoder, Item, OutputRawRecord, Record, RecordInfo, RecordType,
+    SummaryRecord, Timestamp,
 };
 use crate::runtime::runtime;
 use crate::txlog::LogWriter;
@@ -27,8 +27,9 @@ use crate::values::{Tree, Value};
 pub type Entry = (Vec<String>, Value);
 
 pub enum Event {
-    /// A record built by the run (header, run, environment, metric, exit, ...).
-    Record(RecordType),
+    /// A record built by the run (header, run, environment, metric, exit, ...); boxed, as
+    /// records are rare and large, and every queued event takes the largest variant's room.
+    Record(Box<RecordType>),
     History {
         step: i64,
         row: Tree,
@@ -57,6 +58,21 @@ pub enum Event {
         exit_code: i32,
         reply: std_mpsc::SyncSender<Finished>,
     },
+}
+
+impl Event {
+    pub fn record(record: RecordType) -> Self {
+        Self::Record(Box::new(record))
+    }
+
+    /// The event's share of the writer's backlog: a row counts its keys, as its memory grows
+    /// with them.
+    fn backlog_units(&self) -> usize {
+        match self {
+            Event::History { row, .. } => 1 + row.len(),
+            _ => 1,
+        }
+    }
 }
 
 /// How a flush or finish went: whether everything was stored on disk, and (for a live run)
@@ -91,27 +107,72 @@ pub struct Paths {
 /// in that time cost no wake-up.
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
 
+/// How much the writer may fall behind (in `Event::backlog_units`, about 100 bytes each)
+/// before senders wait for it: a loop logging faster than the disk takes rows must not grow
+/// memory without bound (a Lambda function may have 128 MB in all).
+const MAX_BACKLOG: usize = 1 << 16;
+
+/// The writer settles its share of the backlog after this many units, not per event: the
+/// counter is shared with every sender.
+const BACKLOG_SETTLE: usize = 256;
+
 /// The run's end of the writer's queue. Sending wakes the writer only when it sleeps with
 /// nothing to do, or for a flush or finish: a burst of log() calls makes no system calls.
 pub struct EventSender {
     queue: std_mpsc::Sender<Event>,
     writer: std::thread::Thread,
     idle: Arc<AtomicBool>,
+    /// Units sent and not yet settled by the writer, which holds the other reference.
+    backlog: Arc<AtomicUsize>,
 }
 
 impl EventSender {
-    /// False once the writer has stopped (after Finish).
-    pub fn send(&self, event: Event) -> bool {
+    pub fn send(&self, event: Event) {
         let urgent = matches!(event, Event::Flush { .. } | Event::Finish { .. });
+        let units = event.backlog_units();
+        // Err only once the writer has stopped, after Finish: nothing is waiting then.
         if self.queue.send(event).is_err() {
-            return false;
+            return;
         }
+        let backlog = self.backlog.fetch_add(units, Ordering::Relaxed) + units;
         // Pairs with the writer's fence: either it sees this event, or this sees it idle.
         fence(Ordering::SeqCst);
         if urgent || self.idle.load(Ordering::SeqCst) {
             self.writer.unpark();
         }
-        true
+        if backlog > MAX_BACKLOG {
+            self.wait_for_writer();
+        }
+    }
+
+    /// Waits until the writer has taken half of its backlog (or has stopped).
+    fn wait_for_writer(&self) {
+        while self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG / 2
+            && Arc::strong_count(&self.backlog) > 1
+        {
+            self.writer.unpark();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+/// The writer's count of units taken but not yet settled with the senders.
+struct BacklogShare {
+    backlog: Arc<AtomicUsize>,
+    taken: usize,
+}
+
+impl BacklogShare {
+    fn take(&mut self, units: usize) {
+        self.taken += units;
+        if self.taken >= BACKLOG_SETTLE {
+            self.settle();
+        }
+    }
+
+    fn settle(&mut self) {
+        self.backlog.fetch_sub(self.taken, Ordering::Relaxed);
+        self.taken = 0;
     }
 }
 
@@ -142,20 +203,28 @@ pub fn start(
         deliver_at_finish,
         output: BufWriter::new(output),
         files_dir: paths.files_dir,
-        info: Some(RecordInfo { stream_id }),
+        info: RecordInfo { stream_id },
         num: 0,
+        encoded: Vec::new(),
+        history: HistoryEncoder::default(),
         failure: None,
     };
     let idle = Arc::new(AtomicBool::new(false));
     let writer_idle = idle.clone();
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let mut writer_share = BacklogShare {
+        backlog: backlog.clone(),
+        taken: 0,
+    };
     let writer = std::thread::Builder::new()
         .name("wandb-nexus-writer".into())
-        .spawn(move || sender.run(&rx, &writer_idle))
+        .spawn(move || sender.run(&rx, &writer_idle, &mut writer_share))
         .map_err(|e| Error::io("cannot start the run's writer thread", e))?;
     Ok(EventSender {
         queue: tx,
         writer: writer.thread().clone(),
         idle,
+        backlog,
     })
 }
 
@@ -169,21 +238,25 @@ struct Sender {
     deliver_at_finish: bool,
     output: BufWriter<File>,
     files_dir: PathBuf,
-    info: Option<RecordInfo>,
+    info: RecordInfo,
     num: i64,
+    /// The record being appended, encoded; kept to reuse its allocation.
+    encoded: Vec<u8>,
+    history: HistoryEncoder,
     /// The first write error; everything after it is still attempted, and it is reported at
     /// finish.
     failure: Option<String>,
 }
 
 impl Sender {
-    fn run(&mut self, rx: &std_mpsc::Receiver<Event>, idle: &AtomicBool) {
+    fn run(&mut self, rx: &std_mpsc::Receiver<Event>, idle: &AtomicBool, share: &mut BacklogShare) {
         let mut written = false;
         let mut next = rx.try_recv();
         loop {
             match next {
                 Ok(event) => {
                     written = true;
+                    share.take(event.backlog_units());
                     if let Some((files, exit_code, reply)) = self.handle(event) {
                         self.flush_to_os();
                         // The caller may have given up waiting; nothing else to tell.
@@ -196,6 +269,7 @@ impl Sender {
                     return;
                 }
                 Err(std_mpsc::TryRecvError::Empty) if written => {
+                    share.settle();
                     // Hand what was written to the OS, so a killed process keeps it.
                     self.flush_to_os();
                     written = false;
@@ -227,11 +301,11 @@ impl Sender {
     /// Writes an event's record; a Finish is handed back to the loop.
     fn handle(&mut self, event: Event) -> Option<FinishRequest> {
         let record = match event {
-            Event::Record(record) => record,
-            Event::History { step, row } => RecordType::History(HistoryRecord {
-                item: items(row.leaves()),
-                step: Some(HistoryStep { num: step }),
-            }),
+            Event::Record(record) => *record,
+            Event::History { step, row } => {
+                self.append_history(step, &row);
+                return None;
+            }
             Event::Summary { update, remove } => RecordType::Summary(SummaryRecord {
                 update: items(update),
                 remove: remove.into_iter().map(removal_item).collect(),
@@ -268,10 +342,36 @@ impl Sender {
         let record = Record {
             num: self.num,
             record_type: Some(record),
-            info: self.info.clone(),
+            info: Some(self.info.clone()),
         };
-        let written = self.log.append(&record.encode_to_vec());
+        self.encoded.clear();
+        record
+            .encode(&mut self.encoded)
+            .expect("a Vec grows to fit any record");
+        self.write_encoded();
+        self.deliver(record);
+    }
+
+    fn append_history(&mut self, step: i64, row: &Tree) {
+        self.num += 1;
+        self.encoded.clear();
+        self.history
+            .encode(self.num, step, row, &self.info, &mut self.encoded);
+        self.write_encoded();
+        if self.uploads.is_some() {
+            // Delivery takes records; reading back the bytes just written keeps one encoder.
+            let record = Record::decode(self.encoded.as_slice())
+                .expect("a history record just encoded decodes");
+            self.deliver(record);
+        }
+    }
+
+    fn write_encoded(&mut self) {
+        let written = self.log.append(&self.encoded);
         self.note(written, "cannot write the transaction log");
+    }
+
+    fn deliver(&self, record: Record) {
         if let Some(uploads) = &self.uploads {
             let _ = uploads.send(Upload::Record(Box::new(record)));
         }
@@ -399,4 +499,80 @@ fn config_yaml(config: &Value) -> String {
     let mut out = String::new();
     crate::values::write_yaml(&wrapped, 0, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    /// A sender whose writer is the test itself: it takes events from the returned queue.
+    fn sender_without_writer() -> (EventSender, std_mpsc::Receiver<Event>, BacklogShare) {
+        let (queue, rx) = std_mpsc::channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let share = BacklogShare {
+            backlog: backlog.clone(),
+            taken: 0,
+        };
+        let events = EventSender {
+            queue,
+            writer: std::thread::current(),
+            idle: Arc::new(AtomicBool::new(false)),
+            backlog,
+        };
+        (events, rx, share)
+    }
+
+    /// Sends `count` events on a thread of its own; returns how many have been sent so far.
+    fn send_on_a_thread(
+        events: EventSender,
+        count: usize,
+    ) -> (Arc<AtomicUsize>, std::thread::JoinHandle<()>) {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = sent.clone();
+        let thread = std::thread::spawn(move || {
+            for _ in 0..count {
+                events.send(Event::Config { update: Vec::new() });
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        (sent, thread)
+    }
+
+    fn wait_until_sent(sent: &AtomicUsize, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sent.load(Ordering::SeqCst) < count {
+            assert!(Instant::now() < deadline, "the sender stopped early");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Time to go past `count` if it were not held back.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(sent.load(Ordering::SeqCst), count);
+    }
+
+    #[test]
+    fn senders_wait_while_the_writer_is_behind() {
+        let (events, rx, mut share) = sender_without_writer();
+        let (sent, thread) = send_on_a_thread(events, MAX_BACKLOG + 10);
+        // The send that goes past the bound waits.
+        wait_until_sent(&sent, MAX_BACKLOG);
+        // The writer takes half of the backlog: sending goes on.
+        for _ in 0..=MAX_BACKLOG / 2 {
+            share.take(rx.recv().unwrap().backlog_units());
+        }
+        share.settle();
+        thread.join().unwrap();
+        assert_eq!(sent.load(Ordering::SeqCst), MAX_BACKLOG + 10);
+    }
+
+    #[test]
+    fn senders_do_not_wait_for_a_writer_that_stopped() {
+        let (events, _rx, share) = sender_without_writer();
+        let (sent, thread) = send_on_a_thread(events, MAX_BACKLOG + 10);
+        wait_until_sent(&sent, MAX_BACKLOG);
+        drop(share);
+        thread.join().unwrap();
+        assert_eq!(sent.load(Ordering::SeqCst), MAX_BACKLOG + 10);
+    }
 }

@@ -30,6 +30,18 @@ pub fn current_pid() -> u32 {
     pid
 }
 
+/// `time` as Unix seconds (0 before the epoch).
+pub fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// Now, as Unix seconds.
+pub fn unix_now() -> f64 {
+    unix_seconds(SystemTime::now())
+}
+
 const RUN_ID_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
 /// Eight characters from `[a-z0-9]`, drawn from the OS's CSPRNG as wandb does.

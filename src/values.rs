@@ -343,7 +343,7 @@ fn write_yaml_scalar(value: &Value, out: &mut String) {
         Value::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { ".inf" } else { "-.inf" }),
         Value::Float(f) => {
             // YAML 1.1 readers (PyYAML) want a dot and a signed exponent in floats.
-            let text = ryu::Buffer::new().format_finite(*f).to_string();
+            let text = zmij::Buffer::new().format_finite(*f).to_string();
             let (mantissa, exponent) = match text.split_once('e') {
                 Some((m, e)) => (m.to_string(), Some(e.to_string())),
                 None => (text, None),
@@ -354,7 +354,7 @@ fn write_yaml_scalar(value: &Value, out: &mut String) {
             }
             if let Some(exponent) = exponent {
                 out.push('e');
-                if !exponent.starts_with('-') {
+                if !exponent.starts_with(['-', '+']) {
                     out.push('+');
                 }
                 out.push_str(&exponent);
@@ -372,7 +372,7 @@ fn write_float(f: f64, out: &mut String) {
     } else if f.is_infinite() {
         out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
     } else {
-        out.push_str(ryu::Buffer::new().format_finite(f));
+        out.push_str(zmij::Buffer::new().format_finite(f));
     }
 }
 
@@ -417,6 +417,10 @@ fn write_json_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>,
 }
 
 /// A node of a [`Tree`]: a value, or a subtree of named children.
+/// A tree's key: metric names are short, and a short key is held inline, with no allocation
+/// to make in log() or to free in the writer.
+pub type Key = compact_str::CompactString;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
     Leaf(Value),
@@ -436,7 +440,7 @@ impl Node {
 /// they are the program's own metric names, and SipHash's DoS resistance cost log() more
 /// than any other single step.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Tree(IndexMap<String, Node, FxBuildHasher>);
+pub struct Tree(IndexMap<Key, Node, FxBuildHasher>);
 
 impl Tree {
     /// An empty tree with room for `keys` top-level keys (a row like the last one).
@@ -456,13 +460,13 @@ impl Tree {
         self.0.clear();
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.0.keys()
     }
 
     pub fn get(&self, path: &[String]) -> Option<&Node> {
         let (first, rest) = path.split_first()?;
-        let node = self.0.get(first)?;
+        let node = self.0.get(first.as_str())?;
         match (rest.is_empty(), node) {
             (true, node) => Some(node),
             (false, Node::Branch(tree)) => tree.get(rest),
@@ -483,8 +487,7 @@ impl Tree {
     /// when new.
     fn child_branch(&mut self, key: &str) -> &mut Tree {
         if self.0.get(key).is_none() {
-            self.0
-                .insert(key.to_string(), Node::Branch(Tree::default()));
+            self.0.insert(Key::from(key), Node::Branch(Tree::default()));
         }
         let node = self.0.get_mut(key).expect("inserted just above");
         if let Node::Leaf(_) = node {
@@ -522,7 +525,7 @@ impl Tree {
         match branch.get_mut(last.as_str()) {
             Some(node) => *node = Node::Leaf(value),
             None => {
-                branch.insert(last.clone(), Node::Leaf(value));
+                branch.insert(Key::from(last.as_str()), Node::Leaf(value));
             }
         }
     }
@@ -545,10 +548,10 @@ impl Tree {
 
     /// `merge` of one top-level key, which is moved in rather than copied (the hot path of
     /// log(): a row's keys).
-    pub fn merge_key(&mut self, key: String, value: Value) {
+    pub fn merge_key(&mut self, key: Key, value: Value) {
         match value {
             Value::Map(ref entries) if !entries.is_empty() => {
-                self.merge(std::slice::from_ref(&key), value)
+                self.merge(&[key.into_string()], value)
             }
             value => {
                 self.0.insert(key, Node::Leaf(value));
@@ -569,12 +572,12 @@ impl Tree {
                 _ => None,
             }
         };
-        parent.is_some_and(|tree| tree.0.shift_remove(last).is_some())
+        parent.is_some_and(|tree| tree.0.shift_remove(last.as_str()).is_some())
     }
 
     fn get_mut(&mut self, path: &[String]) -> Option<&mut Node> {
         let (first, rest) = path.split_first()?;
-        let node = self.0.get_mut(first)?;
+        let node = self.0.get_mut(first.as_str())?;
         if rest.is_empty() {
             return Some(node);
         }
@@ -587,34 +590,43 @@ impl Tree {
     /// Every leaf with its full path, depth first in insertion order.
     pub fn leaves(&self) -> Vec<(Vec<String>, &Value)> {
         let mut out = Vec::new();
-        let mut path = Vec::new();
-        self.collect_leaves(&mut path, &mut out);
+        self.visit_leaves(&mut Vec::new(), &mut |parents, key, value| {
+            let mut path: Vec<String> = parents.iter().map(|p| p.to_string()).collect();
+            path.push(key.to_string());
+            out.push((path, value));
+        });
         out
     }
 
-    fn collect_leaves<'a>(
+    /// Hands each leaf to `leaf` with the keys of the branches above it (empty for a
+    /// top-level key) and its own key, in order, copying nothing.
+    pub fn visit_leaves<'a>(
         &'a self,
-        path: &mut Vec<String>,
-        out: &mut Vec<(Vec<String>, &'a Value)>,
+        parents: &mut Vec<&'a str>,
+        leaf: &mut impl FnMut(&[&'a str], &'a str, &'a Value),
     ) {
         for (key, node) in &self.0 {
-            path.push(key.clone());
             match node {
-                Node::Leaf(value) => out.push((path.clone(), value)),
-                Node::Branch(tree) if tree.is_empty() => {}
-                Node::Branch(tree) => tree.collect_leaves(path, out),
+                Node::Leaf(value) => leaf(parents, key.as_str(), value),
+                Node::Branch(tree) => {
+                    parents.push(key.as_str());
+                    tree.visit_leaves(parents, leaf);
+                    parents.pop();
+                }
             }
-            path.pop();
         }
     }
 
     pub fn to_value(&self) -> Value {
-        Value::Map(
-            self.0
-                .iter()
-                .map(|(key, node)| (key.clone(), node.to_value()))
-                .collect(),
-        )
+        Value::Map(self.to_entries())
+    }
+
+    /// The top-level keys with their values.
+    pub fn to_entries(&self) -> Vec<(String, Value)> {
+        self.0
+            .iter()
+            .map(|(key, node)| (key.to_string(), node.to_value()))
+            .collect()
     }
 
     pub fn to_json(&self) -> String {
@@ -650,7 +662,7 @@ mod tests {
         ]);
         assert_eq!(
             value.to_json(),
-            r#"{"a":-3,"b":1.5,"c":NaN,"d":Infinity,"e":-Infinity,"f":[null,true],"g":123456789012345678901234567890,"h":1e21}"#
+            r#"{"a":-3,"b":1.5,"c":NaN,"d":Infinity,"e":-Infinity,"f":[null,true],"g":123456789012345678901234567890,"h":1e+21}"#
         );
     }
 

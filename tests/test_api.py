@@ -91,12 +91,14 @@ def test_later_keys_overwrite_and_nested_dicts_merge() -> None:
     assert steps_of(run) == [{"a": 2, "d": {"x": 1, "y": 2}, "_step": 0}]
 
 
-def test_history_items_are_nested_keys_with_json_values() -> None:
+def test_history_items_are_keys_or_nested_keys_with_json_values() -> None:
     run = wandb.init()
     run.log({"loss": 0.5, "d": {"x": float("nan")}, "inf": float("-inf")})
     run.finish()
     history = next(r.history for r in run_records(run) if r.WhichOneof("record_type") == "history")
-    items = {tuple(i.nested_key): i.value_json for i in history.item}
+    # A top-level key goes in `key`, as the official SDK writes it; a nested one as its path.
+    assert {i.key for i in history.item if not i.nested_key} >= {"loss", "inf", "_step"}
+    items = {wandb_log.item_path(i): i.value_json for i in history.item}
     assert items[("loss",)] == "0.5"
     assert items[("d", "x")] == "NaN"
     assert items[("inf",)] == "-Infinity"

@@ -43,10 +43,11 @@ impl Unsupported {
 
 /// Converts the items of a dict of top-level keys (what `log`, `config.update` and
 /// `summary.update` receive); `action` ("log", "set config", ...) goes into error messages.
-pub fn dict_items(
+/// A dict's items, keyed by `String` or by a tree's `Key` (which log() moves into its row).
+pub fn dict_items<K: for<'a> From<&'a str>>(
     data: &Bound<'_, PyAny>,
     action: &'static str,
-) -> Result<Vec<(String, Value)>, Error> {
+) -> Result<Vec<(K, Value)>, Error> {
     let dict = data.cast::<PyDict>().map_err(|_| Error::UnsupportedValue {
         action,
         key: String::new(),
@@ -59,8 +60,8 @@ pub fn dict_items(
             key: String::new(),
             reason: e.reason,
         })?;
-        let value = to_value(&value, 1).map_err(|e| e.into_error(action, &key))?;
-        items.push((key, value));
+        let value = to_value(&value, 1).map_err(|e| e.into_error(action, key))?;
+        items.push((K::from(key), value));
     }
     Ok(items)
 }
@@ -72,11 +73,10 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "<unknown type>".to_string())
 }
 
-fn dict_key(key: &Bound<'_, PyAny>) -> Result<String, Unsupported> {
+fn dict_key<'a>(key: &'a Bound<'_, PyAny>) -> Result<&'a str, Unsupported> {
     match key.cast::<PyString>() {
         Ok(s) => s
             .to_str()
-            .map(str::to_owned)
             .map_err(|e| Unsupported::new(format!("key is not valid text: {e}"))),
         Err(_) => Err(Unsupported::new(format!(
             "keys must be strings, got {} key {}",
@@ -116,7 +116,7 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Unsupported> 
     if let Ok(dict) = obj.cast::<PyDict>() {
         let mut entries = Vec::with_capacity(dict.len());
         for (key, value) in dict.iter() {
-            let key = dict_key(&key)?;
+            let key = dict_key(&key)?.to_owned();
             let value = to_value(&value, depth + 1).map_err(|e| e.under(key.clone()))?;
             entries.push((key, value));
         }

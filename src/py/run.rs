@@ -2,7 +2,6 @@
 //! owned Rust data here; the core then works with the GIL released.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
@@ -80,13 +79,6 @@ fn process_info(py: Python<'_>) -> PyResult<ProcessInfo> {
     })
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
 #[pymethods]
 impl RunCore {
     /// Returns `(step, current_step)` when the data was dropped for an old step.
@@ -99,7 +91,7 @@ impl RunCore {
         commit: Option<bool>,
     ) -> PyResult<Option<(i64, i64)>> {
         let items = convert::dict_items(data, "log")?;
-        let timestamp = unix_now();
+        let timestamp = crate::system::unix_now();
         let run = &self.run;
         let logged = py.detach(|| run.log(items, step, commit, timestamp))?;
         Ok(match logged {
