@@ -227,6 +227,19 @@ impl Run {
         }
     }
 
+    /// Calls that send events do not wait for the writer, so that they can run while the
+    /// caller holds the GIL; they are followed by this, with the GIL released, when
+    /// `writer_behind` says the writer has fallen too far behind.
+    pub fn writer_behind(&self) -> bool {
+        self.events.as_ref().is_some_and(EventSender::is_behind)
+    }
+
+    pub fn wait_for_writer(&self) {
+        if let Some(events) = &self.events {
+            events.wait_for_writer();
+        }
+    }
+
     pub fn step(&self) -> i64 {
         self.state().step
     }

@@ -127,6 +127,8 @@ pub struct EventSender {
 }
 
 impl EventSender {
+    /// Queues an event without waiting: the caller may hold locks (and the GIL). When the
+    /// writer has fallen behind, the caller then waits with `wait_for_writer`.
     pub fn send(&self, event: Event) {
         let urgent = matches!(event, Event::Flush { .. } | Event::Finish { .. });
         let units = event.backlog_units();
@@ -134,19 +136,23 @@ impl EventSender {
         if self.queue.send(event).is_err() {
             return;
         }
-        let backlog = self.backlog.fetch_add(units, Ordering::Relaxed) + units;
+        self.backlog.fetch_add(units, Ordering::Relaxed);
         // Pairs with the writer's fence: either it sees this event, or this sees it idle.
         fence(Ordering::SeqCst);
         if urgent || self.idle.load(Ordering::SeqCst) {
             self.writer.unpark();
         }
-        if backlog > MAX_BACKLOG {
-            self.wait_for_writer();
-        }
     }
 
-    /// Waits until the writer has taken half of its backlog (or has stopped).
-    fn wait_for_writer(&self) {
+    pub fn is_behind(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG
+    }
+
+    /// If the writer is behind, waits until it has taken half of its backlog (or stopped).
+    pub fn wait_for_writer(&self) {
+        if !self.is_behind() {
+            return;
+        }
         while self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG / 2
             && Arc::strong_count(&self.backlog) > 1
         {
@@ -524,7 +530,8 @@ mod tests {
         (events, rx, share)
     }
 
-    /// Sends `count` events on a thread of its own; returns how many have been sent so far.
+    /// Sends `count` events on a thread of its own, as the run does: each send followed by a
+    /// wait for the writer. Returns how many have been sent so far.
     fn send_on_a_thread(
         events: EventSender,
         count: usize,
@@ -534,6 +541,7 @@ mod tests {
         let thread = std::thread::spawn(move || {
             for _ in 0..count {
                 events.send(Event::Config { update: Vec::new() });
+                events.wait_for_writer();
                 counter.fetch_add(1, Ordering::SeqCst);
             }
         });

@@ -2,7 +2,9 @@
 //! `Infinity`, `-Infinity` tokens), and the path tree that holds history rows, the summary
 //! and the config.
 
-use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
 use rustc_hash::FxBuildHasher;
 
 /// A value converted from Python, owned by Rust.
@@ -440,12 +442,12 @@ impl Node {
 /// they are the program's own metric names, and SipHash's DoS resistance cost log() more
 /// than any other single step.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Tree(IndexMap<Key, Node, FxBuildHasher>);
+pub struct Tree(Entries);
 
 impl Tree {
     /// An empty tree with room for `keys` top-level keys (a row like the last one).
     pub fn with_capacity(keys: usize) -> Self {
-        Self(IndexMap::with_capacity_and_hasher(keys, FxBuildHasher))
+        Self(Entries::with_capacity(keys))
     }
 
     pub fn len(&self) -> usize {
@@ -501,16 +503,15 @@ impl Tree {
 
     /// Sets every leaf of `other` at its path here, as `set` would one by one.
     pub fn set_leaves(&mut self, other: &Tree) {
-        for (key, node) in &other.0 {
-            match node {
-                Node::Leaf(value) => match self.0.get_mut(key.as_str()) {
-                    Some(slot) => *slot = Node::Leaf(value.clone()),
-                    None => {
-                        self.0.insert(key.clone(), Node::Leaf(value.clone()));
-                    }
-                },
+        // Rows tend to repeat their keys in the same order: look where the last key was found.
+        let mut next = 0;
+        for slot in &other.0.list {
+            match &slot.node {
+                Node::Leaf(value) => {
+                    next = self.0.upsert_near(next, slot, Node::Leaf(value.clone())) + 1;
+                }
                 Node::Branch(tree) if tree.is_empty() => {}
-                Node::Branch(tree) => self.child_branch(key).set_leaves(tree),
+                Node::Branch(tree) => self.child_branch(&slot.key).set_leaves(tree),
             }
         }
     }
@@ -572,7 +573,7 @@ impl Tree {
                 _ => None,
             }
         };
-        parent.is_some_and(|tree| tree.0.shift_remove(last.as_str()).is_some())
+        parent.is_some_and(|tree| tree.0.remove(last.as_str()).is_some())
     }
 
     fn get_mut(&mut self, path: &[String]) -> Option<&mut Node> {
@@ -605,7 +606,7 @@ impl Tree {
         parents: &mut Vec<&'a str>,
         leaf: &mut impl FnMut(&[&'a str], &'a str, &'a Value),
     ) {
-        for (key, node) in &self.0 {
+        for (key, node) in self.0.iter() {
             match node {
                 Node::Leaf(value) => leaf(parents, key.as_str(), value),
                 Node::Branch(tree) => {
@@ -634,9 +635,204 @@ impl Tree {
     }
 }
 
+/// A tree's keys and nodes in insertion order. Most trees are small (a row of a few metrics,
+/// a summary of a few more): those are a list searched by each key's hash, which costs less
+/// than a hash table's probing and a string comparison per entry. A longer list gets an
+/// index from key to position.
+#[derive(Clone, Debug, Default)]
+struct Entries {
+    list: Vec<Slot>,
+    index: Option<HashMap<Key, usize, FxBuildHasher>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Slot {
+    hash: u64,
+    key: Key,
+    node: Node,
+}
+
+/// The longest list searched without an index.
+const UNINDEXED_MAX: usize = 16;
+
+fn key_hash(key: &str) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+impl Entries {
+    fn with_capacity(keys: usize) -> Self {
+        Self {
+            list: Vec::with_capacity(keys),
+            index: None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.list.clear();
+        self.index = None;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Key, &Node)> {
+        self.list.iter().map(|slot| (&slot.key, &slot.node))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.list.iter().map(|slot| &slot.key)
+    }
+
+    fn position(&self, key: &str, hash: u64) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self
+                .list
+                .iter()
+                .position(|slot| slot.hash == hash && slot.key == key),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Node> {
+        self.position(key, key_hash(key))
+            .map(|at| &self.list[at].node)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        self.position(key, key_hash(key))
+            .map(|at| &mut self.list[at].node)
+    }
+
+    /// Replaces the node of a key that is there (keeping its place), or appends it.
+    fn insert(&mut self, key: Key, node: Node) {
+        let hash = key_hash(&key);
+        match self.position(&key, hash) {
+            Some(at) => self.list[at].node = node,
+            None => self.push(Slot { hash, key, node }),
+        }
+    }
+
+    /// `insert` of another tree's key, tried first at position `at`; returns where it went.
+    fn upsert_near(&mut self, at: usize, like: &Slot, node: Node) -> usize {
+        let found = match self.list.get(at) {
+            Some(slot) if slot.hash == like.hash && slot.key == like.key => Some(at),
+            _ => self.position(&like.key, like.hash),
+        };
+        match found {
+            Some(at) => {
+                self.list[at].node = node;
+                at
+            }
+            None => {
+                self.push(Slot {
+                    hash: like.hash,
+                    key: like.key.clone(),
+                    node,
+                });
+                self.list.len() - 1
+            }
+        }
+    }
+
+    fn push(&mut self, slot: Slot) {
+        if let Some(index) = &mut self.index {
+            index.insert(slot.key.clone(), self.list.len());
+        }
+        self.list.push(slot);
+        if self.index.is_none() && self.list.len() > UNINDEXED_MAX {
+            self.reindex();
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Node> {
+        let at = self.position(key, key_hash(key))?;
+        let slot = self.list.remove(at);
+        if self.index.is_some() {
+            self.reindex();
+        }
+        Some(slot.node)
+    }
+
+    fn reindex(&mut self) {
+        let index = self
+            .list
+            .iter()
+            .enumerate()
+            .map(|(at, slot)| (slot.key.clone(), at))
+            .collect();
+        self.index = Some(index);
+    }
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Entries behave as an insertion-ordered map whether or not they are indexed: checked
+    /// against a plain list over inserts (plain and hinted), replacements and removals that cross
+    /// the threshold.
+    #[test]
+    fn entries_are_an_ordered_map_on_both_sides_of_the_index_threshold() {
+        let mut entries = Entries::default();
+        let mut model: Vec<(String, i64)> = Vec::new();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for op in 0..4000_i64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let key = format!("k{}", seed % 40);
+            // Mostly inserts, so that the list grows past the threshold and back.
+            if seed % 5 == 0 {
+                let removed = entries.remove(&key).is_some();
+                let at = model.iter().position(|(k, _)| *k == key);
+                assert_eq!(removed, at.is_some());
+                if let Some(at) = at {
+                    model.remove(at);
+                }
+            } else {
+                let node = Node::Leaf(Value::Int(op));
+                if seed % 3 == 0 {
+                    entries.insert(Key::from(key.as_str()), node);
+                } else {
+                    // The same through a search that starts at an arbitrary (maybe wrong) place.
+                    let like = Slot {
+                        hash: key_hash(&key),
+                        key: Key::from(key.as_str()),
+                        node: Node::Leaf(Value::Null),
+                    };
+                    let at = entries.upsert_near((seed % 50) as usize, &like, node);
+                    assert_eq!(entries.list[at].key, key);
+                }
+                match model.iter_mut().find(|(k, _)| *k == key) {
+                    Some(entry) => entry.1 = op,
+                    None => model.push((key, op)),
+                }
+            }
+            let listed: Vec<(String, i64)> = entries
+                .iter()
+                .map(|(k, node)| match node {
+                    Node::Leaf(Value::Int(v)) => (k.to_string(), *v),
+                    other => panic!("unexpected node {other:?}"),
+                })
+                .collect();
+            assert_eq!(listed, model);
+            for (k, v) in &model {
+                assert_eq!(entries.get(k), Some(&Node::Leaf(Value::Int(*v))));
+            }
+            assert_eq!(entries.get("absent"), None);
+        }
+    }
 
     fn path(keys: &[&str]) -> Vec<String> {
         keys.iter().map(|k| k.to_string()).collect()

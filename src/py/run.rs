@@ -79,6 +79,17 @@ fn process_info(py: Python<'_>) -> PyResult<ProcessInfo> {
     })
 }
 
+impl RunCore {
+    /// Calls that change the run hold the GIL: they only update the run's state under its
+    /// lock (a short, CPU-only section) and queue events. Only when the writer has fallen
+    /// far behind do they wait for it, and that wait releases the GIL.
+    fn wait_for_writer(&self, py: Python<'_>) {
+        if self.run.writer_behind() {
+            py.detach(|| self.run.wait_for_writer());
+        }
+    }
+}
+
 #[pymethods]
 impl RunCore {
     /// Returns `(step, current_step)` when the data was dropped for an old step.
@@ -92,9 +103,9 @@ impl RunCore {
     ) -> PyResult<Option<(i64, i64)>> {
         let items = convert::dict_items(data, "log")?;
         let timestamp = crate::system::unix_now();
-        let run = &self.run;
-        let logged = py.detach(|| run.log(items, step, commit, timestamp))?;
-        Ok(match logged {
+        let logged = self.run.log(items, step, commit, timestamp);
+        self.wait_for_writer(py);
+        Ok(match logged? {
             Logged::Kept => None,
             Logged::DroppedOldStep { step, current } => Some((step, current)),
         })
@@ -102,20 +113,22 @@ impl RunCore {
 
     fn config_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let items = convert::dict_items(data, "set config")?;
-        let run = &self.run;
-        Ok(py.detach(|| run.config_update(items))?)
+        let updated = self.run.config_update(items);
+        self.wait_for_writer(py);
+        Ok(updated?)
     }
 
     fn summary_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let items = convert::dict_items(data, "set summary")?;
-        let run = &self.run;
-        Ok(py.detach(|| run.summary_update(items))?)
+        let updated = self.run.summary_update(items);
+        self.wait_for_writer(py);
+        Ok(updated?)
     }
 
     fn summary_remove(&self, py: Python<'_>, key: String) -> PyResult<()> {
-        let run = &self.run;
-        let existed = py.detach(|| run.summary_remove(key.clone()))?;
-        if existed {
+        let removed = self.run.summary_remove(key.clone());
+        self.wait_for_writer(py);
+        if removed? {
             Ok(())
         } else {
             Err(PyKeyError::new_err(key))
@@ -136,17 +149,21 @@ impl RunCore {
     #[pyo3(signature = (name, step_metric=None, summary=None, goal=None))]
     fn define_metric(
         &self,
+        py: Python<'_>,
         name: String,
         step_metric: Option<String>,
         summary: Option<&str>,
         goal: Option<&str>,
     ) -> PyResult<()> {
         let def = MetricDef::parse(name, step_metric, summary, goal)?;
-        Ok(self.run.define_metric(def)?)
+        let defined = self.run.define_metric(def);
+        self.wait_for_writer(py);
+        Ok(defined?)
     }
 
-    fn output(&self, stderr: bool, text: String) {
+    fn output(&self, py: Python<'_>, stderr: bool, text: String) {
         self.run.output(stderr, text);
+        self.wait_for_writer(py);
     }
 
     /// Returns a warning when the data could not be delivered now (it stays queued).
