@@ -60,9 +60,10 @@ def read_payloads(data: bytes, strict: bool = True) -> list[bytes]:
     return records
 
 
-def read_records(path: str | Path) -> list[pb.Record]:
+def read_records(path: str | Path, strict: bool = True) -> list[pb.Record]:
+    """The log's records; without strict, those before a truncated tail."""
     records = []
-    for payload in read_payloads(Path(path).read_bytes()):
+    for payload in read_payloads(Path(path).read_bytes(), strict):
         record = pb.Record()
         record.ParseFromString(payload)
         records.append(record)
