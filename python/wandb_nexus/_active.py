@@ -64,4 +64,10 @@ def _finish_open_runs() -> None:
     deferred = [run._core for run in runs if run._core.deferred]
     if deferred:
         for problem in _core.deliver_invocation(deferred):
-            print(f"wandb-nexus: {problem}", file=sys.stderr)
+            report(problem)
+
+
+def report(problem: str) -> None:
+    """Tells the user about a problem that is not an exception of theirs (Lambda's logs get
+    stderr)."""
+    print(f"wandb-nexus: {problem}", file=sys.stderr)

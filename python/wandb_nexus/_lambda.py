@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from . import _active, _core
 from .errors import UsageError, WandbNexusError
 
@@ -93,10 +91,8 @@ class LambdaHandler:
         try:
             self._extension = _core.start_lambda_extension()
         except WandbNexusError as err:
-            print(
-                f"wandb-nexus: no Lambda extension ({err}); runs are delivered before the "
-                "handler returns",
-                file=sys.stderr,
+            _active.report(
+                f"no Lambda extension ({err}); runs are delivered before the handler returns"
             )
             self._extension = False
 
@@ -150,7 +146,7 @@ class LambdaHandler:
         except WandbNexusError as err:
             problems.append(str(err))
         for problem in problems:
-            print(f"wandb-nexus: {problem}", file=sys.stderr)
+            _active.report(problem)
 
 
 def _context_info(context: Any, cold_start: bool) -> dict[str, Any]:
