@@ -132,11 +132,13 @@ impl EventSender {
     pub fn send(&self, event: Event) {
         let urgent = matches!(event, Event::Flush { .. } | Event::Finish { .. });
         let units = event.backlog_units();
+        // Counted before it is queued: the writer may take it (and settle) at once.
+        self.backlog.fetch_add(units, Ordering::Relaxed);
         // Err only once the writer has stopped, after Finish: nothing is waiting then.
         if self.queue.send(event).is_err() {
+            self.backlog.fetch_sub(units, Ordering::Relaxed);
             return;
         }
-        self.backlog.fetch_add(units, Ordering::Relaxed);
         // Pairs with the writer's fence: either it sees this event, or this sees it idle.
         fence(Ordering::SeqCst);
         if urgent || self.idle.load(Ordering::SeqCst) {
