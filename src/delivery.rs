@@ -5,7 +5,7 @@
 //! until the transmit interval), and finish takes three sequential rounds: the config update
 //! and the upload URLs together, then every file upload at once, then one file_stream request
 //! that carries all remaining rows, the summary, the console, the uploaded files and the exit
-//! code.
+//! code (more requests only for data beyond W&B's 10 MiB per request).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::records::{Record, RecordType, RunRecord};
 use crate::sender::Finished;
 use crate::settings::Settings;
-use crate::stream::{config_json, RunStream};
+use crate::stream::{config_json, line_cost, Batch, RunStream, REQUEST_LINE_BYTES};
 use crate::transport::{RunTarget, RunUpsert, Transport};
 use crate::values::Value;
 
@@ -216,8 +216,9 @@ impl Delivery {
         }
     }
 
-    /// One round: a changed config, then the gathered data; on a periodic round with
-    /// nothing to send, a heartbeat when the run has been quiet for a while.
+    /// One round: a changed config, then the gathered data (in as many requests as its size
+    /// needs); on a periodic round with nothing to send, a heartbeat when the run has been
+    /// quiet for a while.
     async fn transmit(&mut self, periodic: bool) -> Result<(), Error> {
         let target = self.connect().await?;
         if self.stream.config_changed() {
@@ -226,16 +227,31 @@ impl Delivery {
                 .await?;
             self.stream.config_sent();
         }
-        let batch = self.stream.pending();
-        if batch.is_empty() && !(periodic && self.last_request.elapsed() >= self.heartbeat) {
-            return Ok(());
+        let mut heartbeat_due = periodic && self.last_request.elapsed() >= self.heartbeat;
+        loop {
+            let batch = self.stream.pending(REQUEST_LINE_BYTES);
+            if batch.is_empty() && !heartbeat_due {
+                return Ok(());
+            }
+            self.stream_batch(&target, &batch, &[], None).await?;
+            heartbeat_due = false;
         }
+    }
+
+    /// One file_stream request; once the server has it, its lines count as sent.
+    async fn stream_batch(
+        &mut self,
+        target: &RunTarget,
+        batch: &Batch,
+        uploaded: &[String],
+        exit_code: Option<i32>,
+    ) -> Result<(), Error> {
         let reply = self
             .transport
-            .file_stream(&target, &batch, &[], None)
+            .file_stream(target, batch, uploaded, exit_code)
             .await?;
         self.last_request = Instant::now();
-        self.stream.acknowledge(&batch);
+        self.stream.acknowledge(batch);
         if reply.stopped {
             self.stopped.store(true, Ordering::Relaxed);
         }
@@ -294,14 +310,19 @@ impl Delivery {
             }
         }
         uploaded.sort();
-        let batch = self.stream.pending();
-        let reply = self
-            .transport
-            .file_stream(&target, &batch, &uploaded, Some(exit_code))
-            .await?;
-        self.stream.acknowledge(&batch);
-        if reply.stopped {
-            self.stopped.store(true, Ordering::Relaxed);
+        // The last request carries the uploaded files and the exit code; what does not fit
+        // in it with them goes first.
+        let last_room = REQUEST_LINE_BYTES
+            .saturating_sub(uploaded.iter().map(|name| line_cost(name)).sum::<usize>());
+        loop {
+            let last = self.stream.pending(last_room);
+            if !self.stream.holds_more_than(&last) {
+                self.stream_batch(&target, &last, &uploaded, Some(exit_code))
+                    .await?;
+                break;
+            }
+            let batch = self.stream.pending(REQUEST_LINE_BYTES);
+            self.stream_batch(&target, &batch, &[], None).await?;
         }
         match config_sent {
             Ok(()) => self.stream.config_sent(),

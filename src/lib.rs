@@ -14,6 +14,7 @@ pub mod sender;
 pub mod settings;
 pub mod stream;
 pub mod system;
+pub mod tls;
 pub mod transport;
 pub mod txlog;
 pub mod values;

@@ -2,13 +2,22 @@
 //! whole summary, console lines and the config. The live writer and `sync` feed the same
 //! records through here, so a run uploads the same way whether it is live or replayed.
 
-use crate::records::{Item, OutputRawRecord, Record, RecordType, RunRecord};
+use crate::records::{HistoryRecord, Item, OutputRawRecord, Record, RecordType, RunRecord};
 use crate::system;
 use crate::values::{Tree, Value};
 
 pub const HISTORY_FILE: &str = "wandb-history.jsonl";
 pub const SUMMARY_FILE: &str = "wandb-summary.json";
 pub const CONSOLE_FILE: &str = "output.log";
+
+/// W&B's file_stream limits (wandb-protocol.md §3.8): the largest request body, and the
+/// longest line in it. A line is measured as it travels, JSON-escaped (see `line_cost`), so
+/// every line that is sent fits in a request with room to spare for the rest of the body.
+pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+pub const MAX_LINE_BYTES: usize = MAX_REQUEST_BYTES - 100 * 1024;
+/// How much of a request's lines `pending` may take: all but room for the field names,
+/// offsets and exit code around them.
+pub const REQUEST_LINE_BYTES: usize = MAX_REQUEST_BYTES - 1024;
 
 /// Lines of one streamed file, with the line number of the first one.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -32,6 +41,19 @@ impl Batch {
     }
 }
 
+/// A line waiting to be sent, and what it adds to a request body (see `line_cost`).
+struct Line {
+    text: String,
+    cost: usize,
+}
+
+impl Line {
+    fn new(text: String) -> Self {
+        let cost = line_cost(&text);
+        Self { text, cost }
+    }
+}
+
 #[derive(Default)]
 pub struct RunStream {
     /// The run record, as first seen (the run's identity and initial settings).
@@ -40,16 +62,21 @@ pub struct RunStream {
     config_changed: bool,
     summary: Tree,
     summary_changed: bool,
+    /// The summary as a line, once one was made of it; `None` again when it changes.
+    summary_line: Option<Line>,
     /// Lines not yet acknowledged by the server, the first at line number `history_sent`.
-    history: Vec<String>,
+    history: Vec<Line>,
     history_sent: u64,
-    console: Vec<String>,
+    console: Vec<Line>,
     console_sent: u64,
     /// Text after the last newline, and the time stamp of the last chunk, per stream
     /// (stdout, stderr).
     partial_line: [String; 2],
     last_stamp: [String; 2],
     pub exit_code: Option<i32>,
+    /// A line over `MAX_LINE_BYTES` was skipped, and the user told so; later ones are
+    /// skipped without another warning.
+    skipped_a_line: bool,
 }
 
 impl RunStream {
@@ -79,13 +106,19 @@ impl RunStream {
                     self.summary.remove(&item.path());
                 }
                 self.summary_changed = true;
+                self.summary_line = None;
             }
             RecordType::History(history) => {
                 let mut row = Tree::default();
                 for item in &history.item {
                     row.merge(&item.path(), parse_item(item));
                 }
-                self.history.push(row.to_json());
+                let line = Line::new(row.to_json());
+                if self.fits_a_line(&line, || {
+                    format!("the history row of step {}", step(history))
+                }) {
+                    self.history.push(line);
+                }
             }
             RecordType::OutputRaw(output) => self.add_output(output),
             RecordType::Exit(exit) => {
@@ -114,12 +147,38 @@ impl RunStream {
         let stamp = &self.last_stamp[stream];
         let partial = &mut self.partial_line[stream];
         partial.push_str(&output.line);
+        let mut lines = Vec::new();
         while let Some(end) = partial.find('\n') {
             let line: String = partial.drain(..=end).collect();
             let text = line.trim_end_matches(['\n', '\r']);
             let prefix = if stderr { "ERROR " } else { "" };
-            self.console.push(format!("{prefix}{stamp} {text}"));
+            lines.push(Line::new(format!("{prefix}{stamp} {text}")));
         }
+        for line in lines {
+            if self.fits_a_line(&line, || "a console line".into()) {
+                self.console.push(line);
+            }
+        }
+    }
+
+    /// Whether `line` is within W&B's limit. A line over it is not sent (the server would
+    /// refuse the request with it), as in wandb-core; it stays in the transaction log. The
+    /// first one is reported on stderr, naming `what` it was.
+    fn fits_a_line(&mut self, line: &Line, what: impl FnOnce() -> String) -> bool {
+        let size = line.cost;
+        if size <= MAX_LINE_BYTES {
+            return true;
+        }
+        if !std::mem::replace(&mut self.skipped_a_line, true) {
+            let run_id = self.run.as_ref().map_or("", |run| run.run_id.as_str());
+            eprintln!(
+                "wandb-nexus: run {run_id}: {} is {size} bytes, over W&B's limit of \
+                 {MAX_LINE_BYTES} bytes per line; it is not sent to W&B (the transaction log \
+                 keeps it), nor are later lines over the limit",
+                what()
+            );
+        }
+        false
     }
 
     fn flush_partial_lines(&mut self) {
@@ -135,20 +194,53 @@ impl RunStream {
         }
     }
 
-    /// The data not yet acknowledged by the server. Calling it again before `acknowledge`
-    /// returns the same lines at the same offsets, plus anything newer.
-    pub fn pending(&self) -> Batch {
+    /// The data not yet acknowledged by the server, as much of it as fits in `max_bytes` of
+    /// lines (see `line_cost`): the oldest history and console lines, whole, and the summary
+    /// if there is room left. Calling it again before `acknowledge` returns the same lines at
+    /// the same offsets, plus anything newer that fits.
+    pub fn pending(&mut self, max_bytes: usize) -> Batch {
+        let mut room = max_bytes;
+        let history = take_fitting(&self.history, &mut room);
+        let console = take_fitting(&self.console, &mut room);
+        let summary = if self.summary_changed {
+            self.pending_summary(&mut room)
+        } else {
+            None
+        };
         Batch {
             history: Chunk {
                 offset: self.history_sent,
-                lines: self.history.clone(),
+                lines: history,
             },
-            summary: self.summary_changed.then(|| self.summary.to_json()),
+            summary,
             console: Chunk {
                 offset: self.console_sent,
-                lines: self.console.clone(),
+                lines: console,
             },
         }
+    }
+
+    /// The changed summary, if it fits in `room`. One over the line limit is not sent until
+    /// it changes again.
+    fn pending_summary(&mut self, room: &mut usize) -> Option<String> {
+        let line = match self.summary_line.take() {
+            Some(line) => line,
+            None => Line::new(self.summary.to_json()),
+        };
+        if !self.fits_a_line(&line, || "the summary".into()) {
+            self.summary_changed = false;
+            return None;
+        }
+        let text = take_fitting(std::slice::from_ref(&line), room).pop();
+        self.summary_line = Some(line);
+        text
+    }
+
+    /// Whether some of the data not yet acknowledged is not in `batch` (taken by `pending`).
+    pub fn holds_more_than(&self, batch: &Batch) -> bool {
+        self.history.len() > batch.history.lines.len()
+            || self.console.len() > batch.console.lines.len()
+            || (self.summary_changed && batch.summary.is_none())
     }
 
     /// Marks a batch (taken by `pending` since the last acknowledgement) as stored by the
@@ -160,8 +252,13 @@ impl RunStream {
         let console_done = batch.console.lines.len().min(self.console.len());
         self.console.drain(..console_done);
         self.console_sent += console_done as u64;
-        if batch.summary.as_deref() == Some(self.summary.to_json().as_str()) {
-            self.summary_changed = false;
+        // The summary line is made anew after every change: equal to what was sent, it is
+        // what the server now has, and need not be kept.
+        if let (Some(sent), Some(current)) = (&batch.summary, &self.summary_line) {
+            if *sent == current.text {
+                self.summary_changed = false;
+                self.summary_line = None;
+            }
         }
     }
 
@@ -173,6 +270,44 @@ impl RunStream {
     /// The server acknowledged the config as it is now.
     pub fn config_sent(&mut self) {
         self.config_changed = false;
+    }
+}
+
+/// The bytes a line adds to a file_stream body: the line as a JSON string, and a comma.
+pub fn line_cost(line: &str) -> usize {
+    let escaped: usize = line
+        .bytes()
+        .map(|byte| match byte {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6, // \u00XX
+            _ => 1,
+        })
+        .sum();
+    escaped + 3
+}
+
+/// The leading `lines` that fit in `room`, which they use up.
+fn take_fitting(lines: &[Line], room: &mut usize) -> Vec<String> {
+    let mut taken = Vec::new();
+    for line in lines {
+        let Some(left) = room.checked_sub(line.cost) else {
+            break;
+        };
+        *room = left;
+        taken.push(line.text.clone());
+    }
+    taken
+}
+
+/// A history record's step, for messages.
+fn step(history: &HistoryRecord) -> String {
+    match &history.step {
+        Some(step) => step.num.to_string(),
+        None => history
+            .item
+            .iter()
+            .find(|item| item.path() == ["_step"])
+            .map_or_else(|| "?".into(), |item| item.value_json.clone()),
     }
 }
 
@@ -198,7 +333,7 @@ pub fn config_json(config: &Tree) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{HistoryRecord, ItemUpdates, RunExitRecord, Timestamp};
+    use crate::records::{HistoryStep, ItemUpdates, RunExitRecord, Timestamp};
 
     fn item(path: &[&str], json: &str) -> Item {
         Item {
@@ -239,7 +374,7 @@ mod tests {
         let mut stream = RunStream::default();
         stream.apply(&history(0));
         assert_eq!(
-            stream.pending().history.lines,
+            stream.pending(REQUEST_LINE_BYTES).history.lines,
             vec![r#"{"d":{"x":1},"_step":0}"#]
         );
     }
@@ -249,18 +384,77 @@ mod tests {
         let mut stream = RunStream::default();
         stream.start_history_at(5);
         stream.apply(&history(0));
-        let first = stream.pending();
+        let first = stream.pending(REQUEST_LINE_BYTES);
         stream.apply(&history(1));
         // A retry before acknowledgement still starts at the same offset.
-        let retry = stream.pending();
+        let retry = stream.pending(REQUEST_LINE_BYTES);
         assert_eq!((first.history.offset, retry.history.offset), (5, 5));
         assert_eq!(retry.history.lines.len(), 2);
         stream.acknowledge(&first);
-        let next = stream.pending();
+        let next = stream.pending(REQUEST_LINE_BYTES);
         assert_eq!(next.history.offset, 6);
         assert_eq!(next.history.lines, vec![r#"{"d":{"x":1},"_step":1}"#]);
         stream.acknowledge(&next);
-        assert!(stream.pending().is_empty());
+        assert!(stream.pending(REQUEST_LINE_BYTES).is_empty());
+    }
+
+    fn history_with(step: i64, text: &str) -> Record {
+        record(RecordType::History(HistoryRecord {
+            item: vec![item(&["s"], &Value::Str(text.into()).to_json())],
+            step: Some(HistoryStep { num: step }),
+        }))
+    }
+
+    #[test]
+    fn line_cost_is_the_bytes_a_line_takes_in_a_body() {
+        for line in [
+            "",
+            "plain",
+            "\"q\" \\ \n\r\t\u{8}\u{c}",
+            "\u{1}\u{1f}\u{7f}",
+            "naïve €",
+        ] {
+            let as_json = serde_json::to_string(line).unwrap();
+            assert_eq!(line_cost(line), as_json.len() + 1, "{line:?}"); // and a comma
+        }
+    }
+
+    #[test]
+    fn batches_hold_whole_lines_up_to_the_size_given() {
+        let mut stream = RunStream::default();
+        for step in 0..3 {
+            stream.apply(&history_with(step, &"x".repeat(1000)));
+        }
+        let line_size = stream.history[0].cost;
+        let first = stream.pending(2 * line_size + line_size / 2);
+        assert_eq!((first.history.offset, first.history.lines.len()), (0, 2));
+        assert!(stream.holds_more_than(&first));
+        stream.acknowledge(&first);
+        let rest = stream.pending(line_size);
+        assert_eq!((rest.history.offset, rest.history.lines.len()), (2, 1));
+        assert!(!stream.holds_more_than(&rest));
+    }
+
+    #[test]
+    fn lines_over_the_limit_are_skipped() {
+        let mut stream = RunStream::default();
+        let oversized = "y".repeat(MAX_LINE_BYTES);
+        stream.apply(&history_with(0, "small"));
+        stream.apply(&history_with(1, &oversized));
+        stream.apply(&history_with(2, "small"));
+        stream.apply(&record(RecordType::Summary(ItemUpdates {
+            update: vec![item(&["s"], &Value::Str(oversized).to_json())],
+            remove: vec![],
+        })));
+        let batch = stream.pending(REQUEST_LINE_BYTES);
+        assert_eq!(batch.history.lines.len(), 2);
+        assert!(batch
+            .history
+            .lines
+            .iter()
+            .all(|line| line.contains("small")));
+        assert_eq!(batch.summary, None);
+        assert!(!stream.holds_more_than(&batch));
     }
 
     #[test]
@@ -274,7 +468,7 @@ mod tests {
             runtime: 0,
         })));
         assert_eq!(
-            stream.pending().console.lines,
+            stream.pending(REQUEST_LINE_BYTES).console.lines,
             vec![
                 "2026-11-25T08:16:28.138892 hello stdout",
                 "ERROR 2026-11-25T08:16:28.138892 oops",
@@ -298,13 +492,13 @@ mod tests {
             update: vec![item(&["opt"], r#"{"beta":2}"#)],
             remove: vec![],
         })));
-        let batch = stream.pending();
+        let batch = stream.pending(REQUEST_LINE_BYTES);
         assert_eq!(
             batch.summary.as_deref(),
             Some(r#"{"loss":0.5,"d":{"x":NaN}}"#)
         );
         stream.acknowledge(&batch);
-        assert_eq!(stream.pending().summary, None);
+        assert_eq!(stream.pending(REQUEST_LINE_BYTES).summary, None);
         assert!(stream.config_changed());
         stream.config_sent();
         assert!(!stream.config_changed());

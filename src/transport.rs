@@ -64,24 +64,8 @@ pub fn reset_connections() {
 }
 
 fn build_client() -> Result<Client, Error> {
-    // Another library may have installed a provider already; either one serves.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = Vec::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() + 1);
-    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        roots.push(reqwest::Certificate::from_der(der).map_err(tls_setup_error)?);
-    }
-    // A private CA (a self-hosted W&B server) is added through SSL_CERT_FILE.
-    if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
-        let pem = std::fs::read(&path).map_err(|e| {
-            Error::io(
-                format!("cannot read SSL_CERT_FILE {}", path.to_string_lossy()),
-                e,
-            )
-        })?;
-        roots.extend(reqwest::Certificate::from_pem_bundle(&pem).map_err(tls_setup_error)?);
-    }
     Client::builder()
-        .tls_certs_only(roots)
+        .tls_backend_preconfigured(crate::tls::client_config()?)
         .user_agent(concat!("wandb-nexus/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
@@ -239,26 +223,41 @@ impl Transport {
     }
 
     /// Sends a request built by `build` until it succeeds, fails permanently, or the retry
-    /// budget is spent. Returns the response body.
+    /// budget is spent; the budget bounds the last attempt too. Returns the response body as
+    /// `decode` reads it: an answer it cannot read counts as a failed attempt.
     /// Each attempt takes the process's client anew, so one after `reset_connections` uses a
     /// fresh connection.
-    async fn send(
+    async fn send<T>(
         &self,
         what: &str,
         build: impl Fn(&Client) -> RequestBuilder,
-    ) -> Result<Vec<u8>, Error> {
+        decode: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, Error> {
         let deadline = Instant::now() + self.policy.budget;
         let mut wait = self.policy.wait_min;
         loop {
-            match self.attempt(what, build(&client()?)).await {
-                Ok(body) => return Ok(body),
+            let timeout = self
+                .policy
+                .attempt_timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let answer = self
+                .attempt(what, build(&client()?).timeout(timeout))
+                .await
+                .and_then(|body| {
+                    decode(&body).map_err(|reason| Attempt::Retry {
+                        reason: format!("{what}: {reason}"),
+                        after: None,
+                    })
+                });
+            match answer {
+                Ok(answer) => return Ok(answer),
                 Err(Attempt::Fail(err)) => return Err(err),
                 Err(Attempt::Retry { reason, after }) => {
                     let pause = after.unwrap_or_else(|| jittered(wait));
                     if Instant::now() + pause >= deadline {
                         return Err(Error::Unavailable(format!(
-                            "{what} still failing after {:.0} s of retries: {reason}",
-                            self.policy.budget.as_secs_f64()
+                            "{what} still failing after {:?} of retries: {reason}",
+                            self.policy.budget
                         )));
                     }
                     sleep(pause).await;
@@ -269,13 +268,13 @@ impl Transport {
     }
 
     async fn attempt(&self, what: &str, request: RequestBuilder) -> Result<Vec<u8>, Attempt> {
-        let response = match request.timeout(self.policy.attempt_timeout).send().await {
+        let response = match request.send().await {
             Ok(response) => response,
             // A certificate the roots do not vouch for will not change on a retry.
             Err(err) if is_certificate_error(&err) => {
                 return Err(Attempt::Fail(Error::Comm(format!(
                     "{what}: the server's TLS certificate was refused ({}); for a private \
-                     CA, set SSL_CERT_FILE to its PEM file",
+                     CA or a self-signed server certificate, set SSL_CERT_FILE to its PEM file",
                     error_chain(&err)
                 ))))
             }
@@ -320,31 +319,40 @@ impl Transport {
         Err(Attempt::Fail(Error::Comm(reason)))
     }
 
-    /// An authenticated JSON POST to the API (GraphQL and file_stream); the body of the answer.
-    async fn post_json(&self, what: &str, url: Url, body: Vec<u8>) -> Result<Vec<u8>, Error> {
-        self.send(what, |client| {
-            client
-                .post(url.clone())
-                .header(AUTHORIZATION, self.auth.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone())
-        })
+    /// An authenticated JSON POST to the API (GraphQL and file_stream); the JSON answer.
+    /// An answer that is not JSON (a proxy's error page, a body cut short) is retried: the
+    /// request may not have reached W&B, and resending any of ours is safe.
+    async fn post_json(&self, what: &str, url: Url, body: Vec<u8>) -> Result<Json, Error> {
+        self.send(
+            what,
+            |client| {
+                client
+                    .post(url.clone())
+                    .header(AUTHORIZATION, self.auth.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            },
+            |answer| {
+                serde_json::from_slice(answer).map_err(|e| format!("the answer is not JSON ({e})"))
+            },
+        )
         .await
     }
 
+    /// A GraphQL operation's data. An answer with errors fails it, as in wandb-core, and is
+    /// not retried: the server understood the request and refused it.
     async fn graphql(&self, name: &str, query: &str, variables: Json) -> Result<Json, Error> {
         let body = json!({"query": query, "variables": variables, "operationName": name});
         let body = serde_json::to_vec(&body).expect("JSON values serialize");
-        let bytes = self
+        let mut reply = self
             .post_json(name, self.endpoint(&["graphql"]), body)
             .await?;
-        let mut reply: Json = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Comm(format!("{name}: the server's answer is not JSON: {e}")))?;
         if let Some(errors) = reply.get("errors").and_then(Json::as_array) {
             if !errors.is_empty() {
-                let messages: Vec<&str> = errors
+                let messages: Vec<String> = errors
                     .iter()
                     .filter_map(|e| e.get("message").and_then(Json::as_str))
+                    .map(brief)
                     .collect();
                 return Err(Error::Comm(format!("{name}: {}", messages.join("; "))));
             }
@@ -456,16 +464,20 @@ impl Transport {
             }
         }
         let what = format!("uploading {}", target.name);
-        self.send(&what, |client| {
-            // An explicit length: an empty body would otherwise go without one.
-            client
-                .put(url.clone())
-                .headers(headers.clone())
-                .header(CONTENT_LENGTH, contents.len())
-                .body(contents.clone())
-        })
-        .await?;
-        Ok(())
+        self.send(
+            &what,
+            |client| {
+                // An explicit length: an empty body would otherwise go without one.
+                client
+                    .put(url.clone())
+                    .headers(headers.clone())
+                    .header(CONTENT_LENGTH, contents.len())
+                    .body(contents.clone())
+            },
+            // Storage services answer what they like; the status is what counts.
+            |_| Ok(()),
+        )
+        .await
     }
 
     /// Sends one file_stream request: the batch's lines at their offsets, files whose uploads
@@ -485,11 +497,11 @@ impl Transport {
             &target.run_id,
             "file_stream",
         ]);
-        let bytes = self.post_json("file_stream", url, body).await?;
-        // Only `stopped` matters; an undecodable answer is not a failed delivery.
-        let stopped = serde_json::from_slice::<Json>(&bytes)
-            .ok()
-            .and_then(|reply| reply.get("stopped").and_then(Json::as_bool))
+        let reply = self.post_json("file_stream", url, body).await?;
+        // Only `stopped` matters.
+        let stopped = reply
+            .get("stopped")
+            .and_then(Json::as_bool)
             .unwrap_or(false);
         Ok(StreamReply { stopped })
     }
@@ -561,8 +573,13 @@ fn server_message(body: &[u8]) -> String {
         .or_else(|| reply["error"].as_str())
         .or_else(|| reply["message"].as_str());
     message
-        .map(|m| format!(" ({})", m.chars().take(300).collect::<String>()))
+        .map(|m| format!(" ({})", brief(m)))
         .unwrap_or_default()
+}
+
+/// A server's message, cut to a length fit for an error.
+fn brief(message: &str) -> String {
+    message.chars().take(300).collect()
 }
 
 /// Exponential backoff with up to 25% jitter, so many clients do not retry in step.
@@ -575,7 +592,7 @@ fn jittered(wait: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::Chunk;
+    use crate::stream::{line_cost, Chunk, MAX_REQUEST_BYTES, REQUEST_LINE_BYTES};
 
     #[test]
     fn file_stream_body_shape() {
@@ -603,6 +620,26 @@ mod tests {
             })
         );
         assert_eq!(file_stream_body(&Batch::default(), &[], None), b"{}");
+    }
+
+    #[test]
+    fn a_body_is_its_lines_costs_and_less_than_the_room_left_for_the_rest() {
+        let line = "\"quoted\" \\ naïve \u{1}".to_string();
+        let batch = Batch {
+            history: Chunk {
+                offset: u64::MAX,
+                lines: vec![line.clone(); 3],
+            },
+            summary: Some(line.clone()),
+            console: Chunk {
+                offset: u64::MAX,
+                lines: vec![line.clone(); 2],
+            },
+        };
+        let uploaded = vec!["config.yaml".to_string(), "dir/naïve \"file\"".into()];
+        let costs = 6 * line_cost(&line) + uploaded.iter().map(|n| line_cost(n)).sum::<usize>();
+        let body = file_stream_body(&batch, &uploaded, Some(i32::MIN));
+        assert!(body.len() <= costs + (MAX_REQUEST_BYTES - REQUEST_LINE_BYTES));
     }
 
     #[test]

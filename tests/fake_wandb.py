@@ -21,6 +21,8 @@ It is deliberately strict, so that a client bug fails a test instead of passing 
   issued and bodies without Content-Length are all rejected with a 4xx status that the official
   client does not retry (400, 403 or 404), so a test fails fast.
 - gzip'd file_stream bodies are only accepted if the FILESTREAM_GZIP feature is advertised.
+- W&B's file_stream size limits hold: a body over `MAX_REQUEST_BYTES` is refused with 413, a
+  line (history, events, summary or console) over `MAX_LINE_BYTES` with 400.
 - A bug in the fake itself is answered with 400 and its traceback kept in `internal_errors`.
 
 Not checked: GraphQL selection sets. Operations are recognised by name and answered with the
@@ -82,6 +84,11 @@ STREAMED_FILES = (HISTORY, EVENTS, SUMMARY, CONSOLE)
 # are not accepted: wandb 0.31.0 never sends them, and neither should we.
 FILE_STREAM_KEYS = frozenset({"files", "uploaded", "preempting", "complete", "exitcode"})
 
+# W&B's file_stream limits (wandb-protocol.md §3.8): the largest request body, and the
+# longest line in it (10 MiB - 100 KiB), both in bytes.
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+MAX_LINE_BYTES = MAX_REQUEST_BYTES - 100 * 1024
+
 # A realistic file_stream answer; clients only look at "stopped".
 FILE_STREAM_RESPONSE = {"exitcode": None, "limits": {}, "stopped": False}
 
@@ -102,12 +109,22 @@ class Fault:
       "drop_after_apply"  apply the request, then close the connection without answering
       "delay"             sleep `seconds`, then handle the request normally
       "reset"             close the connection without applying or answering
+      "close_mid_body"    apply the request, send the status line and headers (with the whole
+                          answer's Content-Length) and half the answer, then close
+      "garbage_body"      answer 200 with an HTML page, as a proxy or captive portal does;
+                          not applied
+      "truncated_json"    apply the request, then answer with the first half of its JSON
+                          (Content-Length matching what is sent)
+      "graphql_error"     answer 200 with {"errors": [{"message": `message`}]} and no data,
+                          as W&B answers e.g. a permission problem; not applied
+      "hang"              never answer (not applied), until the client closes the connection
     """
 
     action: str
     status: int = 0
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
+    message: str = ""
 
 
 def status(code: int, headers: dict[str, str] | None = None) -> Fault:
@@ -120,10 +137,25 @@ def delay(seconds: float) -> Fault:
     return Fault("delay", seconds=seconds)
 
 
+def graphql_error(message: str) -> Fault:
+    """A fault that answers 200 with a GraphQL error `message` and no data."""
+    return Fault("graphql_error", message=message)
+
+
 DROP_AFTER_APPLY = Fault("drop_after_apply")
 RESET = Fault("reset")
+CLOSE_MID_BODY = Fault("close_mid_body")
+GARBAGE_BODY = Fault("garbage_body")
+TRUNCATED_JSON = Fault("truncated_json")
+HANG = Fault("hang")
 _NO_FAULT = Fault("none")
 _FAULT_KINDS = ("graphql", "file_stream", "upload")
+# Faults without parameters, which `inject` also takes by name.
+_PLAIN_FAULTS = {
+    f.action: f
+    for f in (DROP_AFTER_APPLY, RESET, CLOSE_MID_BODY, GARBAGE_BODY, TRUNCATED_JSON, HANG)
+}
+_GARBAGE_PAGE = b"<html><body><h1>Sign in to the network</h1></body></html>"
 
 
 def _as_fault(spec: Fault | int | str) -> Fault:
@@ -131,8 +163,8 @@ def _as_fault(spec: Fault | int | str) -> Fault:
         return spec
     if isinstance(spec, int):
         return status(spec)
-    if spec in ("drop_after_apply", "reset"):
-        return Fault(spec)
+    if spec in _PLAIN_FAULTS:
+        return _PLAIN_FAULTS[spec]
     raise ValueError(f"not a fault: {spec!r}")
 
 
@@ -142,8 +174,8 @@ def _as_fault(spec: Fault | int | str) -> Fault:
 @dataclass
 class Request:
     """One HTTP request as received. `body` is the parsed JSON for GraphQL and file_stream
-    requests that got that far, the raw bytes otherwise. `status` is None when no answer was
-    sent (connection dropped by a fault)."""
+    requests that got that far, the raw bytes otherwise. `status` is None when no whole answer
+    was sent (connection dropped or answer cut off by a fault)."""
 
     method: str
     path: str
@@ -298,8 +330,9 @@ class FakeWandb:
 
         kind: "graphql", "graphql:<OperationName>" (checked before plain "graphql"),
         "file_stream" or "upload". A fault is a `Fault` (see `status`, `delay`,
-        `DROP_AFTER_APPLY`, `RESET`), an int (shorthand for status(N)), or the strings
-        "drop_after_apply" / "reset".
+        `graphql_error`, `DROP_AFTER_APPLY`, `RESET`, `CLOSE_MID_BODY`, `GARBAGE_BODY`,
+        `TRUNCATED_JSON`, `HANG`), an int (shorthand for status(N)), or the action name of a
+        fault without parameters ("drop_after_apply", "hang", ...).
         """
         base, _, operation = kind.partition(":")
         if base not in _FAULT_KINDS or (operation and base != "graphql"):
@@ -378,9 +411,18 @@ class FakeWandb:
         if fault.action == "reset":
             _drop_connection(handler)
             return
+        if fault.action == "hang":
+            _hold_until_closed(handler)
+            return
         if fault.action == "status":
             body = _error_body(f"injected fault: HTTP {fault.status}")
             self._respond(handler, record, fault.status, body, dict(fault.headers))
+            return
+        if fault.action == "garbage_body":
+            self._respond_bytes(handler, record, 200, _GARBAGE_PAGE, "text/html")
+            return
+        if fault.action == "graphql_error":
+            self._respond(handler, record, 200, {"errors": [{"message": fault.message}]})
             return
         time.sleep(self.latency + fault.seconds)  # fault.seconds is 0 unless a delay fault
 
@@ -395,6 +437,17 @@ class FakeWandb:
             self.internal_errors.append(traceback.format_exc())
             answer_status, answer = 400, _error_body("internal error in fake_wandb")
         if fault.action == "drop_after_apply":
+            _drop_connection(handler)
+            return
+        if fault.action in ("close_mid_body", "truncated_json"):
+            payload = json.dumps(answer).encode()
+            half = payload[: len(payload) // 2]
+            if fault.action == "truncated_json":
+                self._respond_bytes(handler, record, answer_status, half, "application/json")
+                return
+            self._respond_bytes(
+                handler, record, answer_status, half, "application/json", length=len(payload)
+            )
             _drop_connection(handler)
             return
         self._respond(handler, record, answer_status, answer)
@@ -416,10 +469,25 @@ class FakeWandb:
         extra_headers: dict[str, str] | None = None,
     ) -> None:
         payload = b"" if body is None else json.dumps(body).encode()
+        content_type = None if body is None else "application/json"
+        self._respond_bytes(handler, record, code, payload, content_type, extra_headers)
+
+    def _respond_bytes(
+        self,
+        handler: _Handler,
+        record: Request,
+        code: int,
+        payload: bytes,
+        content_type: str | None,
+        extra_headers: dict[str, str] | None = None,
+        length: int | None = None,
+    ) -> None:
+        """Answer with `payload`; a `length` beyond it announces more than is sent (the
+        caller then closes the connection: an answer cut off mid-body)."""
         handler.send_response(code)
-        if body is not None:
-            handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(payload)))
+        if content_type is not None:
+            handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(payload) if length is None else length))
         for name, value in (extra_headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
@@ -428,8 +496,9 @@ class FakeWandb:
         except ConnectionError:  # the client gave up (e.g. timed out during a delay fault)
             handler.close_connection = True
             return
-        record.status = code
-        record.answered_at = time.monotonic()
+        if length is None:
+            record.status = code
+            record.answered_at = time.monotonic()
 
     def _dispatch(
         self, method: str, kind: str, params: tuple[str, ...], raw: bytes, record: Request
@@ -445,6 +514,10 @@ class FakeWandb:
         record.body = self._json_body(record.headers, raw)
         if kind == "graphql":
             return self._graphql(record.body)
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise HttpError(
+                413, f"file_stream body of {len(raw)} bytes is over {MAX_REQUEST_BYTES}"
+            )
         return self._file_stream(params, record.body)
 
     def _check_auth(self, headers: dict[str, str]) -> None:
@@ -866,6 +939,9 @@ def _check_file_chunks(files: Any, run: RunState) -> None:
             raise HttpError(400, f"{name}: expected exactly one line at offset 0")
         if offset > len(stored):
             raise HttpError(400, f"{name}: offset {offset} skips past the {len(stored)} lines")
+        longest = max((len(line.encode(errors="surrogatepass")) for line in content), default=0)
+        if longest > MAX_LINE_BYTES:
+            raise HttpError(400, f"{name}: a line of {longest} bytes is over {MAX_LINE_BYTES}")
         if name != CONSOLE:
             for line in content:
                 try:

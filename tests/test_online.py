@@ -14,54 +14,8 @@ import pytest
 
 import wandb_nexus as wandb
 
+from conftest import assert_arrived_whole, log_reference_run, sync_command
 from fake_wandb import DROP_AFTER_APPLY, RESET, FakeWandb, delay, status, wandb_sync
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeWandb:
-    with FakeWandb() as server:
-        monkeypatch.setenv("WANDB_BASE_URL", server.base_url)
-        monkeypatch.setenv("WANDB_API_KEY", server.api_key)
-        # Quick retries keep the fault tests short; Retry-After still sets its own pause.
-        monkeypatch.setenv("WANDB_NEXUS_RETRY_WAIT_MIN", "0.05")
-        yield server
-    assert not server.internal_errors
-
-
-def log_reference_run(**init_kwargs: object) -> wandb.Run:
-    run = wandb.init(project="online", config={"lr": 0.1, "nested": {"a": 1}}, **init_kwargs)
-    print("hello stdout")
-    print("hello stderr", file=sys.stderr)
-    for step in range(10):
-        run.log({"loss": 1 / (step + 1), "d": {"x": step}})
-    run.summary["best"] = 3
-    run.finish()
-    return run
-
-
-def assert_arrived_whole(fake: FakeWandb, run: wandb.Run) -> None:
-    state = fake.single_run()
-    assert state.name == run.id
-    assert [row["_step"] for row in state.history] == list(range(10))
-    assert [row["loss"] for row in state.history] == [1 / (s + 1) for s in range(10)]
-    assert state.config_values["lr"] == 0.1 and state.config_values["nested"] == {"a": 1}
-    assert "t" in state.config_values["_wandb"]
-    assert state.summary["best"] == 3 and state.summary["loss"] == 0.1
-    assert any(line.endswith(" hello stdout") for line in state.console)
-    assert any(
-        line.startswith("ERROR ") and line.endswith(" hello stderr") for line in state.console
-    )
-    assert state.complete and state.exitcode == 0
-    assert (
-        sorted(state.uploaded)
-        == sorted(state.files)
-        == [
-            "config.yaml",
-            "output.log",
-            "wandb-metadata.json",
-            "wandb-summary.json",
-        ]
-    )
 
 
 def test_online_run_arrives_whole_in_few_requests(fake: FakeWandb) -> None:
@@ -205,18 +159,6 @@ def test_server_failing_at_finish_leaves_a_syncable_run(fake: FakeWandb, monkeyp
     assert [row["a"] for row in state.history] == [0, 1, 2] and state.complete
 
 
-def sync_command(path: str) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "wandb_nexus", "sync", path],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    return out
-
-
 def test_sync_uploads_offline_runs_and_is_safe_twice(fake: FakeWandb, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     run = log_reference_run()
@@ -270,18 +212,6 @@ def test_stop_from_the_ui_is_seen(fake: FakeWandb, monkeypatch) -> None:
         time.sleep(0.05)
     assert run.stopped
     run.finish()
-
-
-def test_the_key_goes_nowhere_but_the_api(fake: FakeWandb, clean_env: Path) -> None:
-    run = log_reference_run()
-    key = fake.api_key.encode()
-    for path in clean_env.rglob("*"):
-        if path.is_file():
-            assert key not in path.read_bytes(), path
-    assert fake.api_key not in repr(run) and fake.api_key not in repr(run._core)
-    for request in fake.requests:
-        if request.kind == "upload":
-            assert "authorization" not in request.headers
 
 
 def test_flush_sends_what_was_logged(fake: FakeWandb) -> None:

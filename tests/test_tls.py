@@ -70,3 +70,25 @@ def test_unknown_certificate_is_refused_at_once(private_ca: Path, tmp_path: Path
         assert "CommError" in out.stderr and "certificate" in out.stderr
         assert "SSL_CERT_FILE" in out.stderr
         assert fake.runs() == []
+
+
+@pytest.fixture(scope="module", params=["CA:FALSE", "CA:TRUE"])
+def self_signed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A server certificate for 127.0.0.1 that signs itself, with no CA behind it: marked as
+    not a CA, or as a CA, which is what `openssl req -x509` makes by default."""
+    d = tmp_path_factory.mktemp("self-signed")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+            "-out", "server.pem", "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-addext", f"basicConstraints=critical,{request.param}", cwd=d)  # fmt: skip
+    return d
+
+
+def test_self_signed_certificate_is_refused_unless_named(self_signed: Path, tmp_path: Path) -> None:
+    with https_fake(self_signed) as fake:
+        refused = run_script(fake, tmp_path)
+        assert refused.returncode != 0 and "certificate" in refused.stderr
+        assert fake.runs() == []
+        trusted = run_script(fake, tmp_path, SSL_CERT_FILE=str(self_signed / "server.pem"))
+        assert trusted.returncode == 0, trusted.stderr
+        assert fake.single_run().complete
