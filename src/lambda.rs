@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::run::{self, Run};
 use crate::runtime::runtime;
 use crate::settings::Settings;
+use crate::system::ProcessLocal;
 use crate::transport;
 
 /// Delivery stops this long before the invocation's deadline, so the extension's next-event
@@ -170,7 +171,7 @@ struct Handoff {
     stopped: bool,
 }
 
-static EXTENSION: Mutex<Option<(u32, Arc<Extension>)>> = Mutex::new(None);
+static EXTENSION: ProcessLocal<Arc<Extension>> = ProcessLocal::new();
 
 /// Registers the internal extension and starts its thread, once per process. Must run during
 /// init (module import), before the runtime asks for its first event. Returns false when
@@ -182,39 +183,33 @@ pub fn start_extension() -> Result<bool, Error> {
     else {
         return Ok(false);
     };
-    let pid = crate::system::current_pid();
-    let mut slot = EXTENSION.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((owner, _)) = slot.as_ref() {
-        if *owner == pid {
-            return Ok(true);
-        }
-    }
-    let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-    let id = rt.block_on(register(&api))?;
-    let extension = Arc::new(Extension {
-        api,
-        id,
-        handoff: Mutex::default(),
-        handed_off: Condvar::new(),
-    });
-    let worker = extension.clone();
-    std::thread::Builder::new()
-        .name("wandb-nexus-extension".into())
-        .spawn(move || worker.run())
-        .map_err(|e| Error::io("cannot start the Lambda extension thread", e))?;
-    *slot = Some((pid, extension));
+    EXTENSION.get_or_make(
+        |_| true,
+        || {
+            let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+            let id = rt.block_on(register(&api))?;
+            let extension = Arc::new(Extension {
+                api,
+                id,
+                handoff: Mutex::default(),
+                handed_off: Condvar::new(),
+            });
+            let worker = extension.clone();
+            std::thread::Builder::new()
+                .name("wandb-nexus-extension".into())
+                .spawn(move || worker.run())
+                .map_err(|e| Error::io("cannot start the Lambda extension thread", e))?;
+            Ok::<_, Error>(extension)
+        },
+    )?;
     Ok(true)
 }
 
 /// Hands an invocation's work to the extension; gives it back when there is no running
 /// extension in this process, for the caller to deliver itself.
 pub fn hand_off(request_id: &str, work: Work) -> Result<(), Work> {
-    let extension = {
-        let slot = EXTENSION.lock().unwrap_or_else(|p| p.into_inner());
-        match slot.as_ref() {
-            Some((owner, extension)) if *owner == crate::system::current_pid() => extension.clone(),
-            _ => return Err(work),
-        }
+    let Some(extension) = EXTENSION.get() else {
+        return Err(work);
     };
     let mut handoff = extension.handoff();
     if handoff.stopped {

@@ -3,34 +3,28 @@
 //! and a child builds its own, leaking the parent's rather than joining threads that are gone.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::runtime::{Builder, Runtime};
 
-static RUNTIME: Mutex<Option<(u32, Arc<Runtime>)>> = Mutex::new(None);
+use crate::system::ProcessLocal;
+
+static RUNTIME: ProcessLocal<Arc<Runtime>> = ProcessLocal::new();
 
 pub fn runtime() -> io::Result<Arc<Runtime>> {
-    let pid = crate::system::current_pid();
-    let mut slot = RUNTIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((owner, rt)) = slot.as_ref() {
-        if *owner == pid {
-            return Ok(rt.clone());
-        }
-        std::mem::forget(slot.take());
-    }
-    // One worker: Lambda gives small functions a fraction of a vCPU, and the work is I/O.
-    let rt = Arc::new(
-        Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("wandb-nexus")
-            .enable_io()
-            .enable_time()
-            .build()?,
-    );
-    *slot = Some((pid, rt.clone()));
-    Ok(rt)
+    RUNTIME.get_or_make(
+        |_| true,
+        || {
+            // One worker: Lambda gives small functions a fraction of a vCPU, and the work is I/O.
+            let rt = Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("wandb-nexus")
+                .enable_io()
+                .enable_time()
+                .build()?;
+            Ok(Arc::new(rt))
+        },
+    )
 }
 
 #[cfg(test)]

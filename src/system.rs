@@ -3,7 +3,7 @@
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Once;
+use std::sync::{Mutex, Once, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 static PID: AtomicU32 = AtomicU32::new(0);
@@ -40,6 +40,57 @@ pub fn unix_seconds(time: SystemTime) -> f64 {
 /// Now, as Unix seconds.
 pub fn unix_now() -> f64 {
     unix_seconds(SystemTime::now())
+}
+
+/// A process-wide value that a forked child must not share: the child makes its own and
+/// leaks the parent's, since dropping it could join threads or close connections that do not
+/// exist in the child.
+pub struct ProcessLocal<T>(Mutex<Option<(u32, T)>>);
+
+impl<T> Default for ProcessLocal<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> ProcessLocal<T> {
+    pub const fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> ProcessLocal<T> {
+
+    /// This process's value if `usable` accepts it; otherwise `make`'s, which is kept. A value
+    /// of this process that `usable` refuses is dropped.
+    pub fn get_or_make<E>(
+        &self,
+        usable: impl Fn(&T) -> bool,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let pid = current_pid();
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.take() {
+            Some((owner, value)) if owner == pid && usable(&value) => {
+                *slot = Some((owner, value.clone()));
+                return Ok(value);
+            }
+            Some((owner, value)) if owner != pid => std::mem::forget(value),
+            _ => {}
+        }
+        let value = make()?;
+        *slot = Some((pid, value.clone()));
+        Ok(value)
+    }
+
+    /// This process's value, if it has made one.
+    pub fn get(&self) -> Option<T> {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some((owner, value)) if *owner == current_pid() => Some(value.clone()),
+            _ => None,
+        }
+    }
 }
 
 const RUN_ID_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";

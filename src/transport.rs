@@ -5,7 +5,6 @@
 //! never carry it, and redirects are not followed, so it cannot leak to another host.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::{
@@ -18,41 +17,21 @@ use tokio::time::{sleep, Instant};
 use crate::error::Error;
 use crate::settings::{ApiKey, RetryPolicy};
 use crate::stream::{Batch, CONSOLE_FILE, HISTORY_FILE, SUMMARY_FILE};
+use crate::system::ProcessLocal;
 
-/// The client and what it was built for: the process (a forked child builds its own, since
-/// the parent's pooled connections belong to a runtime the child does not have) and the
-/// connection generation (see `reset_connections`).
-struct ClientSlot {
-    pid: u32,
-    generation: u64,
-    client: Client,
-}
-
-static CLIENT: Mutex<Option<ClientSlot>> = Mutex::new(None);
+/// The process's client, with the connection generation it was built in (see
+/// `reset_connections`). A forked child builds its own: the parent's pooled connections
+/// belong to a runtime the child does not have.
+static CLIENT: ProcessLocal<(u64, Client)> = ProcessLocal::new();
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The process's HTTP client, built on first use.
 pub fn client() -> Result<Client, Error> {
-    let pid = crate::system::current_pid();
     let generation = GENERATION.load(Ordering::Acquire);
-    let mut slot = CLIENT.lock().unwrap_or_else(|p| p.into_inner());
-    match slot.take() {
-        Some(current) if current.pid == pid && current.generation == generation => {
-            let client = current.client.clone();
-            *slot = Some(current);
-            return Ok(client);
-        }
-        // A parent's client cannot be dropped in a forked child: its pool belongs to
-        // threads that do not exist here.
-        Some(current) if current.pid != pid => std::mem::forget(current),
-        _ => {}
-    }
-    let client = build_client()?;
-    *slot = Some(ClientSlot {
-        pid,
-        generation,
-        client: client.clone(),
-    });
+    let (_, client) = CLIENT.get_or_make(
+        |(built_in, _)| *built_in == generation,
+        || Ok::<_, Error>((generation, build_client()?)),
+    )?;
     Ok(client)
 }
 
