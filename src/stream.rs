@@ -99,10 +99,10 @@ impl RunStream {
             }
             RecordType::Config(config) => self.merge_config(&config.update),
             RecordType::Summary(summary) => {
-                for item in &summary.update {
+                for item in usable(&summary.update) {
                     self.summary.set(&item.path(), parse_item(item));
                 }
-                for item in &summary.remove {
+                for item in usable(&summary.remove) {
                     self.summary.remove(&item.path());
                 }
                 self.summary_changed = true;
@@ -110,7 +110,7 @@ impl RunStream {
             }
             RecordType::History(history) => {
                 let mut row = Tree::default();
-                for item in &history.item {
+                for item in usable(&history.item) {
                     row.merge(&item.path(), parse_item(item));
                 }
                 let line = Line::new(row.to_json());
@@ -130,7 +130,7 @@ impl RunStream {
     }
 
     fn merge_config(&mut self, items: &[Item]) {
-        for item in items {
+        for item in usable(items) {
             self.config.merge(&item.path(), parse_item(item));
         }
         self.config_changed = true;
@@ -309,6 +309,18 @@ fn step(history: &HistoryRecord) -> String {
             .find(|item| item.path() == ["_step"])
             .map_or_else(|| "?".into(), |item| item.value_json.clone()),
     }
+}
+
+/// Items nested deeper than this are not applied. Python values nest at most 100 deep, so
+/// only a damaged or forged log has one, and the tree it would make is too deep to turn into
+/// JSON (recursively) on a 2 MiB thread stack.
+const MAX_ITEM_DEPTH: usize = 512;
+
+/// The items to apply: all but those nested deeper than `MAX_ITEM_DEPTH`.
+fn usable(items: &[Item]) -> impl Iterator<Item = &Item> {
+    items
+        .iter()
+        .filter(|item| item.nested_key.len() <= MAX_ITEM_DEPTH)
 }
 
 /// An item's value; text that is not JSON is kept as a string rather than dropped.
@@ -506,5 +518,23 @@ mod tests {
             config_json(&stream.config),
             r#"{"opt":{"value":{"lr":0.1,"beta":2}}}"#
         );
+    }
+
+    #[test]
+    fn items_nested_deeper_than_any_value_are_not_applied() {
+        // Deep enough to overflow a test thread's 2 MiB stack when made into JSON.
+        let deep = vec!["k"; 100_000];
+        let mut stream = RunStream::default();
+        stream.apply(&record(RecordType::History(HistoryRecord {
+            item: vec![item(&deep, "1"), item(&["x"], "2")],
+            step: None,
+        })));
+        stream.apply(&record(RecordType::Summary(ItemUpdates {
+            update: vec![item(&deep, "1"), item(&["y"], "3")],
+            remove: vec![item(&deep, "")],
+        })));
+        let batch = stream.pending(REQUEST_LINE_BYTES);
+        assert_eq!(batch.history.lines, vec![r#"{"x":2}"#]);
+        assert_eq!(batch.summary.as_deref(), Some(r#"{"y":3}"#));
     }
 }

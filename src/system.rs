@@ -60,7 +60,6 @@ impl<T> ProcessLocal<T> {
 }
 
 impl<T: Clone> ProcessLocal<T> {
-
     /// This process's value if `usable` accepts it; otherwise `make`'s, which is kept. A value
     /// of this process that `usable` refuses is dropped.
     pub fn get_or_make<E>(

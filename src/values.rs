@@ -263,13 +263,21 @@ impl JsonParser<'_> {
 
     fn unicode_escape(&mut self) -> Result<char, String> {
         let first = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&first) && self.eat("\\u") {
-            let second = self.hex4()?;
-            0x10000 + ((first - 0xD800) << 10) + (second.wrapping_sub(0xDC00) & 0x3FF)
-        } else {
-            first
-        };
-        Ok(char::from_u32(code).unwrap_or('\u{FFFD}'))
+        if (0xD800..0xDC00).contains(&first) {
+            // A high surrogate pairs with a low one right after it; anything else is left to
+            // be read on its own.
+            let after_first = self.pos;
+            if self.eat("\\u") {
+                let second = self.hex4()?;
+                if (0xDC00..0xE000).contains(&second) {
+                    let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+                    return Ok(char::from_u32(code).expect("a surrogate pair is a character"));
+                }
+                self.pos = after_first;
+            }
+        }
+        // A lone surrogate is no character: U+FFFD stands for it.
+        Ok(char::from_u32(first).unwrap_or('\u{FFFD}'))
     }
 }
 
@@ -905,6 +913,22 @@ mod tests {
             Value::parse_json(" [1 , 2e3] ").unwrap().to_json(),
             "[1,2000.0]"
         );
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters_and_lose_no_neighbour() {
+        for (text, expected) in [
+            (r#""\ud800\u0041""#, "\u{FFFD}A"),
+            (r#""\ud800\ud83d\ude00""#, "\u{FFFD}😀"),
+            (r#""\udc00x""#, "\u{FFFD}x"),
+            (r#""\ud800""#, "\u{FFFD}"),
+        ] {
+            assert_eq!(
+                Value::parse_json(text),
+                Ok(Value::Str(expected.into())),
+                "{text}"
+            );
+        }
     }
 
     #[test]
