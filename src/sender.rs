@@ -104,8 +104,10 @@ pub struct Paths {
 }
 
 /// How long the writer lets events gather after a batch before it looks again; log() calls
-/// in that time cost no wake-up.
-const BATCH_WINDOW: Duration = Duration::from_millis(2);
+/// in that time cost no wake-up. Short, since what gathers is memory the caller has not
+/// reused yet: at 2 ms, the first thousand rows of a run each paid for page faults (a median
+/// of 2.04 µs per call over the first 10k against 1.70 µs at 0.5 ms, measured 10 times each).
+const BATCH_WINDOW: Duration = Duration::from_micros(500);
 
 /// How much the writer may fall behind (in `Event::backlog_units`, about 100 bytes each)
 /// before senders wait for it: a loop logging faster than the disk takes rows must not grow
