@@ -285,6 +285,35 @@ impl Record {
     }
 }
 
+/// A history record as prost messages: one `Item` per leaf of the row, a top-level key in
+/// `key` (as wandb writes it), a nested one's path in `nested_key`. What live delivery
+/// reads; `HistoryEncoder` writes the same bytes without building it.
+pub fn history_record(num: i64, step: i64, row: &Tree, info: RecordInfo) -> Record {
+    let item = row
+        .leaves()
+        .into_iter()
+        .map(|(path, value)| {
+            let (key, nested_key) = match <[String; 1]>::try_from(path) {
+                Ok([key]) => (key, Vec::new()),
+                Err(path) => (String::new(), path),
+            };
+            Item {
+                key,
+                nested_key,
+                value_json: value.to_json(),
+            }
+        })
+        .collect();
+    Record {
+        num,
+        record_type: Some(RecordType::History(HistoryRecord {
+            item,
+            step: Some(HistoryStep { num: step }),
+        })),
+        info: Some(info),
+    }
+}
+
 /// Writes history records straight from their rows: the bytes prost writes for
 /// `Record { num, history: HistoryRecord { item, step }, info }` with one `Item` per leaf (a
 /// top-level key in `key`, a nested one's path in `nested_key`), without building the items.
@@ -377,37 +406,6 @@ mod tests {
     use super::*;
     use crate::values::Value;
 
-    /// The same record built as prost messages, the way any reader sees it.
-    fn as_prost(num: i64, step: i64, row: &Tree, stream_id: &str) -> Vec<u8> {
-        let item = row
-            .leaves()
-            .into_iter()
-            .map(|(mut path, value)| {
-                let (key, nested_key) = if path.len() == 1 {
-                    (path.pop().unwrap(), Vec::new())
-                } else {
-                    (String::new(), path)
-                };
-                Item {
-                    key,
-                    nested_key,
-                    value_json: value.to_json(),
-                }
-            })
-            .collect();
-        Record {
-            num,
-            record_type: Some(RecordType::History(HistoryRecord {
-                item,
-                step: Some(HistoryStep { num: step }),
-            })),
-            info: Some(RecordInfo {
-                stream_id: stream_id.into(),
-            }),
-        }
-        .encode_to_vec()
-    }
-
     fn row(entries: Vec<(&str, Value)>) -> Tree {
         let mut tree = Tree::default();
         for (key, value) in entries {
@@ -457,7 +455,10 @@ mod tests {
                         },
                         &mut out,
                     );
-                    assert_eq!(out, as_prost(num, step, row, stream_id));
+                    let info = RecordInfo {
+                        stream_id: stream_id.into(),
+                    };
+                    assert_eq!(out, history_record(num, step, row, info).encode_to_vec());
                 }
             }
         }

@@ -6,9 +6,7 @@
 
 #![no_main]
 
-use _core::records::{
-    HistoryEncoder, HistoryRecord, HistoryStep, Item, Record, RecordInfo, RecordType,
-};
+use _core::records::{history_record, HistoryEncoder, Record, RecordInfo};
 use _core::txlog::{LogReader, LogWriter, BLOCK_SIZE};
 use _core::values::{Tree, Value};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -123,34 +121,6 @@ fuzz_target!(|input: Input| {
         }
     }
 });
-
-/// The row as prost messages: one `Item` per leaf, a top-level key in `key`, a nested one's
-/// path in `nested_key`.
-fn history_record(num: i64, step: i64, row: &Tree, info: RecordInfo) -> Record {
-    let item = row
-        .leaves()
-        .into_iter()
-        .map(|(path, value)| {
-            let (key, nested_key) = match <[String; 1]>::try_from(path) {
-                Ok([key]) => (key, Vec::new()),
-                Err(path) => (String::new(), path),
-            };
-            Item {
-                key,
-                nested_key,
-                value_json: value.to_json(),
-            }
-        })
-        .collect();
-    Record {
-        num,
-        record_type: Some(RecordType::History(HistoryRecord {
-            item,
-            step: Some(HistoryStep { num: step }),
-        })),
-        info: Some(info),
-    }
-}
 
 fn write_log(records: &[Vec<u8>]) -> Vec<u8> {
     let mut log = Vec::new();
