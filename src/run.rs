@@ -187,7 +187,7 @@ impl Run {
         Self {
             info,
             settings,
-            pid: crate::system::current_pid(),
+            pid: system::current_pid(),
             started_unix: system::unix_seconds(started),
             events,
             state: Mutex::new(state),
@@ -204,7 +204,7 @@ impl Run {
     /// A live (not finished) run's state, in the process that started the run: a forked
     /// child has no writer thread, so its calls would be lost.
     fn live_state(&self, action: &str) -> Result<MutexGuard<'_, State>, Error> {
-        if crate::system::current_pid() != self.pid {
+        if system::current_pid() != self.pid {
             return Err(Error::Usage(format!(
                 "cannot {action}: run {} belongs to process {}, not this forked one; start a \
                  new run here with init(reinit=\"create_new\")",
@@ -291,13 +291,13 @@ impl Run {
     }
 
     /// Emits the pending row at the current step (if it holds anything) and folds it into
-    /// the summary, which is recorded at most once per `SUMMARY_EVERY` while rows stream in
+    /// the summary, which is recorded at most once per `SUMMARY_EVERY_SECS` while rows stream in
     /// (and always before a flush or finish): one record per row would double the log.
     fn flush_pending(&self, state: &mut State, now: f64) {
         if state.pending.is_empty() {
             return;
         }
-        // The next row likely has the same keys: room for them saves regrowing the map.
+        // The next row likely has the same keys: room for them saves regrowing the list.
         let capacity = state.pending.len() + 2;
         let mut row_tree = std::mem::replace(&mut state.pending, Tree::with_capacity(capacity));
         row_tree.merge_key(Key::const_new("_step"), Value::Int(state.step));
@@ -309,7 +309,7 @@ impl Run {
         state
             .metrics
             .fold_into_summary(&row_tree, &mut state.summary);
-        // The row goes as it is; the writer flattens it, off the caller's thread.
+        // The row goes as it is; the writer encodes it, off the caller's thread.
         self.send(Event::History {
             step: state.step,
             row: row_tree,
