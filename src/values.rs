@@ -496,16 +496,10 @@ impl Tree {
     /// The branch at `key`, made (or made from a leaf) if need be; the key is copied only
     /// when new.
     fn child_branch(&mut self, key: &str) -> &mut Tree {
-        let hash = key_hash(key);
-        let at = match self.0.position(None, key, hash) {
-            Some(at) => at,
-            None => self.0.push(Slot {
-                hash,
-                key: Key::from(key),
-                node: Node::Branch(Tree::default()),
-            }),
-        };
-        let node = &mut self.0.list[at].node;
+        if self.0.get(key).is_none() {
+            self.0.insert(Key::from(key), Node::Branch(Tree::default()));
+        }
+        let node = self.0.get_mut(key).expect("inserted just above");
         if let Node::Leaf(_) = node {
             *node = Node::Branch(Tree::default());
         }
@@ -522,11 +516,7 @@ impl Tree {
         for slot in &other.0.list {
             match &slot.node {
                 Node::Leaf(value) => {
-                    let node = Node::Leaf(value.clone());
-                    next = self
-                        .0
-                        .upsert(Some(next), slot.hash, slot.key.as_str(), node)
-                        + 1;
+                    next = self.0.upsert_near(next, slot, Node::Leaf(value.clone())) + 1;
                 }
                 Node::Branch(tree) if tree.is_empty() => {}
                 Node::Branch(tree) => self.child_branch(&slot.key).set_leaves(tree),
@@ -539,9 +529,14 @@ impl Tree {
         let Some((last, parents)) = path.split_last() else {
             return;
         };
-        self.branch_mut(parents)
-            .0
-            .insert(Key::from(last.as_str()), Node::Leaf(value));
+        let branch = &mut self.branch_mut(parents).0;
+        // Most sets replace a value (a summary key, a row's step): no key to copy then.
+        match branch.get_mut(last.as_str()) {
+            Some(node) => *node = Node::Leaf(value),
+            None => {
+                branch.insert(Key::from(last.as_str()), Node::Leaf(value));
+            }
+        }
     }
 
     /// Stores `value` at `path`, merging a non-empty map key by key into what is there, so
@@ -701,13 +696,7 @@ impl Entries {
         self.list.iter().map(|slot| &slot.key)
     }
 
-    /// Where `key` is, tried first at `hint` (rows tend to repeat their keys in the same
-    /// order, see `Tree::set_leaves`).
-    fn position(&self, hint: Option<usize>, key: &str, hash: u64) -> Option<usize> {
-        let at_hint = hint.and_then(|at| self.list.get(at));
-        if at_hint.is_some_and(|slot| slot.hash == hash && slot.key == key) {
-            return hint;
-        }
+    fn position(&self, key: &str, hash: u64) -> Option<usize> {
         match &self.index {
             Some(index) => index.get(key).copied(),
             None => self
@@ -718,56 +707,58 @@ impl Entries {
     }
 
     fn get(&self, key: &str) -> Option<&Node> {
-        self.position(None, key, key_hash(key))
+        self.position(key, key_hash(key))
             .map(|at| &self.list[at].node)
     }
 
     fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        self.position(None, key, key_hash(key))
+        self.position(key, key_hash(key))
             .map(|at| &mut self.list[at].node)
     }
 
+    /// Replaces the node of a key that is there (keeping its place), or appends it.
     fn insert(&mut self, key: Key, node: Node) {
-        self.upsert(None, key_hash(&key), key, node);
+        let hash = key_hash(&key);
+        match self.position(&key, hash) {
+            Some(at) => self.list[at].node = node,
+            None => self.push(Slot { hash, key, node }),
+        }
     }
 
-    /// Replaces the node of a key that is there (keeping its place), or appends it; returns
-    /// its position. The key is copied (from a `&str`) only when it is new.
-    fn upsert(
-        &mut self,
-        hint: Option<usize>,
-        hash: u64,
-        key: impl AsRef<str> + Into<Key>,
-        node: Node,
-    ) -> usize {
-        match self.position(hint, key.as_ref(), hash) {
+    /// `insert` of another tree's key, tried first at position `at`; returns where it went.
+    fn upsert_near(&mut self, at: usize, like: &Slot, node: Node) -> usize {
+        let found = match self.list.get(at) {
+            Some(slot) if slot.hash == like.hash && slot.key == like.key => Some(at),
+            _ => self.position(&like.key, like.hash),
+        };
+        match found {
             Some(at) => {
                 self.list[at].node = node;
                 at
             }
-            None => self.push(Slot {
-                hash,
-                key: key.into(),
-                node,
-            }),
+            None => {
+                self.push(Slot {
+                    hash: like.hash,
+                    key: like.key.clone(),
+                    node,
+                });
+                self.list.len() - 1
+            }
         }
     }
 
-    /// Appends a key that is not there; returns its position.
-    fn push(&mut self, slot: Slot) -> usize {
-        let at = self.list.len();
+    fn push(&mut self, slot: Slot) {
         if let Some(index) = &mut self.index {
-            index.insert(slot.key.clone(), at);
+            index.insert(slot.key.clone(), self.list.len());
         }
         self.list.push(slot);
         if self.index.is_none() && self.list.len() > UNINDEXED_MAX {
             self.reindex();
         }
-        at
     }
 
     fn remove(&mut self, key: &str) -> Option<Node> {
-        let at = self.position(None, key, key_hash(key))?;
+        let at = self.position(key, key_hash(key))?;
         let slot = self.list.remove(at);
         if self.index.is_some() {
             self.reindex();
@@ -823,8 +814,12 @@ mod tests {
                     entries.insert(Key::from(key.as_str()), node);
                 } else {
                     // The same through a search that starts at an arbitrary (maybe wrong) place.
-                    let hint = Some((seed % 50) as usize);
-                    let at = entries.upsert(hint, key_hash(&key), key.as_str(), node);
+                    let like = Slot {
+                        hash: key_hash(&key),
+                        key: Key::from(key.as_str()),
+                        node: Node::Leaf(Value::Null),
+                    };
+                    let at = entries.upsert_near((seed % 50) as usize, &like, node);
                     assert_eq!(entries.list[at].key, key);
                 }
                 match model.iter_mut().find(|(k, _)| *k == key) {
