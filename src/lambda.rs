@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::Url;
 use serde_json::Value as Json;
@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::run::{self, Run};
 use crate::runtime::runtime;
 use crate::settings::Settings;
-use crate::system::ProcessLocal;
+use crate::system::{self, ProcessLocal};
 use crate::transport;
 
 /// Delivery stops this long before the invocation's deadline, so the extension's next-event
@@ -142,10 +142,7 @@ fn undelivered_runs(wandb_dir: &Path) -> Vec<PathBuf> {
 
 /// The deadline for delivery in an invocation that ends at `deadline_ms` (Unix ms).
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
+    let now_ms = (system::unix_now() * 1000.0) as u64;
     let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
     Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)
 }
@@ -404,10 +401,7 @@ mod tests {
         assert!(soon <= now + Duration::from_secs(2) - DEADLINE_MARGIN + Duration::from_millis(50));
         assert!(deadline_from_remaining(Duration::from_millis(100)) <= Instant::now());
         assert!(deadline_from_epoch_ms(1) <= Instant::now());
-        let epoch_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let epoch_ms = (system::unix_now() * 1000.0) as u64;
         let later = deadline_from_epoch_ms(epoch_ms + 5_000);
         assert!(later > Instant::now() + Duration::from_secs(4));
     }
