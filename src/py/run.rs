@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 
+use crate::error::Error;
 use crate::metrics::MetricDef;
 use crate::py::{aio, convert};
 use crate::run::{Logged, ProcessInfo, Run};
@@ -88,6 +89,12 @@ impl RunCore {
             py.detach(|| self.run.wait_for_writer());
         }
     }
+
+    /// What a call that changed the run returned, after any wait for the writer.
+    fn after_change<T>(&self, py: Python<'_>, result: Result<T, Error>) -> PyResult<T> {
+        self.wait_for_writer(py);
+        Ok(result?)
+    }
 }
 
 #[pymethods]
@@ -103,9 +110,8 @@ impl RunCore {
     ) -> PyResult<Option<(i64, i64)>> {
         let items = convert::dict_items(data, "log")?;
         let timestamp = crate::system::unix_now();
-        let logged = self.run.log(items, step, commit, timestamp);
-        self.wait_for_writer(py);
-        Ok(match logged? {
+        let logged = self.after_change(py, self.run.log(items, step, commit, timestamp))?;
+        Ok(match logged {
             Logged::Kept => None,
             Logged::DroppedOldStep { step, current } => Some((step, current)),
         })
@@ -113,22 +119,16 @@ impl RunCore {
 
     fn config_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let items = convert::dict_items(data, "set config")?;
-        let updated = self.run.config_update(items);
-        self.wait_for_writer(py);
-        Ok(updated?)
+        self.after_change(py, self.run.config_update(items))
     }
 
     fn summary_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let items = convert::dict_items(data, "set summary")?;
-        let updated = self.run.summary_update(items);
-        self.wait_for_writer(py);
-        Ok(updated?)
+        self.after_change(py, self.run.summary_update(items))
     }
 
     fn summary_remove(&self, py: Python<'_>, key: String) -> PyResult<()> {
-        let removed = self.run.summary_remove(key.clone());
-        self.wait_for_writer(py);
-        if removed? {
+        if self.after_change(py, self.run.summary_remove(key.clone()))? {
             Ok(())
         } else {
             Err(PyKeyError::new_err(key))
@@ -156,9 +156,7 @@ impl RunCore {
         goal: Option<&str>,
     ) -> PyResult<()> {
         let def = MetricDef::parse(name, step_metric, summary, goal)?;
-        let defined = self.run.define_metric(def);
-        self.wait_for_writer(py);
-        Ok(defined?)
+        self.after_change(py, self.run.define_metric(def))
     }
 
     fn output(&self, py: Python<'_>, stderr: bool, text: String) {
