@@ -491,14 +491,15 @@ class FakeWandb:
         for name, value in (extra_headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
+        if length is None:
+            # Noted before the body goes out: the client may act on the answer (and a test
+            # look at this record) as soon as it arrives.
+            record.status, record.answered_at = code, time.monotonic()
         try:
             handler.wfile.write(payload)
         except ConnectionError:  # the client gave up (e.g. timed out during a delay fault)
+            record.status = record.answered_at = None
             handler.close_connection = True
-            return
-        if length is None:
-            record.status = code
-            record.answered_at = time.monotonic()
 
     def _dispatch(
         self, method: str, kind: str, params: tuple[str, ...], raw: bytes, record: Request
