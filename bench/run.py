@@ -4,8 +4,10 @@
 
 Prints a table and writes BENCHMARKS.md. Every figure is the median (min-max) over whole-process
 runs, ours and the official SDK's (the version pinned in the Pipfile) from the same invocation.
-Nothing here asserts a timing; but a measured run that fails, or whose data does not arrive
-whole (every history row, the summary, the exit), stops the benchmark with an error.
+Runs compared with each other are interleaved (bare Python, ours, official, then again), since
+this machine has phases of minutes in which everything is 2-3x slower. Nothing here asserts a
+timing; but a measured run that fails, or whose data does not arrive whole (every history row,
+the summary, the exit), stops the benchmark with an error.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import log_instructions  # bench/, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -37,6 +42,7 @@ BUILD = REPO / "build" / "bench"
 HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64"}[platform.machine()]
 LAYER_SITE = REPO / "build" / f"layer-{HOST_ARCH}" / "python"
 PLATFORM_TAGS = ("manylinux_2_28", "manylinux_2_17", "manylinux2014")
+MODULES = ("wandb_nexus", "wandb")  # ours, the official SDK
 
 # The reference run of the issue: init with config, 10 log calls of 3 keys, a summary value.
 REFERENCE_RUN = """
@@ -51,12 +57,21 @@ run.finish()
 print(json.dumps({{"finish_started": started, "finish_s": time.monotonic() - started}}))
 """
 
-# log() cost: per-call time in windows of 10k steps, to see whether it stays flat.
+# log() cost: per-call time in windows of 10k steps, to see whether it stays flat. Before the
+# run starts, the identical loop calls a function that does nothing, in the same process: what
+# of the figure is Python's own loop, dict building and call. (Not between the windows: that
+# would give the run's writer thread time to catch up that a real loop does not give it.)
 LOG_COST = """
 import json, sys, time
 import {module} as wandb
 steps = int(sys.argv[1])
 window = min(steps, 10_000)
+def noop(data):
+    pass
+t = time.perf_counter()
+for i in range(window):
+    noop({{"loss": 0.5, "accuracy": 0.25, "epoch": i}})
+noop_time = (time.perf_counter() - t) / window
 run = wandb.init(project="bench")
 log = run.log
 times = []
@@ -66,22 +81,32 @@ for start in range(0, steps, window):
         log({{"loss": 0.5, "accuracy": 0.25, "epoch": i}})
     times.append((time.perf_counter() - t) / window)
 run.finish()
-print(json.dumps({{"first": times[0], "last": times[-1], "mean": sum(times) / len(times)}}))
+print(json.dumps({{
+    "first": times[0],
+    "last": times[-1],
+    "mean": sum(times) / len(times),
+    "noop": noop_time,
+}}))
 """
 
 
 @dataclass
 class Sample:
-    wall: float
-    peak_rss: float  # MiB, the process and its descendants together
+    wall: float  # s
+    peak_rss: float  # MiB, the process and its descendants together; 0 when not sampled
     stdout: str
+    stderr: str
 
 
-def process_tree_rss(root: int) -> float:
-    """Resident memory of `root` and all its descendants, in MiB (the official SDK runs its
-    core in a separate process, so the whole tree counts)."""
+def process_tree_rss(root: int) -> tuple[float, float]:
+    """Resident memory of `root` and all its descendants together, and the largest peak
+    (VmHWM) of any one of them, in MiB. The official SDK runs its core in a separate process,
+    so the whole tree counts; a process's own peak covers what happened between samples. (Not
+    wait4's ru_maxrss: at exec the kernel folds the parent's peak into the child's, and
+    `python -c pass` started from this process reported this process's 62 MiB.)"""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
+    peaks: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -95,18 +120,24 @@ def process_tree_rss(root: int) -> float:
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 rss[pid] = int(line.split()[1])
-    total, seen, todo = 0, set(), [root]
+            elif line.startswith("VmHWM:"):
+                peaks[pid] = int(line.split()[1])
+    total, peak, seen, todo = 0, 0, set(), [root]
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
         total += rss.get(pid, 0)
+        peak = max(peak, peaks.get(pid, 0))
         todo.extend(child for child, parent in parents.items() if parent == pid)
-    return total / 1024
+    return total / 1024, peak / 1024
 
 
 def run_process(args: list[str], env: dict[str, str], cwd: Path, sample_rss: bool) -> Sample:
+    """One run, timed. With `sample_rss`, a thread here walks /proc every 2 ms for the peak RSS;
+    that competes with the run for this machine's 2 cores (it slowed our reference run by a
+    median 3-10 ms), so the wall time of such a run is not reported."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         args,
@@ -123,7 +154,7 @@ def run_process(args: list[str], env: dict[str, str], cwd: Path, sample_rss: boo
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, process_tree_rss(proc.pid))
+            peak = max(peak, *process_tree_rss(proc.pid))
             time.sleep(0.002)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -136,7 +167,7 @@ def run_process(args: list[str], env: dict[str, str], cwd: Path, sample_rss: boo
         sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"benchmark run failed ({args}):\n{stderr}")
-    return Sample(wall, peak, stdout)
+    return Sample(wall, peak, stdout, stderr)
 
 
 def environment(
@@ -171,7 +202,8 @@ class Figure:
         lo, hi = min(self.values) * self.scale, max(self.values) * self.scale
         if lo == hi:
             return f"{self.median:.4g} {self.unit}"
-        return f"{self.median:.4g} {self.unit} ({lo:.4g}-{hi:.4g})"
+        dash = " to " if lo < 0 else "-"  # a paired difference can be negative
+        return f"{self.median:.4g} {self.unit} ({lo:.4g}{dash}{hi:.4g})"
 
 
 @dataclass
@@ -206,66 +238,119 @@ def check_offline_run(root: Path, rows: int = 10) -> None:
         raise SystemExit(f"{logs[0]}: no exit record")
 
 
-def import_time(module: str, repeats: int) -> tuple[Figure, Figure]:
-    """-X importtime's cumulative time for the package, and the wall time of a process that
-    only imports it."""
-    cumulative, wall = [], []
-    for _ in range(repeats):
+@dataclass
+class Contender:
+    """A program a measure runs: `module` (ours is imported from the layer) or bare Python,
+    and the check of the data its run must have stored."""
+
+    name: str
+    args: list[str]
+    module: str | None = None
+    check: Callable[[Path], None] | None = None
+
+    def run(self, sample_rss: bool) -> Sample:
         home = fresh_dir()
-        wall.append(
-            run_process([PY, "-c", f"import {module}"], environment(home, module), home, False).wall
-        )
-        out = subprocess.run(
-            [PY, "-X", "importtime", "-c", f"import {module}"],
-            env=environment(home, module),
-            cwd=home,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stderr
-        lines = [line.split("|") for line in out.splitlines() if line.startswith("import time:")]
-        cumulative.append(next(int(c) for _, c, name in lines if name.strip() == module) / 1e6)
+        sample = run_process(self.args, environment(home, self.module), home, sample_rss)
+        if self.check:
+            self.check(home)
         shutil.rmtree(home)
-    return Figure(cumulative, "ms", 1000), Figure(wall, "ms", 1000)
+        return sample
 
 
-def bare_python(repeats: int) -> tuple[Figure, Figure]:
-    walls, rss = [], []
+Runs = dict[str, list[Sample]]  # by contender name, one sample per repeat
+
+
+def rivals(
+    command: Callable[[str], list[str]], check: Callable[[Path], None] | None = None
+) -> list[Contender]:
+    """Bare `python -c pass`, then ours and the official SDK each running `command(module)`."""
+    bare = Contender("bare", [PY, "-c", "pass"])
+    return [bare, *(Contender(module, command(module), module, check) for module in MODULES)]
+
+
+def interleaved(contenders: list[Contender], repeats: int, rss: bool = False) -> Runs:
+    """Each repeat runs every contender once, one right after another, so that a slow phase of
+    the machine falls on all of them alike and one repeat's runs can be compared pairwise.
+    With `rss`, each repeat then runs them all again with the RSS sampler, for the peak only:
+    the wall times are from the runs without it."""
+    runs: Runs = {contender.name: [] for contender in contenders}
     for _ in range(repeats):
-        home = fresh_dir()
-        sample = run_process([PY, "-c", "pass"], environment(home), home, True)
-        walls.append(sample.wall)
-        rss.append(sample.peak_rss)
-        shutil.rmtree(home)
-    return Figure(walls, "ms", 1000), Figure(rss, "MiB")
+        timed = [contender.run(sample_rss=False) for contender in contenders]
+        sampled = [contender.run(sample_rss=True) for contender in contenders] if rss else timed
+        for contender, sample, peak in zip(contenders, timed, sampled, strict=True):
+            runs[contender.name].append(replace(sample, peak_rss=peak.peak_rss))
+    return runs
 
 
-def offline_reference(module: str, repeats: int) -> tuple[Figure, Figure]:
-    walls, rss = [], []
+UNITS = {"wall": ("ms", 1000), "peak_rss": ("MiB", 1.0)}
+LABELS = {"wall": "wall", "peak_rss": "peak RSS"}
+
+
+def figure(samples: list[Sample], field: str, bare: list[Sample] | None = None) -> Figure:
+    """`field` of each run; with `bare`, minus that of the bare run of the same repeat."""
+    values = [getattr(sample, field) for sample in samples]
+    if bare is not None:
+        values = [v - getattr(b, field) for v, b in zip(values, bare, strict=True)]
+    unit, scale = UNITS[field]
+    return Figure(values, unit, scale)
+
+
+def absolute(measure: str, runs: Runs, field: str) -> Row:
+    return Row(f"{measure}: {LABELS[field]}", *(figure(runs[m], field) for m in MODULES))
+
+
+def over_bare(measure: str, runs: Runs, field: str, limit: float | None = None) -> Row:
+    """Ours and the official SDK minus bare Python, repeat by repeat; `limit` is our target."""
+    ours, official = (figure(runs[m], field, runs["bare"]) for m in MODULES)
+    row = Row(f"{measure}: {LABELS[field]} over bare Python (paired)", ours, official)
+    if limit is not None:
+        row.target, row.met = f"≤ bare + {limit:g} {ours.unit}", met(ours.median <= limit)
+    return row
+
+
+def import_time(repeats: int) -> tuple[Runs, list[Figure]]:
+    """Processes that only import the package, and -X importtime's cumulative time for it (in
+    runs of their own, as it slows the import), ours then official's."""
+    importtime = [
+        Contender(f"{m} -X importtime", [PY, "-X", "importtime", "-c", f"import {m}"], m)
+        for m in MODULES
+    ]
+    runs = interleaved(rivals(lambda m: [PY, "-c", f"import {m}"]) + importtime, repeats)
+    cumulative = [
+        Figure([cumulative_import(s, m) for s in runs[f"{m} -X importtime"]], "ms", 1000)
+        for m in MODULES
+    ]
+    return runs, cumulative
+
+
+def cumulative_import(sample: Sample, module: str) -> float:
+    lines = [
+        line.split("|") for line in sample.stderr.splitlines() if line.startswith("import time:")
+    ]
+    return next(int(c) for _, c, name in lines if name.strip() == module) / 1e6
+
+
+def offline_reference(repeats: int) -> Runs:
+    contenders = rivals(lambda m: [PY, "-c", REFERENCE_RUN.format(module=m)], check_offline_run)
+    return interleaved(contenders, repeats, rss=True)
+
+
+def log_cost(module: str, steps: int, repeats: int) -> tuple[Figure, Figure, Figure]:
+    """Mean per-call cost, the last 10k window against the first (1.0 = flat), and the mean
+    per-call cost of the same loop calling a no-op function."""
+    contender = Contender(
+        module,
+        [PY, "-c", LOG_COST.format(module=module), str(steps)],
+        module,
+        lambda home: check_offline_run(home, rows=steps),
+    )
+    means, drift, noop = [], [], []
     for _ in range(repeats):
-        home = fresh_dir()
-        code = REFERENCE_RUN.format(module=module)
-        sample = run_process([PY, "-c", code], environment(home, module), home, True)
-        check_offline_run(home)
-        walls.append(sample.wall)
-        rss.append(sample.peak_rss)
-        shutil.rmtree(home)
-    return Figure(walls, "ms", 1000), Figure(rss, "MiB")
-
-
-def log_cost(module: str, steps: int, repeats: int) -> tuple[Figure, Figure]:
-    """Mean per-call cost, and the last 10k window against the first (1.0 = flat)."""
-    means, drift = [], []
-    for _ in range(repeats):
-        home = fresh_dir()
-        code = LOG_COST.format(module=module)
-        sample = run_process([PY, "-c", code, str(steps)], environment(home, module), home, False)
-        check_offline_run(home, rows=steps)
-        result = json.loads(sample.stdout.strip().splitlines()[-1])
+        result = json.loads(contender.run(sample_rss=False).stdout.strip().splitlines()[-1])
         means.append(result["mean"])
         drift.append(result["last"] / result["first"])
-        shutil.rmtree(home)
-    return Figure(means, "µs", 1e6), Figure(drift, "x")
+        noop.append(result["noop"])
+    return Figure(means, "µs", 1e6), Figure(drift, "x"), Figure(noop, "µs", 1e6)
 
 
 def round_trips(requests: list[Request]) -> int:
@@ -315,21 +400,44 @@ def online_reference(module: str, latency: float, repeats: int) -> tuple[Figure,
     return Figure(counts, "requests"), Figure(rounds, "rounds"), Figure(finish, "ms", 1000)
 
 
-def handler_hello(module: str, repeats: int) -> tuple[Figure, Figure]:
-    script = (
-        REPO / "handler.py" if module == "wandb_nexus" else REPO / "bench" / "official_handler.py"
+def handler_hello(repeats: int) -> Runs:
+    # Without an API key ours is offline by itself; the official SDK is told by environment().
+    scripts = {"wandb_nexus": REPO / "handler.py", "wandb": REPO / "bench" / "official_handler.py"}
+    contenders = rivals(lambda m: [PY, str(scripts[m]), "hello"], check_offline_run)
+    return interleaved(contenders, repeats, rss=True)
+
+
+def instruction_counts(calls: int, official_calls: int) -> list[Row]:
+    """log()'s cost in instructions (callgrind), which this machine's phases do not move: each
+    the difference between a run of N calls and a run of none, checked like the timed runs.
+    The official SDK makes fewer calls: a run of it takes 40-50 s under valgrind, most of it
+    the 3.5 billion instructions of its import, which vary by a few million between runs."""
+    figures = [
+        log_instructions.per_call(kind, n, LAYER_SITE, check)
+        for kind, n, check in (
+            ("wandb_nexus", calls, check_offline_run),
+            ("wandb", official_calls, check_offline_run),
+            ("noop", calls, None),
+        )
+    ]
+    (caller, writer), (official, official_others), (loop, _) = (
+        [Figure([n], "k", 1e-3) for n in pair] for pair in figures
     )
-    walls, rss = [], []
-    for _ in range(repeats):
-        home = fresh_dir()
-        # Without an API key ours is offline by itself; the official SDK must be told.
-        env = environment(home, module)
-        sample = run_process([PY, str(script), "hello"], env, home, True)
-        check_offline_run(home)
-        walls.append(sample.wall)
-        rss.append(sample.peak_rss)
-        shutil.rmtree(home)
-    return Figure(walls, "ms", 1000), Figure(rss, "MiB")
+    return [
+        Row(
+            f"log() instructions per call, calling thread (callgrind, {calls:,} calls; "
+            f"official: {official_calls:,}, its wandb-core process not counted)",
+            caller,
+            official,
+        ),
+        Row(
+            "log() instructions per row, writer thread (callgrind; official: its other "
+            "Python threads)",
+            writer,
+            official_others,
+        ),
+        Row("Python loop + dict + no-op call: instructions per call (callgrind)", loop, loop),
+    ]
 
 
 def zip_sizes(zip_path: Path) -> tuple[float, float]:
@@ -405,9 +513,7 @@ def measure(repeats: int, official_log_steps: int, reuse_layers: bool) -> list[R
     if not reuse_layers:
         build_our_layers()
     rows = Rows()
-    bare_wall, bare_rss = bare_python(repeats)
-    ours_imp, ours_imp_wall = import_time("wandb_nexus", repeats)
-    off_imp, off_imp_wall = import_time("wandb", repeats)
+    imports, (ours_imp, off_imp) = import_time(repeats)
     rows.append(
         Row(
             "import (-X importtime, cumulative)",
@@ -417,32 +523,21 @@ def measure(repeats: int, official_log_steps: int, reuse_layers: bool) -> list[R
             met(ours_imp.median <= 5),
         )
     )
-    rows.append(Row("import, whole process", ours_imp_wall, off_imp_wall))
-    rows.append(Row("bare `python -c pass`: wall", bare_wall, bare_wall))
-    rows.append(Row("bare `python -c pass`: peak RSS", bare_rss, bare_rss))
-    ours_wall, ours_rss = offline_reference("wandb_nexus", repeats)
-    off_wall, off_rss = offline_reference("wandb", repeats)
-    rows.append(
-        Row(
-            "offline reference run: wall",
-            ours_wall,
-            off_wall,
-            f"≤ bare + 30 ms ({bare_wall.median + 30:.0f} ms)",
-            met(ours_wall.median <= bare_wall.median + 30),
-        )
-    )
-    rows.append(
-        Row(
-            "offline reference run: peak RSS",
-            ours_rss,
-            off_rss,
-            f"≤ bare + 15 MiB ({bare_rss.median + 15:.0f} MiB)",
-            met(ours_rss.median <= bare_rss.median + 15),
-        )
-    )
+    rows.append(Row("import, whole process", *(figure(imports[m], "wall") for m in MODULES)))
+    rows.append(over_bare("import, whole process", imports, "wall"))
+    reference = offline_reference(repeats)
+    for field in ("wall", "peak_rss"):
+        bare = figure(reference["bare"], field)
+        rows.append(Row(f"bare `python -c pass`: {LABELS[field]}", bare, bare))
+    rows.append(absolute("offline reference run", reference, "wall"))
+    rows.append(over_bare("offline reference run", reference, "wall", limit=30))
+    rows.append(absolute("offline reference run", reference, "peak_rss"))
+    rows.append(over_bare("offline reference run", reference, "peak_rss", limit=15))
     for steps, official_steps in ((10_000, 10_000), (1_000_000, official_log_steps)):
-        ours_cost, ours_drift = log_cost("wandb_nexus", steps, repeats if steps <= 10_000 else 3)
-        off_cost, off_drift = log_cost(
+        ours_cost, ours_drift, ours_noop = log_cost(
+            "wandb_nexus", steps, repeats if steps <= 10_000 else 3
+        )
+        off_cost, off_drift, off_noop = log_cost(
             "wandb", official_steps, repeats if official_steps <= 10_000 else 1
         )
         label = f"{steps:,} steps" + (
@@ -457,6 +552,7 @@ def measure(repeats: int, official_log_steps: int, reuse_layers: bool) -> list[R
                 met(ours_cost.median <= 2),
             )
         )
+        rows.append(Row(f"Python's own loop (no-op call), per call, {label}", ours_noop, off_noop))
         rows.append(
             Row(
                 f"log() last/first 10k window, {label}",
@@ -466,6 +562,8 @@ def measure(repeats: int, official_log_steps: int, reuse_layers: bool) -> list[R
                 met(ours_drift.median <= 1.5),
             )
         )
+    for row in instruction_counts(100_000, 1_000):
+        rows.append(row)
     for latency in (0.0, 0.05):
         ours = online_reference("wandb_nexus", latency, repeats)
         official = online_reference("wandb", latency, repeats)
@@ -503,10 +601,10 @@ def measure(repeats: int, official_log_steps: int, reuse_layers: bool) -> list[R
                 Figure([off_unzipped], "MB"),
             )
         )
-    ours_hello, ours_hello_rss = handler_hello("wandb_nexus", repeats)
-    off_hello, off_hello_rss = handler_hello("wandb", repeats)
-    rows.append(Row("`python handler.py hello` offline: wall", ours_hello, off_hello))
-    rows.append(Row("`python handler.py hello` offline: peak RSS", ours_hello_rss, off_hello_rss))
+    hello = handler_hello(repeats)
+    rows.append(absolute("`python handler.py hello` offline", hello, "wall"))
+    rows.append(over_bare("`python handler.py hello` offline", hello, "wall"))
+    rows.append(absolute("`python handler.py hello` offline", hello, "peak_rss"))
     return rows
 
 
