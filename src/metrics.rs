@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::error::Error;
-use crate::records::{MetricOptions, MetricRecord, MetricSummary};
+use crate::records::{MetricOptions, MetricRecord, MetricSummary, Row};
 use crate::sender::Entry;
 use crate::values::{Tree, Value};
 
@@ -193,17 +193,24 @@ impl Metrics {
 
     /// Folds a flushed row into the summary: its values, or what their definitions make of
     /// them (min, max, mean, ...).
-    pub fn fold_into_summary(&mut self, row: &Tree, summary: &mut Tree) {
+    pub fn fold_into_summary(&mut self, row: &Row, summary: &mut Tree) {
         if self.defs.is_empty() {
             // The common case, and the hot path of log(): every value is its own summary.
-            summary.set_leaves(row);
+            let mut near = 0;
+            row.visit_items(&mut |parents, key, value| {
+                near = summary.set_leaf_near(near, parents, key, value);
+            });
             return;
         }
-        let entries: Vec<Entry> = row
-            .leaves()
-            .into_iter()
-            .map(|(path, value)| (path, value.clone()))
-            .collect();
+        let mut entries: Vec<Entry> = Vec::new();
+        row.visit_items(&mut |parents, key, value| {
+            let path = parents
+                .iter()
+                .chain([&key])
+                .map(|p| p.to_string())
+                .collect();
+            entries.push((path, value.clone()));
+        });
         for (path, value) in self.summarize(&entries) {
             summary.set(&path, value);
         }
@@ -296,6 +303,7 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::values::Node;
 
     fn def(name: &str, step: Option<&str>, summary: Option<&str>, goal: Option<&str>) -> MetricDef {
         MetricDef::parse(name.into(), step.map(String::from), summary, goal).unwrap()
@@ -309,6 +317,23 @@ mod tests {
         tree
     }
 
+    /// Folds `values` as a row of step 7 and returns the summary without the keys every row
+    /// carries.
+    fn fold(metrics: &mut Metrics, values: Tree, summary: &mut Tree) -> Value {
+        let row = Row {
+            step: 7,
+            timestamp: Some(1.5),
+            runtime: 2.5,
+            values,
+        };
+        metrics.fold_into_summary(&row, summary);
+        let mut user = summary.clone();
+        for key in ["_step", "_runtime", "_timestamp"] {
+            user.remove_key(key);
+        }
+        user.to_value()
+    }
+
     #[test]
     fn without_definitions_each_value_is_its_summary() {
         let mut metrics = Metrics::default();
@@ -316,9 +341,8 @@ mod tests {
         let mut values = row(&[("loss", Value::Float(0.5))]);
         values.set(&["nested".into(), "x".into()], Value::Int(2));
         metrics.complete_row(&mut values);
-        metrics.fold_into_summary(&values, &mut summary);
         assert_eq!(
-            summary.to_value(),
+            fold(&mut metrics, values, &mut summary),
             Value::Map(vec![
                 ("old".into(), Value::Int(1)),
                 ("loss".into(), Value::Float(0.5)),
@@ -328,6 +352,13 @@ mod tests {
                 ),
             ])
         );
+        for (key, value) in [
+            ("_step", Value::Int(7)),
+            ("_runtime", Value::Float(2.5)),
+            ("_timestamp", Value::Float(1.5)),
+        ] {
+            assert_eq!(summary.get(&[key.into()]), Some(&Node::Leaf(value)));
+        }
     }
 
     #[test]
@@ -343,13 +374,14 @@ mod tests {
         let mut metrics = Metrics::default();
         metrics.define(def("loss", None, Some("min,max,mean"), None));
         let mut summary = Tree::default();
+        let mut folded = Value::Null;
         for x in [3.0, 1.0, 2.0] {
             let mut values = row(&[("loss", Value::Float(x)), ("acc", Value::Int(1))]);
             metrics.complete_row(&mut values);
-            metrics.fold_into_summary(&values, &mut summary);
+            folded = fold(&mut metrics, values, &mut summary);
         }
         assert_eq!(
-            summary.to_value(),
+            folded,
             Value::Map(vec![
                 (
                     "loss".into(),
@@ -371,9 +403,8 @@ mod tests {
         metrics.define(def("acc", None, Some("best"), Some("maximize")));
         let mut summary = Tree::default();
         let values = row(&[("hidden", Value::Int(1)), ("acc", Value::Float(0.5))]);
-        metrics.fold_into_summary(&values, &mut summary);
         assert_eq!(
-            summary.to_value(),
+            fold(&mut metrics, values, &mut summary),
             Value::Map(vec![(
                 "acc".into(),
                 Value::Map(vec![("best".into(), Value::Float(0.5))])

@@ -5,7 +5,7 @@
 
 use prost::{Message, Oneof};
 
-use crate::values::Tree;
+use crate::values::{Tree, Value};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct Record {
@@ -285,88 +285,139 @@ impl Record {
     }
 }
 
-/// A history record as prost messages: one `Item` per leaf of the row, a top-level key in
+/// A history row as log() hands it to the writer: the logged values, and the keys every row
+/// carries kept as numbers until they are written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Row {
+    pub step: i64,
+    /// `_timestamp` (Unix seconds); None when the values hold a `_timestamp` of their own.
+    pub timestamp: Option<f64>,
+    /// `_runtime`: seconds since the run started.
+    pub runtime: f64,
+    /// The logged keys; never `_step` or `_runtime`.
+    pub values: Tree,
+}
+
+impl Row {
+    /// Hands each item of the row to `item` in the order it is written (`_timestamp`, the
+    /// values, `_step`, `_runtime`), with the keys of the branches above it (empty for a
+    /// top-level key) and its own key.
+    pub fn visit_items(&self, item: &mut impl FnMut(&[&str], &str, &Value)) {
+        if let Some(timestamp) = self.timestamp {
+            item(&[], "_timestamp", &Value::Float(timestamp));
+        }
+        self.values
+            .visit_leaves(&mut Vec::new(), &mut |parents, key, value| {
+                item(parents, key, value)
+            });
+        item(&[], "_step", &Value::Int(self.step));
+        item(&[], "_runtime", &Value::Float(self.runtime));
+    }
+}
+
+/// A history record as prost messages: one `Item` per item of the row, a top-level key in
 /// `key` (as wandb writes it), a nested one's path in `nested_key`. What live delivery
 /// reads; `HistoryEncoder` writes the same bytes without building it.
-pub fn history_record(num: i64, step: i64, row: &Tree, info: RecordInfo) -> Record {
-    let item = row
-        .leaves()
-        .into_iter()
-        .map(|(path, value)| {
-            let (key, nested_key) = match <[String; 1]>::try_from(path) {
-                Ok([key]) => (key, Vec::new()),
-                Err(path) => (String::new(), path),
-            };
-            Item {
-                key,
-                nested_key,
-                value_json: value.to_json(),
-            }
-        })
-        .collect();
+pub fn history_record(num: i64, row: &Row, info: RecordInfo) -> Record {
+    let mut items = Vec::new();
+    row.visit_items(&mut |parents, key, value| {
+        let (key, nested_key) = match parents {
+            [] => (key.to_string(), Vec::new()),
+            _ => (
+                String::new(),
+                parents
+                    .iter()
+                    .chain([&key])
+                    .map(|p| p.to_string())
+                    .collect(),
+            ),
+        };
+        items.push(Item {
+            key,
+            nested_key,
+            value_json: value.to_json(),
+        });
+    });
     Record {
         num,
         record_type: Some(RecordType::History(HistoryRecord {
-            item,
-            step: Some(HistoryStep { num: step }),
+            item: items,
+            step: Some(HistoryStep { num: row.step }),
         })),
         info: Some(info),
     }
 }
 
 /// Writes history records straight from their rows: the bytes prost writes for
-/// `Record { num, history: HistoryRecord { item, step }, info }` with one `Item` per leaf (a
-/// top-level key in `key`, a nested one's path in `nested_key`), without building the items.
-/// Rows are most of what a run writes, and building them as messages first took most of the
-/// writer's time.
+/// `history_record`, without building the items. Rows are most of what a run writes, and
+/// building them as messages first took most of the writer's time. Each message is written
+/// in place with its length patched in afterwards, so nothing is copied from buffer to buffer
+/// but each value's JSON.
 #[derive(Default)]
 pub struct HistoryEncoder {
-    history: Vec<u8>,
-    item: Vec<u8>,
     json: String,
 }
 
 impl HistoryEncoder {
     /// Appends the record to `out`.
-    pub fn encode(
-        &mut self,
-        num: i64,
-        step: i64,
-        row: &Tree,
-        info: &RecordInfo,
-        out: &mut Vec<u8>,
-    ) {
-        let Self {
-            history,
-            item,
-            json,
-        } = self;
-        history.clear();
-        row.visit_leaves(&mut Vec::new(), &mut |parents, key, value| {
-            json.clear();
-            value.write_json(json);
-            item.clear();
+    pub fn encode(&mut self, num: i64, row: &Row, info: &RecordInfo, out: &mut Vec<u8>) {
+        let json = &mut self.json;
+        put_int64(1, num, out);
+        let history = begin_message(2, out);
+        row.visit_items(&mut |parents, key, value| {
+            let item = begin_message(1, out);
             if parents.is_empty() {
-                put_string(1, key, item);
+                put_string(1, key, out);
             } else {
                 for part in parents.iter().copied().chain([key]) {
                     // A repeated field keeps its empty entries.
-                    put_len_prefixed(2, part.as_bytes(), item);
+                    put_len_prefixed(2, part.as_bytes(), out);
                 }
             }
-            put_string(16, json, item);
-            put_len_prefixed(1, item, history);
+            json.clear();
+            value.write_json(json);
+            put_string(16, json, out);
+            end_message(item, out);
         });
-        item.clear();
-        put_int64(1, step, item);
-        put_len_prefixed(2, item, history);
-
-        put_int64(1, num, out);
-        put_len_prefixed(2, history, out);
-        item.clear();
-        put_string(1, &info.stream_id, item);
-        put_len_prefixed(200, item, out);
+        let step = begin_message(2, out);
+        put_int64(1, row.step, out);
+        end_message(step, out);
+        end_message(history, out);
+        let record_info = begin_message(200, out);
+        put_string(1, &info.stream_id, out);
+        end_message(record_info, out);
     }
+}
+
+/// Where an embedded message's one-byte length placeholder is (see `end_message`).
+struct MessageStart(usize);
+
+/// Starts an embedded message field; its body follows, then `end_message`.
+fn begin_message(tag: u32, out: &mut Vec<u8>) -> MessageStart {
+    put_varint(u64::from(tag) << 3 | LENGTH_DELIMITED, out);
+    out.push(0);
+    MessageStart(out.len() - 1)
+}
+
+/// Writes the message's length into its placeholder, moving the body along in the rare case
+/// that the length needs more than one byte.
+fn end_message(MessageStart(at): MessageStart, out: &mut Vec<u8>) {
+    let body = at + 1;
+    let len = out.len() - body;
+    if len < 0x80 {
+        out[at] = len as u8;
+        return;
+    }
+    let mut prefix = [0; 10];
+    let mut used = 0;
+    let mut rest = len as u64;
+    while rest >= 0x80 {
+        prefix[used] = rest as u8 | 0x80;
+        rest >>= 7;
+        used += 1;
+    }
+    prefix[used] = rest as u8;
+    out.splice(at..body, prefix[..=used].iter().copied());
 }
 
 /// A proto3 int64 field; zero is the default and is left out.
@@ -385,8 +436,9 @@ fn put_string(tag: u32, value: &str, out: &mut Vec<u8>) {
     }
 }
 
+const LENGTH_DELIMITED: u64 = 2;
+
 fn put_len_prefixed(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
-    const LENGTH_DELIMITED: u64 = 2;
     put_varint(u64::from(tag) << 3 | LENGTH_DELIMITED, out);
     put_varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
@@ -404,38 +456,26 @@ fn put_varint(mut value: u64, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::Value;
 
-    fn row(entries: Vec<(&str, Value)>) -> Tree {
-        let mut tree = Tree::default();
+    fn row(step: i64, timestamp: Option<f64>, entries: Vec<(&str, Value)>) -> Row {
+        let mut values = Tree::default();
         for (key, value) in entries {
-            tree.merge_key(key.into(), value);
+            values.merge_key(key.into(), value);
         }
-        tree
+        Row {
+            step,
+            timestamp,
+            runtime: 1.25,
+            values,
+        }
     }
 
     #[test]
     fn history_records_are_written_as_prost_writes_them() {
         let long = "k".repeat(300);
-        let rows = [
-            row(vec![]),
-            row(vec![("loss", Value::Float(0.5)), ("epoch", Value::Int(-3))]),
-            row(vec![
-                ("", Value::Str("empty key".into())),
-                (long.as_str(), Value::Str("v".repeat(20_000))),
-                ("ü/ß.x", Value::List(vec![Value::Null, Value::Bool(true)])),
-                ("nan", Value::Float(f64::NAN)),
-                ("empty", Value::Map(vec![])),
-            ]),
-            row(vec![(
-                "d",
-                Value::Map(vec![
-                    ("x".into(), Value::Int(1)),
-                    ("".into(), Value::Map(vec![("y".into(), Value::Float(2.5))])),
-                ]),
-            )]),
-        ];
-        let mut encoder = HistoryEncoder::default();
+        let many: Vec<(String, Value)> = (0..40)
+            .map(|i| (format!("metric_{i}"), Value::Float(f64::from(i) / 3.0)))
+            .collect();
         for (num, step) in [
             (0, 0),
             (1, 0),
@@ -443,22 +483,53 @@ mod tests {
             (i64::MAX, i64::MIN),
             (300, 1 << 40),
         ] {
+            let rows = [
+                row(step, Some(1.7e9), vec![]),
+                row(step, None, vec![("_timestamp", Value::Int(5))]),
+                row(
+                    step,
+                    Some(0.5),
+                    vec![("loss", Value::Float(0.5)), ("epoch", Value::Int(-3))],
+                ),
+                row(
+                    step,
+                    Some(-0.0),
+                    vec![
+                        ("", Value::Str("empty key".into())),
+                        (long.as_str(), Value::Str("v".repeat(20_000))),
+                        ("ü/ß.x", Value::List(vec![Value::Null, Value::Bool(true)])),
+                        ("nan", Value::Float(f64::NAN)),
+                        ("empty", Value::Map(vec![])),
+                    ],
+                ),
+                row(
+                    step,
+                    Some(2.0),
+                    vec![(
+                        "d",
+                        Value::Map(vec![
+                            ("x".into(), Value::Int(1)),
+                            ("".into(), Value::Map(vec![("y".into(), Value::Float(2.5))])),
+                        ]),
+                    )],
+                ),
+                row(
+                    step,
+                    Some(3.0),
+                    many.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
+                ),
+            ];
+            let mut encoder = HistoryEncoder::default();
             for stream_id in ["", "run1"] {
+                let info = RecordInfo {
+                    stream_id: stream_id.into(),
+                };
                 for row in &rows {
-                    let mut out = Vec::new();
-                    encoder.encode(
-                        num,
-                        step,
-                        row,
-                        &RecordInfo {
-                            stream_id: stream_id.into(),
-                        },
-                        &mut out,
-                    );
-                    let info = RecordInfo {
-                        stream_id: stream_id.into(),
-                    };
-                    assert_eq!(out, history_record(num, step, row, info).encode_to_vec());
+                    let mut out = vec![7];
+                    encoder.encode(num, row, &info, &mut out);
+                    let expected = history_record(num, row, info.clone()).encode_to_vec();
+                    assert_eq!(out[0], 7, "appends to what is there");
+                    assert_eq!(out[1..], expected[..]);
                 }
             }
         }

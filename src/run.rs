@@ -11,7 +11,7 @@ use crate::delivery::{self, Delivery, StopFlag, UrlSlot};
 use crate::error::Error;
 use crate::metrics::{MetricDef, Metrics};
 use crate::records::{
-    ConfigRecord, EnvironmentRecord, HeaderRecord, Item, RecordType, RunExitRecord, RunRecord,
+    ConfigRecord, EnvironmentRecord, HeaderRecord, Item, RecordType, Row, RunExitRecord, RunRecord,
     TelemetryFeature, TelemetryRecord, Timestamp, VersionInfo,
 };
 use crate::runtime::runtime;
@@ -67,6 +67,19 @@ pub enum Logged {
     },
 }
 
+impl Logged {
+    /// What to warn the caller of, if anything.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Logged::Kept => None,
+            Logged::DroppedOldStep { step, current } => Some(format!(
+                "step {step} is older than the current step {current}; steps must increase, \
+                 so this data was not logged"
+            )),
+        }
+    }
+}
+
 pub struct Run {
     pub info: RunInfo,
     /// What the run was started with (its mode as it turned out), for a later sync.
@@ -85,7 +98,8 @@ pub struct Run {
 struct State {
     finished: bool,
     step: i64,
-    pending: Tree,
+    /// The row of the current step, until it is committed.
+    pending: Option<PendingRow>,
     summary: Tree,
     config: Tree,
     metrics: Metrics,
@@ -96,6 +110,39 @@ struct State {
     /// When the summary was last recorded (Unix seconds), and whether rows changed it since.
     summary_recorded: Option<f64>,
     summary_unrecorded: bool,
+}
+
+/// A row that log() calls are adding to.
+struct PendingRow {
+    values: Tree,
+    /// The last call's clock reading (Unix seconds): the row's `_timestamp`...
+    timestamp: f64,
+    /// ...unless that call logged a `_timestamp` of its own, which is then in `values`.
+    own_timestamp: bool,
+}
+
+impl PendingRow {
+    /// Adds one call's values, which replace what is there (maps merge key by key).
+    fn add(&mut self, values: Tree, timestamp: f64, own_timestamp: bool) {
+        if self.own_timestamp && !own_timestamp {
+            // The clock reading of the later call wins over an earlier call's own, as in wandb.
+            self.values.remove_key("_timestamp");
+        }
+        self.values.merge_tree(values);
+        self.timestamp = timestamp;
+        self.own_timestamp = own_timestamp;
+    }
+}
+
+/// Takes out of a call's values the keys a row gets from the run (`_step`, `_runtime`), and
+/// says whether they hold a `_timestamp` of their own.
+fn take_reserved_keys(values: &mut Tree) -> bool {
+    if !values.keys().any(|key| key.starts_with('_')) {
+        return false;
+    }
+    values.remove_key("_step");
+    values.remove_key("_runtime");
+    values.contains_key("_timestamp")
 }
 
 /// While rows stream in, the summary they derive is recorded this often.
@@ -253,11 +300,11 @@ impl Run {
         (now - self.started_unix).max(0.0)
     }
 
-    /// `run.log(data, step, commit)` with wandb's step semantics. `data` holds the row's
-    /// top-level keys; `timestamp` is the caller's wall clock (Unix seconds).
+    /// `run.log(data, step, commit)` with wandb's step semantics. `values` holds the row's
+    /// keys; `timestamp` is the caller's wall clock (Unix seconds).
     pub fn log(
         &self,
-        data: Vec<(Key, Value)>,
+        mut values: Tree,
         step: Option<i64>,
         commit: Option<bool>,
         timestamp: f64,
@@ -273,14 +320,16 @@ impl Run {
                 state.step = step;
             }
         }
-        state
-            .pending
-            .merge_key(Key::const_new("_timestamp"), Value::Float(timestamp));
-        for (key, value) in data {
-            if key == "_step" {
-                continue;
+        let own_timestamp = take_reserved_keys(&mut values);
+        match &mut state.pending {
+            Some(pending) => pending.add(values, timestamp, own_timestamp),
+            None => {
+                state.pending = Some(PendingRow {
+                    values,
+                    timestamp,
+                    own_timestamp,
+                })
             }
-            state.pending.merge_key(key, value);
         }
         let commit = commit.unwrap_or(step.is_none());
         if commit {
@@ -290,30 +339,23 @@ impl Run {
         Ok(Logged::Kept)
     }
 
-    /// Emits the pending row at the current step (if it holds anything) and folds it into
-    /// the summary, which is recorded at most once per `SUMMARY_EVERY_SECS` while rows stream in
+    /// Emits the pending row at the current step (if there is one) and folds it into the
+    /// summary, which is recorded at most once per `SUMMARY_EVERY_SECS` while rows stream in
     /// (and always before a flush or finish): one record per row would double the log.
     fn flush_pending(&self, state: &mut State, now: f64) {
-        if state.pending.is_empty() {
+        let Some(pending) = state.pending.take() else {
             return;
-        }
-        // The next row likely has the same keys: room for them saves regrowing the list.
-        let capacity = state.pending.len() + 2;
-        let mut row_tree = std::mem::replace(&mut state.pending, Tree::with_capacity(capacity));
-        row_tree.merge_key(Key::const_new("_step"), Value::Int(state.step));
-        row_tree.merge_key(
-            Key::const_new("_runtime"),
-            Value::Float(self.runtime_at(now)),
-        );
-        state.metrics.complete_row(&mut row_tree);
-        state
-            .metrics
-            .fold_into_summary(&row_tree, &mut state.summary);
-        // The row goes as it is; the writer encodes it, off the caller's thread.
-        self.send(Event::History {
+        };
+        let mut row = Row {
             step: state.step,
-            row: row_tree,
-        });
+            timestamp: (!pending.own_timestamp).then_some(pending.timestamp),
+            runtime: self.runtime_at(now),
+            values: pending.values,
+        };
+        state.metrics.complete_row(&mut row.values);
+        state.metrics.fold_into_summary(&row, &mut state.summary);
+        // The row goes as it is; the writer encodes it, off the caller's thread.
+        self.send(Event::History(row));
         let due = state
             .summary_recorded
             .is_none_or(|at| now - at >= SUMMARY_EVERY_SECS);
@@ -509,11 +551,11 @@ impl Run {
             let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
             let mut config = state.config.clone();
             config.set(&["_wandb".to_string()], state.internal_config.clone());
-            let files = RunFiles {
+            let files = Box::new(RunFiles {
                 config,
                 summary: state.summary.clone(),
                 metadata: std::mem::replace(&mut state.metadata, Value::Null),
-            };
+            });
             events.send(Event::Finish {
                 files,
                 exit_code,
@@ -802,12 +844,20 @@ mod tests {
         }
     }
 
+    fn values(entries: Vec<(&str, Value)>) -> Tree {
+        let mut tree = Tree::default();
+        for (key, value) in entries {
+            tree.merge_new_key(key.into(), value);
+        }
+        tree
+    }
+
     #[test]
     fn writer_output_reads_back_in_order() {
         let root = temp_root();
         let run = offline_run(&root);
         for i in 0..3 {
-            let row = vec![("loss".into(), Value::Float(f64::from(i)))];
+            let row = values(vec![("loss", Value::Float(f64::from(i)))]);
             assert_eq!(run.log(row, None, None, 1.0).unwrap(), Logged::Kept);
         }
         run.output(false, "hello\n".into());
@@ -841,7 +891,7 @@ mod tests {
         let run = offline_run(&root);
         let text = "y".repeat(200_000);
         run.log(
-            vec![("text".into(), Value::Str(text.clone()))],
+            values(vec![("text", Value::Str(text.clone()))]),
             None,
             None,
             1.0,
@@ -864,10 +914,10 @@ mod tests {
     fn finished_run_refuses_updates_and_old_steps_are_dropped() {
         let root = temp_root();
         let run = offline_run(&root);
-        run.log(vec![("a".into(), Value::Int(1))], Some(5), None, 1.0)
+        run.log(values(vec![("a", Value::Int(1))]), Some(5), None, 1.0)
             .unwrap();
         assert_eq!(
-            run.log(vec![("a".into(), Value::Int(1))], Some(2), None, 1.0)
+            run.log(values(vec![("a", Value::Int(1))]), Some(2), None, 1.0)
                 .unwrap(),
             Logged::DroppedOldStep {
                 step: 2,
@@ -877,7 +927,7 @@ mod tests {
         run.finish(1).unwrap();
         assert!(run.finish(0).is_ok());
         assert!(matches!(
-            run.log(Vec::new(), None, None, 1.0),
+            run.log(Tree::default(), None, None, 1.0),
             Err(Error::Usage(_))
         ));
         let exit = read_back(&run)

@@ -5,9 +5,9 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use prost::Message;
@@ -17,7 +17,7 @@ use crate::delivery::{self, Delivery, Upload};
 use crate::error::Error;
 use crate::records::{
     history_record, ConfigRecord, HistoryEncoder, Item, OutputRawRecord, Record, RecordInfo,
-    RecordType, SummaryRecord, Timestamp,
+    RecordType, Row, SummaryRecord, Timestamp,
 };
 use crate::runtime::runtime;
 use crate::txlog::LogWriter;
@@ -30,10 +30,7 @@ pub enum Event {
     /// A record built by the run (header, run, environment, metric, exit, ...); boxed, as
     /// records are rare and large, and every queued event takes the largest variant's room.
     Record(Box<RecordType>),
-    History {
-        step: i64,
-        row: Tree,
-    },
+    History(Row),
     Summary {
         update: Vec<Entry>,
         remove: Vec<Vec<String>>,
@@ -54,7 +51,8 @@ pub enum Event {
     },
     /// Writes the run files, closes the log and, for a live run, completes delivery.
     Finish {
-        files: RunFiles,
+        /// Boxed like a record: every queued event takes the largest variant's room.
+        files: Box<RunFiles>,
         exit_code: i32,
         reply: std_mpsc::SyncSender<Finished>,
     },
@@ -69,7 +67,7 @@ impl Event {
     /// with them.
     fn backlog_units(&self) -> usize {
         match self {
-            Event::History { row, .. } => 1 + row.len(),
+            Event::History(row) => 1 + row.values.len(),
             _ => 1,
         }
     }
@@ -114,18 +112,83 @@ const BATCH_WINDOW: Duration = Duration::from_micros(500);
 /// memory without bound (a Lambda function may have 128 MB in all).
 const MAX_BACKLOG: usize = 1 << 16;
 
-/// The writer settles its share of the backlog after this many units, not per event: the
-/// counter is shared with every sender.
-const BACKLOG_SETTLE: usize = 256;
+/// The events sent and not yet taken by the writer, and what senders and writer tell each
+/// other. A send is a push under the lock; the writer takes everything queued at once.
+#[derive(Default)]
+struct Queue {
+    events: Vec<Event>,
+    /// The `backlog_units` of `events`.
+    units: usize,
+    /// The writer sleeps until woken: it found nothing to do.
+    writer_idle: bool,
+    /// The run dropped its sender: the writer ends once it has written what is queued.
+    sender_gone: bool,
+    /// The writer has ended: what is sent now goes nowhere.
+    writer_gone: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes senders waiting for the writer to take the queue.
+    taken: Condvar,
+    /// The queue holds more than `MAX_BACKLOG` units; readable without the lock.
+    behind: AtomicBool,
+}
+
+/// What the writer found in the queue.
+enum Taken {
+    Events,
+    Nothing,
+    SenderGone,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing is left half-changed under this lock: a panic elsewhere leaves it usable.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves the queued events into `batch` (empty, and keeping its room for the next time).
+    /// With nothing queued, `idle` marks the writer as sleeping until a sender wakes it.
+    fn take(&self, batch: &mut Vec<Event>, idle: bool) -> Taken {
+        let mut queue = self.lock();
+        if queue.events.is_empty() {
+            if queue.sender_gone {
+                return Taken::SenderGone;
+            }
+            queue.writer_idle = idle;
+            return Taken::Nothing;
+        }
+        std::mem::swap(&mut queue.events, batch);
+        queue.units = 0;
+        // Only senders over the bound wait, so only they need waking.
+        if self.behind.swap(false, Ordering::Relaxed) {
+            self.taken.notify_all();
+        }
+        Taken::Events
+    }
+}
+
+/// Marks the writer as gone when its thread ends, by returning or by a panic, so that no
+/// sender waits for it.
+struct WriterGone(Arc<Shared>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        queue.writer_gone = true;
+        queue.events.clear();
+        self.0.behind.store(false, Ordering::Relaxed);
+        self.0.taken.notify_all();
+    }
+}
 
 /// The run's end of the writer's queue. Sending wakes the writer only when it sleeps with
 /// nothing to do, or for a flush or finish: a burst of log() calls makes no system calls.
 pub struct EventSender {
-    queue: std_mpsc::Sender<Event>,
+    shared: Arc<Shared>,
     writer: std::thread::Thread,
-    idle: Arc<AtomicBool>,
-    /// Units sent and not yet settled by the writer, which holds the other reference.
-    backlog: Arc<AtomicUsize>,
 }
 
 impl EventSender {
@@ -133,56 +196,49 @@ impl EventSender {
     /// writer has fallen behind, the caller then waits with `wait_for_writer`.
     pub fn send(&self, event: Event) {
         let urgent = matches!(event, Event::Flush { .. } | Event::Finish { .. });
-        let units = event.backlog_units();
-        // Counted before it is queued: the writer may take it (and settle) at once.
-        self.backlog.fetch_add(units, Ordering::Relaxed);
-        // Err only once the writer has stopped, after Finish: nothing is waiting then.
-        if self.queue.send(event).is_err() {
-            self.backlog.fetch_sub(units, Ordering::Relaxed);
-            return;
-        }
-        // Pairs with the writer's fence: either it sees this event, or this sees it idle.
-        fence(Ordering::SeqCst);
-        if urgent || self.idle.load(Ordering::SeqCst) {
+        let wake = {
+            let mut queue = self.shared.lock();
+            if queue.writer_gone {
+                return;
+            }
+            queue.units += event.backlog_units();
+            queue.events.push(event);
+            if queue.units > MAX_BACKLOG {
+                self.shared.behind.store(true, Ordering::Relaxed);
+            }
+            std::mem::take(&mut queue.writer_idle) || urgent
+        };
+        if wake {
             self.writer.unpark();
         }
     }
 
     pub fn is_behind(&self) -> bool {
-        self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG
+        self.shared.behind.load(Ordering::Relaxed)
     }
 
-    /// If the writer is behind, waits until it has taken half of its backlog (or stopped).
+    /// If the writer is behind, waits until it has taken the queue (or ended).
     pub fn wait_for_writer(&self) {
         if !self.is_behind() {
             return;
         }
-        while self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG / 2
-            && Arc::strong_count(&self.backlog) > 1
-        {
-            self.writer.unpark();
-            std::thread::sleep(Duration::from_micros(200));
+        // It may be letting events gather: it takes them now.
+        self.writer.unpark();
+        let mut queue = self.shared.lock();
+        while queue.units > MAX_BACKLOG && !queue.writer_gone {
+            queue = self
+                .shared
+                .taken
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
 
-/// The writer's count of units taken but not yet settled with the senders.
-struct BacklogShare {
-    backlog: Arc<AtomicUsize>,
-    taken: usize,
-}
-
-impl BacklogShare {
-    fn take(&mut self, units: usize) {
-        self.taken += units;
-        if self.taken >= BACKLOG_SETTLE {
-            self.settle();
-        }
-    }
-
-    fn settle(&mut self) {
-        self.backlog.fetch_sub(self.taken, Ordering::Relaxed);
-        self.taken = 0;
+impl Drop for EventSender {
+    fn drop(&mut self) {
+        self.shared.lock().sender_gone = true;
+        self.writer.unpark();
     }
 }
 
@@ -198,14 +254,17 @@ pub fn start(
     let output_path = paths.files_dir.join("output.log");
     let output = File::create(&output_path)
         .map_err(|e| Error::io(format!("cannot create {}", output_path.display()), e))?;
-    let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-    let (tx, rx) = std_mpsc::channel();
     let deliver_at_finish = online.as_ref().is_some_and(|o| o.deliver_at_finish);
-    let uploads = online.map(|online| {
-        let (upload_tx, upload_rx) = unbounded_channel();
-        rt.spawn(online.delivery.run(upload_rx, online.interval));
-        upload_tx
-    });
+    // Only a live run needs the I/O runtime: an offline one starts no thread for it.
+    let uploads = match online {
+        Some(online) => {
+            let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+            let (upload_tx, upload_rx) = unbounded_channel();
+            rt.spawn(online.delivery.run(upload_rx, online.interval));
+            Some(upload_tx)
+        }
+        None => None,
+    };
     let mut sender = Sender {
         log,
         log_path: paths.log,
@@ -219,26 +278,19 @@ pub fn start(
         history: HistoryEncoder::default(),
         failure: None,
     };
-    let idle = Arc::new(AtomicBool::new(false));
-    let writer_idle = idle.clone();
-    let backlog = Arc::new(AtomicUsize::new(0));
-    let mut writer_share = BacklogShare {
-        backlog: backlog.clone(),
-        taken: 0,
-    };
+    let shared = Arc::new(Shared::default());
+    let gone = WriterGone(shared.clone());
     let writer = std::thread::Builder::new()
         .name("wandb-nexus-writer".into())
-        .spawn(move || sender.run(&rx, &writer_idle, &mut writer_share))
+        .spawn(move || sender.run(&gone.0))
         .map_err(|e| Error::io("cannot start the run's writer thread", e))?;
     Ok(EventSender {
-        queue: tx,
+        shared,
         writer: writer.thread().clone(),
-        idle,
-        backlog,
     })
 }
 
-type FinishRequest = (RunFiles, i32, std_mpsc::SyncSender<Finished>);
+type FinishRequest = (Box<RunFiles>, i32, std_mpsc::SyncSender<Finished>);
 
 struct Sender {
     log: LogWriter<BufWriter<File>>,
@@ -259,47 +311,34 @@ struct Sender {
 }
 
 impl Sender {
-    fn run(&mut self, rx: &std_mpsc::Receiver<Event>, idle: &AtomicBool, share: &mut BacklogShare) {
+    fn run(&mut self, shared: &Shared) {
+        let mut batch = Vec::new();
         let mut written = false;
-        let mut next = rx.try_recv();
         loop {
-            match next {
-                Ok(event) => {
-                    written = true;
-                    share.take(event.backlog_units());
-                    if let Some((files, exit_code, reply)) = self.handle(event) {
-                        self.flush_to_os();
-                        // The caller may have given up waiting; nothing else to tell.
-                        let _ = reply.send(self.finish(files, exit_code));
-                        return;
+            match shared.take(&mut batch, !written) {
+                Taken::Events => {
+                    for event in batch.drain(..) {
+                        if let Some((files, exit_code, reply)) = self.handle(event) {
+                            self.flush_to_os();
+                            // The caller may have given up waiting; nothing else to tell.
+                            let _ = reply.send(self.finish(*files, exit_code));
+                            return;
+                        }
                     }
+                    written = true;
                 }
-                Err(std_mpsc::TryRecvError::Disconnected) => {
-                    self.flush_to_os();
-                    return;
-                }
-                Err(std_mpsc::TryRecvError::Empty) if written => {
-                    share.settle();
+                Taken::Nothing if written => {
                     // Hand what was written to the OS, so a killed process keeps it.
                     self.flush_to_os();
                     written = false;
                     std::thread::park_timeout(BATCH_WINDOW);
                 }
-                Err(std_mpsc::TryRecvError::Empty) => {
-                    // Sleep until woken; an event sent before the flag was visible is caught
-                    // by the look right after it.
-                    idle.store(true, Ordering::SeqCst);
-                    fence(Ordering::SeqCst);
-                    next = rx.try_recv();
-                    if matches!(next, Err(std_mpsc::TryRecvError::Empty)) {
-                        std::thread::park();
-                        next = rx.try_recv();
-                    }
-                    idle.store(false, Ordering::SeqCst);
-                    continue;
+                Taken::Nothing => std::thread::park(),
+                Taken::SenderGone => {
+                    self.flush_to_os();
+                    return;
                 }
             }
-            next = rx.try_recv();
         }
     }
 
@@ -312,8 +351,8 @@ impl Sender {
     fn handle(&mut self, event: Event) -> Option<FinishRequest> {
         let record = match event {
             Event::Record(record) => *record,
-            Event::History { step, row } => {
-                self.append_history(step, &row);
+            Event::History(row) => {
+                self.append_history(&row);
                 return None;
             }
             Event::Summary { update, remove } => RecordType::Summary(SummaryRecord {
@@ -362,14 +401,14 @@ impl Sender {
         self.deliver(record);
     }
 
-    fn append_history(&mut self, step: i64, row: &Tree) {
+    fn append_history(&mut self, row: &Row) {
         self.num += 1;
         self.encoded.clear();
         self.history
-            .encode(self.num, step, row, &self.info, &mut self.encoded);
+            .encode(self.num, row, &self.info, &mut self.encoded);
         self.write_encoded();
         if self.uploads.is_some() {
-            self.deliver(history_record(self.num, step, row, self.info.clone()));
+            self.deliver(history_record(self.num, row, self.info.clone()));
         }
     }
 
@@ -515,20 +554,13 @@ mod tests {
     use std::time::Instant;
 
     /// A sender whose writer is the test itself: it takes events from the returned queue.
-    fn sender_without_writer() -> (EventSender, std_mpsc::Receiver<Event>, BacklogShare) {
-        let (queue, rx) = std_mpsc::channel();
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let share = BacklogShare {
-            backlog: backlog.clone(),
-            taken: 0,
-        };
+    fn sender_without_writer() -> (EventSender, Arc<Shared>) {
+        let shared = Arc::new(Shared::default());
         let events = EventSender {
-            queue,
+            shared: shared.clone(),
             writer: std::thread::current(),
-            idle: Arc::new(AtomicBool::new(false)),
-            backlog,
         };
-        (events, rx, share)
+        (events, shared)
     }
 
     /// Sends `count` events on a thread of its own, as the run does: each send followed by a
@@ -562,26 +594,47 @@ mod tests {
 
     #[test]
     fn senders_wait_while_the_writer_is_behind() {
-        let (events, rx, mut share) = sender_without_writer();
+        let (events, shared) = sender_without_writer();
         let (sent, thread) = send_on_a_thread(events, MAX_BACKLOG + 10);
         // The send that goes past the bound waits.
         wait_until_sent(&sent, MAX_BACKLOG);
-        // The writer takes half of the backlog: sending goes on.
-        for _ in 0..=MAX_BACKLOG / 2 {
-            share.take(rx.recv().unwrap().backlog_units());
-        }
-        share.settle();
+        // The writer takes the queue: sending goes on.
+        let mut batch = Vec::new();
+        assert!(matches!(shared.take(&mut batch, false), Taken::Events));
+        assert_eq!(batch.len(), MAX_BACKLOG + 1);
         thread.join().unwrap();
         assert_eq!(sent.load(Ordering::SeqCst), MAX_BACKLOG + 10);
+        batch.clear();
+        assert!(matches!(shared.take(&mut batch, false), Taken::Events));
+        assert_eq!(batch.len(), 9);
+        // The run's sender is gone with its thread: the writer is told once the queue is empty.
+        batch.clear();
+        assert!(matches!(shared.take(&mut batch, false), Taken::SenderGone));
     }
 
     #[test]
     fn senders_do_not_wait_for_a_writer_that_stopped() {
-        let (events, _rx, share) = sender_without_writer();
+        let (events, shared) = sender_without_writer();
         let (sent, thread) = send_on_a_thread(events, MAX_BACKLOG + 10);
         wait_until_sent(&sent, MAX_BACKLOG);
-        drop(share);
+        drop(WriterGone(shared.clone()));
         thread.join().unwrap();
         assert_eq!(sent.load(Ordering::SeqCst), MAX_BACKLOG + 10);
+        assert!(
+            shared.lock().events.is_empty(),
+            "nothing is queued for a writer that ended"
+        );
+    }
+
+    #[test]
+    fn an_idle_writer_is_woken_once() {
+        let (events, shared) = sender_without_writer();
+        let mut batch = Vec::new();
+        assert!(matches!(shared.take(&mut batch, true), Taken::Nothing));
+        events.send(Event::Config { update: Vec::new() });
+        assert!(!shared.lock().writer_idle, "the first send wakes it");
+        // The wake-up is this thread's park token: park returns at once.
+        std::thread::park();
+        assert!(matches!(shared.take(&mut batch, true), Taken::Events));
     }
 }

@@ -434,7 +434,9 @@ pub type Key = compact_str::CompactString;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
     Leaf(Value),
-    Branch(Tree),
+    /// Boxed: nested keys are rare, and an unboxed tree would make every slot of every row
+    /// larger.
+    Branch(Box<Tree>),
 }
 
 impl Node {
@@ -442,6 +444,16 @@ impl Node {
         match self {
             Node::Leaf(value) => value.clone(),
             Node::Branch(tree) => tree.to_value(),
+        }
+    }
+
+    /// Makes this node a leaf holding a copy of `value`. A number replaces a number in place
+    /// (the summary fold of every row): nothing to drop, nothing to allocate.
+    fn set_leaf(&mut self, value: &Value) {
+        match (self, value) {
+            (Node::Leaf(Value::Float(old)), Value::Float(new)) => *old = *new,
+            (Node::Leaf(Value::Int(old)), Value::Int(new)) => *old = *new,
+            (node, value) => *node = Node::Leaf(value.clone()),
         }
     }
 }
@@ -497,11 +509,11 @@ impl Tree {
     /// when new.
     fn child_branch(&mut self, key: &str) -> &mut Tree {
         if self.0.get(key).is_none() {
-            self.0.insert(Key::from(key), Node::Branch(Tree::default()));
+            self.0.insert(Key::from(key), Node::Branch(Box::default()));
         }
         let node = self.0.get_mut(key).expect("inserted just above");
         if let Node::Leaf(_) = node {
-            *node = Node::Branch(Tree::default());
+            *node = Node::Branch(Box::default());
         }
         match node {
             Node::Branch(tree) => tree,
@@ -509,19 +521,27 @@ impl Tree {
         }
     }
 
-    /// Sets every leaf of `other` at its path here, as `set` would one by one.
-    pub fn set_leaves(&mut self, other: &Tree) {
-        // Rows tend to repeat their keys in the same order: look where the last key was found.
-        let mut next = 0;
-        for slot in &other.0.list {
-            match &slot.node {
-                Node::Leaf(value) => {
-                    next = self.0.upsert_near(next, slot, Node::Leaf(value.clone())) + 1;
-                }
-                Node::Branch(tree) if tree.is_empty() => {}
-                Node::Branch(tree) => self.child_branch(&slot.key).set_leaves(tree),
-            }
+    /// `set` of a copy of `value` at the path `parents` + `key`, for the leaves of one row
+    /// after another (the summary fold): rows repeat their keys in the same order, so a
+    /// top-level key is looked for first at position `near`. Returns where to look for the
+    /// next key.
+    pub fn set_leaf_near(
+        &mut self,
+        near: usize,
+        parents: &[&str],
+        key: &str,
+        value: &Value,
+    ) -> usize {
+        if parents.is_empty() {
+            return self.0.set_leaf_near(near, key, value) + 1;
         }
+        let mut branch = self;
+        for parent in parents {
+            branch = branch.child_branch(parent);
+        }
+        // Nested keys are rare: searched for without a hint.
+        branch.0.set_leaf_near(usize::MAX, key, value);
+        near
     }
 
     /// Stores `value` as one leaf at `path`, replacing whatever was there.
@@ -555,8 +575,7 @@ impl Tree {
         }
     }
 
-    /// `merge` of one top-level key, which is moved in rather than copied (the hot path of
-    /// log(): a row's keys).
+    /// `merge` of one top-level key, which is moved in rather than copied.
     pub fn merge_key(&mut self, key: Key, value: Value) {
         match value {
             Value::Map(ref entries) if !entries.is_empty() => {
@@ -568,6 +587,38 @@ impl Tree {
         }
     }
 
+    /// `merge_key` of a key that is not in the tree (the keys of one dict): no search.
+    pub fn merge_new_key(&mut self, key: Key, value: Value) {
+        match value {
+            Value::Map(ref entries) if !entries.is_empty() => self.merge_key(key, value),
+            value => self.0.push(Slot {
+                hash: key_hash(&key),
+                key,
+                node: Node::Leaf(value),
+            }),
+        }
+    }
+
+    /// Merges `other` into this tree as `merge` would its values one by one: what it holds
+    /// replaces what is here, except that branches merge key by key.
+    pub fn merge_tree(&mut self, other: Tree) {
+        for slot in other.0.list {
+            match slot.node {
+                Node::Branch(tree) => self.child_branch(&slot.key).merge_tree(*tree),
+                leaf => self.0.insert(slot.key, leaf),
+            }
+        }
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.get(key).is_some()
+    }
+
+    /// Removes a top-level key; true if it was there.
+    pub fn remove_key(&mut self, key: &str) -> bool {
+        self.0.remove(key).is_some()
+    }
+
     /// Removes the node at `path`; true if there was one.
     pub fn remove(&mut self, path: &[String]) -> bool {
         let Some((last, parents)) = path.split_last() else {
@@ -577,11 +628,11 @@ impl Tree {
             Some(self)
         } else {
             match self.get_mut(parents) {
-                Some(Node::Branch(tree)) => Some(tree),
+                Some(Node::Branch(tree)) => Some(&mut **tree),
                 _ => None,
             }
         };
-        parent.is_some_and(|tree| tree.0.remove(last.as_str()).is_some())
+        parent.is_some_and(|tree| tree.remove_key(last))
     }
 
     fn get_mut(&mut self, path: &[String]) -> Option<&mut Node> {
@@ -725,22 +776,24 @@ impl Entries {
         }
     }
 
-    /// `insert` of another tree's key, tried first at position `at`; returns where it went.
-    fn upsert_near(&mut self, at: usize, like: &Slot, node: Node) -> usize {
+    /// Sets `key` to a leaf holding a copy of `value`, looking first at position `at`;
+    /// returns where the key is.
+    fn set_leaf_near(&mut self, at: usize, key: &str, value: &Value) -> usize {
+        let hash = key_hash(key);
         let found = match self.list.get(at) {
-            Some(slot) if slot.hash == like.hash && slot.key == like.key => Some(at),
-            _ => self.position(&like.key, like.hash),
+            Some(slot) if slot.hash == hash && slot.key == key => Some(at),
+            _ => self.position(key, hash),
         };
         match found {
             Some(at) => {
-                self.list[at].node = node;
+                self.list[at].node.set_leaf(value);
                 at
             }
             None => {
                 self.push(Slot {
-                    hash: like.hash,
-                    key: like.key.clone(),
-                    node,
+                    hash,
+                    key: Key::from(key),
+                    node: Node::Leaf(value.clone()),
                 });
                 self.list.len() - 1
             }
@@ -809,17 +862,11 @@ mod tests {
                     model.remove(at);
                 }
             } else {
-                let node = Node::Leaf(Value::Int(op));
                 if seed % 3 == 0 {
-                    entries.insert(Key::from(key.as_str()), node);
+                    entries.insert(Key::from(key.as_str()), Node::Leaf(Value::Int(op)));
                 } else {
                     // The same through a search that starts at an arbitrary (maybe wrong) place.
-                    let like = Slot {
-                        hash: key_hash(&key),
-                        key: Key::from(key.as_str()),
-                        node: Node::Leaf(Value::Null),
-                    };
-                    let at = entries.upsert_near((seed % 50) as usize, &like, node);
+                    let at = entries.set_leaf_near((seed % 50) as usize, &key, &Value::Int(op));
                     assert_eq!(entries.list[at].key, key);
                 }
                 match model.iter_mut().find(|(k, _)| *k == key) {

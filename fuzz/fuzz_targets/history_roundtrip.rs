@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use _core::records::{history_record, HistoryEncoder, Record, RecordInfo};
+use _core::records::{history_record, HistoryEncoder, Record, RecordInfo, Row};
 use _core::txlog::{LogReader, LogWriter, BLOCK_SIZE};
 use _core::values::{Tree, Value};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -57,6 +57,8 @@ enum Entry {
     Row {
         num: i64,
         step: i64,
+        timestamp: Option<f64>,
+        runtime: f64,
         stream_id: String,
         keys: Vec<(String, LoggedValue)>,
     },
@@ -80,17 +82,25 @@ fuzz_target!(|input: Input| {
             Entry::Row {
                 num,
                 step,
+                timestamp,
+                runtime,
                 stream_id,
                 keys,
             } => {
-                let mut row = Tree::default();
+                let mut values = Tree::default();
                 for (key, value) in keys {
-                    row.merge_key(key.into(), value.into_value());
+                    values.merge_key(key.into(), value.into_value());
                 }
+                let row = Row {
+                    step,
+                    timestamp,
+                    runtime,
+                    values,
+                };
                 let info = RecordInfo { stream_id };
                 let mut encoded = Vec::new();
-                encoder.encode(num, step, &row, &info, &mut encoded);
-                let expected = history_record(num, step, &row, info);
+                encoder.encode(num, &row, &info, &mut encoded);
+                let expected = history_record(num, &row, info);
                 assert_eq!(Record::decode(encoded.as_slice()).as_ref(), Ok(&expected));
                 assert_eq!(encoded, expected.encode_to_vec());
                 encoded

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::error::Error;
-use crate::values::Value;
+use crate::values::{Key, Tree, Value};
 
 /// Deeper structures are refused: wandb's UI cannot show them, and a cycle ends here too.
 pub const MAX_DEPTH: usize = 100;
@@ -41,29 +41,57 @@ impl Unsupported {
     }
 }
 
-/// Converts the items of a dict of top-level keys (what `log`, `config.update` and
-/// `summary.update` receive); `action` ("log", "set config", ...) goes into error messages.
-/// A dict's items, keyed by `String` or by a tree's `Key` (which log() moves into its row).
-pub fn dict_items<K: for<'a> From<&'a str>>(
+/// Converts the items of a dict of top-level keys (what `config.update` and `summary.update`
+/// receive); `action` ("set config", ...) goes into error messages.
+pub fn dict_items(
     data: &Bound<'_, PyAny>,
     action: &'static str,
-) -> Result<Vec<(K, Value)>, Error> {
-    let dict = data.cast::<PyDict>().map_err(|_| Error::UnsupportedValue {
+) -> Result<Vec<(String, Value)>, Error> {
+    as_dict(data, action)?
+        .iter()
+        .map(|(key, value)| {
+            let (key, value) = dict_item(&key, &value, action)?;
+            Ok((key.to_owned(), value))
+        })
+        .collect()
+}
+
+/// The values of one `log()` call, converted straight into a row's tree.
+pub fn row_values(data: &Bound<'_, PyAny>) -> Result<Tree, Error> {
+    let dict = as_dict(data, "log")?;
+    let mut values = Tree::with_capacity(dict.len());
+    for (key, value) in dict.iter() {
+        let (key, value) = dict_item(&key, &value, "log")?;
+        // A dict's keys are distinct: nothing to look for.
+        values.merge_new_key(Key::from(key), value);
+    }
+    Ok(values)
+}
+
+fn as_dict<'a, 'py>(
+    data: &'a Bound<'py, PyAny>,
+    action: &'static str,
+) -> Result<&'a Bound<'py, PyDict>, Error> {
+    data.cast::<PyDict>().map_err(|_| Error::UnsupportedValue {
         action,
         key: String::new(),
         reason: format!("expected a dict, got {}", type_name(data)),
+    })
+}
+
+/// One item of a dict of top-level keys: its key as text and its value converted.
+fn dict_item<'a>(
+    key: &'a Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    action: &'static str,
+) -> Result<(&'a str, Value), Error> {
+    let key = dict_key(key).map_err(|e| Error::UnsupportedValue {
+        action,
+        key: String::new(),
+        reason: e.reason,
     })?;
-    let mut items = Vec::with_capacity(dict.len());
-    for (key, value) in dict.iter() {
-        let key = dict_key(&key).map_err(|e| Error::UnsupportedValue {
-            action,
-            key: String::new(),
-            reason: e.reason,
-        })?;
-        let value = to_value(&value, 1).map_err(|e| e.into_error(action, key))?;
-        items.push((K::from(key), value));
-    }
-    Ok(items)
+    let value = to_value(value, 1).map_err(|e| e.into_error(action, key))?;
+    Ok((key, value))
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
