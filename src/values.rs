@@ -478,10 +478,6 @@ impl Tree {
         self.0.is_empty()
     }
 
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
     pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.0.keys()
     }
@@ -732,11 +728,6 @@ impl Entries {
 
     fn is_empty(&self) -> bool {
         self.list.is_empty()
-    }
-
-    fn clear(&mut self) {
-        self.list.clear();
-        self.index = None;
     }
 
     fn iter(&self) -> impl Iterator<Item = (&Key, &Node)> {
