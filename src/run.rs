@@ -248,16 +248,22 @@ impl Run {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A live (not finished) run's state, in the process that started the run: a forked
-    /// child has no writer thread, so its calls would be lost.
-    fn live_state(&self, action: &str) -> Result<MutexGuard<'_, State>, Error> {
-        if system::current_pid() != self.pid {
-            return Err(Error::Usage(format!(
-                "cannot {action}: run {} belongs to process {}, not this forked one; start a \
-                 new run here with init(reinit=\"create_new\")",
-                self.info.id, self.pid
-            )));
+    /// Refuses calls in a forked child: it has no writer thread, so what it sends would be
+    /// lost (and a finish would wait for it forever).
+    fn check_owner(&self, action: &str) -> Result<(), Error> {
+        if system::current_pid() == self.pid {
+            return Ok(());
         }
+        Err(Error::Usage(format!(
+            "cannot {action}: run {} belongs to process {}, not this forked one; start a new \
+             run here with init(reinit=\"create_new\")",
+            self.info.id, self.pid
+        )))
+    }
+
+    /// A live (not finished) run's state, in the process that started the run.
+    fn live_state(&self, action: &str) -> Result<MutexGuard<'_, State>, Error> {
+        self.check_owner(action)?;
         let state = self.state();
         if state.finished {
             return Err(Error::Usage(format!(
@@ -451,7 +457,8 @@ impl Run {
 
     /// Console output captured from the process. Output after finish is not part of the run.
     pub fn output(&self, stderr: bool, text: String) {
-        if self.is_finished() {
+        // Nor is a forked child's: it inherits the capture, but not the writer.
+        if self.check_owner("record output").is_err() || self.is_finished() {
             return;
         }
         self.send(Event::Output {
@@ -510,6 +517,7 @@ impl Run {
     /// A run that was stored but not delivered is not an error: the returned warning says
     /// where it is and how to upload it later.
     pub fn finish(&self, exit_code: i32) -> Result<Option<String>, Error> {
+        self.check_owner("finish")?;
         let reply = {
             let mut state = self.state();
             if state.finished {

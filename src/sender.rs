@@ -20,6 +20,7 @@ use crate::records::{
     RecordType, Row, SummaryRecord, Timestamp,
 };
 use crate::runtime::runtime;
+use crate::system;
 use crate::txlog::LogWriter;
 use crate::values::{Tree, Value};
 
@@ -189,6 +190,8 @@ impl Drop for WriterGone {
 pub struct EventSender {
     shared: Arc<Shared>,
     writer: std::thread::Thread,
+    /// The process whose thread the writer is.
+    pid: u32,
 }
 
 impl EventSender {
@@ -237,6 +240,10 @@ impl EventSender {
 
 impl Drop for EventSender {
     fn drop(&mut self) {
+        // A forked child has no writer to tell, and the lock may have been held at the fork.
+        if system::current_pid() != self.pid {
+            return;
+        }
         self.shared.lock().sender_gone = true;
         self.writer.unpark();
     }
@@ -287,6 +294,7 @@ pub fn start(
     Ok(EventSender {
         shared,
         writer: writer.thread().clone(),
+        pid: system::current_pid(),
     })
 }
 
@@ -559,6 +567,7 @@ mod tests {
         let events = EventSender {
             shared: shared.clone(),
             writer: std::thread::current(),
+            pid: system::current_pid(),
         };
         (events, shared)
     }

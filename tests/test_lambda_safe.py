@@ -116,6 +116,43 @@ def test_no_child_processes_or_multiprocessing(tmp_path: Path) -> None:
     assert out.stdout.split() == ["0", "False", "False"]
 
 
+def test_forked_child_that_exits_normally_leaves_the_parents_run_alone(tmp_path: Path) -> None:
+    """A child's exit handlers finish nothing of the parent's (once, its finish waited forever
+    for a writer thread the child does not have), and an explicit finish there is refused."""
+    script = (
+        "import os, signal, sys, wandb_nexus as wandb\n"
+        "parent = wandb.init(); parent.log({'p': 1})\n"
+        "def child(body):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        signal.alarm(20)  # a hang fails the test instead of blocking it\n"
+        "        body()\n"
+        "    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
+        "def exit_normally():\n"
+        "    print('printed in the child')\n"
+        "    sys.exit(0)\n"
+        "def finish_the_parents_run():\n"
+        "    try:\n"
+        "        parent.finish()\n"
+        "    except wandb.UsageError as e:\n"
+        "        os._exit(0 if 'forked' in str(e) else 4)\n"
+        "    os._exit(3)\n"
+        "statuses = child(exit_normally), child(finish_the_parents_run)\n"
+        "parent.log({'p': 2}); parent.finish()\n"
+        "print('parent', parent.sync_dir, *statuses)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Exception" not in out.stderr, out.stderr
+    _, parent_dir, *statuses = out.stdout.strip().splitlines()[-1].split(" ")
+    assert statuses == ["0", "0"]
+    records = wandb_log.read_records(next(Path(parent_dir).glob("*.wandb")))
+    assert [row["p"] for row in wandb_log.history_rows(records)] == [1, 2]
+    assert "exit" in wandb_log.kinds(records)
+
+
 def test_forked_child_gets_its_own_writer_and_refuses_the_parents_run(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys, wandb_nexus as wandb\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 
 from . import _core
@@ -37,11 +38,13 @@ def forget(run: Run) -> None:
 
 def _install_exit_hooks() -> None:
     """On first use, not at import: a run left open is finished at exit, with exit code 1
-    if the program died of an exception, as wandb does."""
+    if the program died of an exception, as wandb does. A forked child leaves its parent's
+    runs to the parent."""
     global _hooks_installed
     if _hooks_installed:
         return
     _hooks_installed = True
+    os.register_at_fork(after_in_child=_forget_all)
     previous_hook = sys.excepthook
 
     def note_uncaught(
@@ -53,6 +56,12 @@ def _install_exit_hooks() -> None:
 
     sys.excepthook = note_uncaught
     atexit.register(_finish_open_runs)
+
+
+def _forget_all() -> None:
+    global current
+    current = None
+    _open.clear()
 
 
 def _finish_open_runs() -> None:
