@@ -11,9 +11,13 @@ import json
 import os
 import random
 import sys
-from typing import Any
 
 import wandb_nexus as wandb
+
+# For annotations only: importing `typing` costs a local run milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EPOCHS = 10
 
