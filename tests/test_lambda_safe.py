@@ -116,6 +116,22 @@ def test_no_child_processes_or_multiprocessing(tmp_path: Path) -> None:
     assert out.stdout.split() == ["0", "False", "False"]
 
 
+def run_forking(script: str, cwd: Path) -> dict[str, list[str]]:
+    """Runs a script that forks; its last lines each name a process and what it found."""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Exception" not in out.stderr, out.stderr
+    return {name: rest for name, *rest in map(str.split, out.stdout.strip().splitlines())}
+
+
+def logged(run_dir: str, key: str) -> list[object]:
+    records = wandb_log.read_records(next(Path(run_dir).glob("*.wandb")))
+    assert "exit" in wandb_log.kinds(records)
+    return [row[key] for row in wandb_log.history_rows(records)]
+
+
 def test_forked_child_that_exits_normally_leaves_the_parents_run_alone(tmp_path: Path) -> None:
     """A child's exit handlers finish nothing of the parent's (once, its finish waited forever
     for a writer thread the child does not have), and an explicit finish there is refused."""
@@ -141,16 +157,9 @@ def test_forked_child_that_exits_normally_leaves_the_parents_run_alone(tmp_path:
         "parent.log({'p': 2}); parent.finish()\n"
         "print('parent', parent.sync_dir, *statuses)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert "Exception" not in out.stderr, out.stderr
-    _, parent_dir, *statuses = out.stdout.strip().splitlines()[-1].split(" ")
+    parent_dir, *statuses = run_forking(script, tmp_path)["parent"]
     assert statuses == ["0", "0"]
-    records = wandb_log.read_records(next(Path(parent_dir).glob("*.wandb")))
-    assert [row["p"] for row in wandb_log.history_rows(records)] == [1, 2]
-    assert "exit" in wandb_log.kinds(records)
+    assert logged(parent_dir, "p") == [1, 2]
 
 
 def test_forked_child_gets_its_own_writer_and_refuses_the_parents_run(tmp_path: Path) -> None:
@@ -172,18 +181,8 @@ def test_forked_child_gets_its_own_writer_and_refuses_the_parents_run(tmp_path: 
         "parent.log({'p': 3}); parent.finish()\n"
         "print('parent', parent.sync_dir, os.waitstatus_to_exitcode(status))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    lines = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
-    parent_dir, child_status = lines["parent"].rsplit(" ", 1)
+    found = run_forking(script, tmp_path)
+    parent_dir, child_status = found["parent"]
     assert child_status == "0"
-    parent_rows = wandb_log.history_rows(
-        wandb_log.read_records(next(Path(parent_dir).glob("*.wandb")))
-    )
-    assert [row["p"] for row in parent_rows] == [1, 3]
-    child_rows = wandb_log.history_rows(
-        wandb_log.read_records(next(Path(lines["child"]).glob("*.wandb")))
-    )
-    assert [row["c"] for row in child_rows] == [1]
+    assert logged(parent_dir, "p") == [1, 3]
+    assert logged(found["child"][0], "c") == [1]
