@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::records::{Record, RecordType, RunRecord};
 use crate::sender::Finished;
 use crate::settings::Settings;
-use crate::stream::{config_json, line_cost, Batch, RunStream, REQUEST_LINE_BYTES};
+use crate::stream::{config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES};
 use crate::transport::{RunTarget, RunUpsert, Transport};
 use crate::values::Value;
 
@@ -339,7 +339,8 @@ impl Delivery {
     }
 }
 
-/// Regular files under the files directory, as `/`-separated relative paths.
+/// Regular files under the files directory, as `/`-separated relative paths; not an empty
+/// output.log.
 fn run_files(files_dir: &Path) -> Vec<String> {
     let mut names = Vec::new();
     let mut dirs = vec![files_dir.to_path_buf()];
@@ -357,7 +358,13 @@ fn run_files(files_dir: &Path) -> Vec<String> {
                             .components()
                             .map(|c| c.as_os_str().to_string_lossy().into_owned())
                             .collect();
-                        names.push(parts.join("/"));
+                        let name = parts.join("/");
+                        // A run that printed nothing has no console to upload, as in wandb.
+                        let silent = name == CONSOLE_FILE
+                            && entry.metadata().is_ok_and(|file| file.len() == 0);
+                        if !silent {
+                            names.push(name);
+                        }
                     }
                 }
                 _ => {}

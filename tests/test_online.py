@@ -35,6 +35,18 @@ def test_online_run_arrives_whole_in_few_requests(fake: FakeWandb) -> None:
     assert state.display_name == "live"
 
 
+def test_a_run_that_printed_nothing_uploads_no_console_file(fake: FakeWandb) -> None:
+    """As the official SDK does: an empty output.log is kept on disk but not uploaded."""
+    run = wandb.init(project="online")
+    run.log({"loss": 1.0})
+    run.finish()
+    assert (Path(run.dir) / "output.log").read_text() == ""
+    state = fake.single_run()
+    assert sorted(state.uploaded) == sorted(state.files)
+    assert sorted(state.files) == ["config.yaml", "wandb-metadata.json", "wandb-summary.json"]
+    assert len(fake.requests) == 6
+
+
 def test_unnamed_run_adopts_the_servers_name(fake: FakeWandb) -> None:
     run = wandb.init()
     assert run.name == "fake-run-1" and run.project == "uncategorized"
@@ -47,6 +59,7 @@ def test_finish_uploads_files_concurrently_between_two_rounds(fake: FakeWandb) -
     run = wandb.init(project="online")
     for step in range(10):
         run.log({"loss": step})
+    print("console output, so that output.log is uploaded too")
     fake.inject("upload", [delay(0.5)] * 4)
     first_finish_request = len(fake.requests)
     run.finish()
