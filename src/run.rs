@@ -893,6 +893,60 @@ mod tests {
         std::fs::remove_dir_all(root).unwrap();
     }
 
+    /// A row's `_timestamp` is the last call's: its own, or else its clock reading, as in
+    /// wandb; `_step` and `_runtime` are the run's whatever a call logs under those keys.
+    #[test]
+    fn a_rows_reserved_keys_come_from_its_last_call_and_the_run() {
+        let root = temp_root();
+        let run = offline_run(&root);
+        let calls: [&[(&str, Value)]; 4] = [
+            &[("_timestamp", Value::Float(5.0)), ("a", Value::Int(1))],
+            &[("b", Value::Int(2)), ("_step", Value::Int(9))],
+            &[("c", Value::Int(3))],
+            &[("_timestamp", Value::Int(7)), ("_runtime", Value::Int(-1))],
+        ];
+        for (i, call) in calls.iter().enumerate() {
+            let commit = Some(i % 2 == 1);
+            let clock = 100.0 + i as f64;
+            run.log(values(call.to_vec()), None, commit, clock).unwrap();
+        }
+        run.finish(0).unwrap();
+        let rows: Vec<Vec<(String, String)>> = read_back(&run)
+            .into_iter()
+            .filter_map(|r| match r.record_type {
+                Some(RecordType::History(h)) => Some(h.item),
+                _ => None,
+            })
+            .map(|items| {
+                let mut pairs: Vec<_> = items
+                    .into_iter()
+                    .filter(|item| item.key != "_runtime" || item.value_json == "-1")
+                    .map(|item| (item.key, item.value_json))
+                    .collect();
+                pairs.sort();
+                pairs
+            })
+            .collect();
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            rows,
+            vec![
+                pairs(&[
+                    ("_step", "0"),
+                    ("_timestamp", "101.0"),
+                    ("a", "1"),
+                    ("b", "2")
+                ]),
+                pairs(&[("_step", "1"), ("_timestamp", "7"), ("c", "3")]),
+            ]
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
     #[test]
     fn large_records_survive_the_round_trip() {
         let root = temp_root();
