@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::error::Error;
 use crate::records::{MetricOptions, MetricRecord, MetricSummary, Row};
 use crate::sender::Entry;
-use crate::values::{Tree, Value};
+use crate::values::{leaf_path, Tree, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Goal {
@@ -204,12 +204,7 @@ impl Metrics {
         }
         let mut entries: Vec<Entry> = Vec::new();
         row.visit_items(&mut |parents, key, value| {
-            let path = parents
-                .iter()
-                .chain([&key])
-                .map(|p| p.to_string())
-                .collect();
-            entries.push((path, value.clone()));
+            entries.push((leaf_path(parents, key), value.clone()));
         });
         for (path, value) in self.summarize(&entries) {
             summary.set(&path, value);

@@ -426,11 +426,20 @@ fn write_json_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>,
     out.push('}');
 }
 
-/// A node of a [`Tree`]: a value, or a subtree of named children.
+/// The full path of a leaf that `visit_leaves` hands over with its parents' keys.
+pub fn leaf_path(parents: &[&str], key: &str) -> Vec<String> {
+    parents
+        .iter()
+        .chain([&key])
+        .map(|p| p.to_string())
+        .collect()
+}
+
 /// A tree's key: metric names are short, and a short key is held inline, with no allocation
 /// to make in log() or to free in the writer.
 pub type Key = compact_str::CompactString;
 
+/// A node of a [`Tree`]: a value, or a subtree of named children.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {
     Leaf(Value),
@@ -647,9 +656,7 @@ impl Tree {
     pub fn leaves(&self) -> Vec<(Vec<String>, &Value)> {
         let mut out = Vec::new();
         self.visit_leaves(&mut Vec::new(), &mut |parents, key, value| {
-            let mut path: Vec<String> = parents.iter().map(|p| p.to_string()).collect();
-            path.push(key.to_string());
-            out.push((path, value));
+            out.push((leaf_path(parents, key), value));
         });
         out
     }
