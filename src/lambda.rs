@@ -20,13 +20,13 @@ use reqwest::Url;
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
-use crate::delivery::{self, SyncOverrides};
+use crate::api::delivery::{self, SyncOverrides};
+use crate::api::transport;
+use crate::core::run::{self, Run};
+use crate::core::runtime::runtime;
+use crate::core::settings::Settings;
+use crate::core::system::{self, ProcessLocal};
 use crate::error::Error;
-use crate::run::{self, Run};
-use crate::runtime::runtime;
-use crate::settings::Settings;
-use crate::system::{self, ProcessLocal};
-use crate::transport;
 
 /// Delivery stops this long before the invocation's deadline, so the extension's next-event
 /// call (and the runtime's) happens in time.
@@ -364,7 +364,7 @@ mod tests {
     fn temp_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "wandb-nexus-lambda-{}",
-            crate::system::random_run_id()
+            crate::core::system::random_run_id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir

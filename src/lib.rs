@@ -2,22 +2,12 @@
 //! Python module; each concern lives in its own module.
 
 mod alloc;
-pub mod delivery;
+pub mod api;
+pub mod core;
 pub mod error;
 pub mod lambda;
-pub mod metrics;
+pub mod log;
 pub mod py;
-pub mod records;
-pub mod run;
-pub mod runtime;
-pub mod sender;
-pub mod settings;
-pub mod stream;
-pub mod system;
-pub mod tls;
-pub mod transport;
-pub mod txlog;
-pub mod values;
 
 use pyo3::prelude::*;
 

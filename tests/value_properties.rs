@@ -2,7 +2,7 @@
 //! written in: whatever `Value` is written, reading its JSON back gives the same value.
 //! (Rust integration tests; the Python suite beside them is pytest's.)
 
-use _core::values::Value;
+use _core::core::values::Value;
 use proptest::prelude::*;
 
 /// Values as they come from Python: integers beyond 64 bits are `BigInt`, any float

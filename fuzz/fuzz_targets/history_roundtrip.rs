@@ -6,9 +6,9 @@
 
 #![no_main]
 
-use _core::records::{history_record, HistoryEncoder, Record, RecordInfo, Row};
-use _core::txlog::{LogReader, LogWriter, BLOCK_SIZE};
-use _core::values::{Tree, Value};
+use _core::log::records::{history_record, HistoryEncoder, Record, RecordInfo, Row};
+use _core::log::txlog::{LogReader, LogWriter, BLOCK_SIZE};
+use _core::core::values::{Tree, Value};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;

@@ -4,11 +4,11 @@
 
 #![no_main]
 
-use _core::delivery::run_upsert;
-use _core::records::Record;
-use _core::stream::{config_json, Batch, RunStream, MAX_REQUEST_BYTES, REQUEST_LINE_BYTES};
-use _core::transport::file_stream_body;
-use _core::txlog::{LogReader, BLOCK_SIZE, CHUNK_HEADER, FILE_HEADER};
+use _core::api::delivery::run_upsert;
+use _core::log::records::Record;
+use _core::api::file_stream::{config_json, Batch, RunStream, MAX_REQUEST_BYTES, REQUEST_LINE_BYTES};
+use _core::api::transport::file_stream_body;
+use _core::log::txlog::{LogReader, BLOCK_SIZE, CHUNK_HEADER, FILE_HEADER};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 

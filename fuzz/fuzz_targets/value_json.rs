@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use _core::values::{write_yaml, Value};
+use _core::core::values::{write_yaml, Value};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

@@ -1,5 +1,5 @@
 //! Awaitables for asyncio users. The futures run on the process's own runtime
-//! (src/runtime.rs), so there is still one runtime; the blocking waits of finish and flush
+//! (src/core/runtime.rs), so there is still one runtime; the blocking waits of finish and flush
 //! move to its blocking pool, off the event loop.
 
 use std::future::Future;
@@ -9,8 +9,8 @@ use pyo3::prelude::*;
 use pyo3_async_runtimes::generic::{self, ContextExt, Runtime};
 use pyo3_async_runtimes::TaskLocals;
 
+use crate::core::runtime::runtime;
 use crate::error::Error;
-use crate::runtime::runtime;
 
 /// Our runtime, as pyo3-async-runtimes sees it.
 pub struct NexusRuntime;

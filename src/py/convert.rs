@@ -5,8 +5,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
+use crate::core::values::{Key, Tree, Value};
 use crate::error::Error;
-use crate::values::{Key, Tree, Value};
 
 /// Deeper structures are refused: wandb's UI cannot show them, and a cycle ends here too.
 pub const MAX_DEPTH: usize = 100;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyKeyError, PyUserWarning};
 use pyo3::prelude::*;
 
+use crate::core::metrics::MetricDef;
+use crate::core::run::{ProcessInfo, Run};
+use crate::core::settings::{InitArgs, Mode, Settings};
+use crate::core::values::Value;
 use crate::error::Error;
-use crate::metrics::MetricDef;
 use crate::py::{aio, convert};
-use crate::run::{ProcessInfo, Run};
-use crate::settings::{InitArgs, Mode, Settings};
-use crate::values::Value;
 
 #[pyclass(module = "wandb_nexus._core", name = "RunCore", frozen)]
 pub struct RunCore {
@@ -111,7 +111,7 @@ impl RunCore {
         commit: Option<bool>,
     ) -> PyResult<()> {
         let values = convert::row_values(data)?;
-        let timestamp = crate::system::unix_now();
+        let timestamp = crate::core::system::unix_now();
         let logged = self.after_change(py, self.run.log(values, step, commit, timestamp))?;
         if let Some(warning) = logged.warning() {
             let message = CString::new(warning).expect("no NUL in the message");
@@ -287,11 +287,11 @@ pub fn sync(
 ) -> PyResult<Option<String>> {
     let outcome = py.detach(|| {
         let settings = Settings::resolve(InitArgs::default(), |name| std::env::var(name).ok())?;
-        let overrides = crate::delivery::SyncOverrides { entity, project };
-        crate::delivery::sync(std::path::Path::new(&path), &settings, overrides, None)
+        let overrides = crate::api::delivery::SyncOverrides { entity, project };
+        crate::api::delivery::sync(std::path::Path::new(&path), &settings, overrides, None)
     })?;
     Ok(match outcome {
-        crate::delivery::SyncOutcome::Uploaded { url } => Some(url),
-        crate::delivery::SyncOutcome::AlreadySynced => None,
+        crate::api::delivery::SyncOutcome::Uploaded { url } => Some(url),
+        crate::api::delivery::SyncOutcome::AlreadySynced => None,
     })
 }

@@ -2,9 +2,9 @@
 //! whole summary, console lines and the config. The live writer and `sync` feed the same
 //! records through here, so a run uploads the same way whether it is live or replayed.
 
-use crate::records::{HistoryRecord, Item, OutputRawRecord, Record, RecordType, RunRecord};
-use crate::system;
-use crate::values::{Tree, Value};
+use crate::core::system;
+use crate::core::values::{Tree, Value};
+use crate::log::records::{HistoryRecord, Item, OutputRawRecord, Record, RecordType, RunRecord};
 
 pub const HISTORY_FILE: &str = "wandb-history.jsonl";
 pub const SUMMARY_FILE: &str = "wandb-summary.json";
@@ -345,7 +345,7 @@ pub fn config_json(config: &Tree) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{HistoryStep, ItemUpdates, RunExitRecord, Timestamp};
+    use crate::log::records::{HistoryStep, ItemUpdates, RunExitRecord, Timestamp};
 
     fn item(path: &[&str], json: &str) -> Item {
         Item {

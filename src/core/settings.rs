@@ -137,7 +137,7 @@ impl Settings {
             .map(ApiKey);
         let mode = parse_mode(pick(args.mode, "WANDB_MODE").as_deref(), api_key.is_some())?;
         if mode == Mode::Online {
-            crate::transport::parse_base_url(&base_url)?;
+            parse_base_url(&base_url)?;
         }
         let seconds = |name: &str, default: Duration| -> Result<Duration, Error> {
             match env_str(name) {
@@ -223,6 +223,21 @@ impl Settings {
     }
 }
 
+/// The base URL as a URL: http(s), with a host.
+pub fn parse_base_url(base_url: &str) -> Result<reqwest::Url, Error> {
+    let url = reqwest::Url::parse(base_url).map_err(|e| {
+        Error::Usage(format!(
+            "WANDB_BASE_URL {base_url:?} is not a valid URL: {e}"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::Usage(format!(
+            "WANDB_BASE_URL {base_url:?} must be an http:// or https:// URL with a host"
+        )));
+    }
+    Ok(url)
+}
+
 /// The W&B UI for an API server: `api.wandb.*` drops the `api.` label, other `api.` hosts
 /// become `app.`, and anything else (a self-hosted server) serves both.
 fn app_url(base_url: &str) -> String {
@@ -238,7 +253,7 @@ fn app_url(base_url: &str) -> String {
 /// The password of the netrc entry for the base URL's host (`host:port` first), as `wandb
 /// login` stores the API key. The file is only read.
 fn netrc_password(base_url: &str, env: &impl Fn(&str) -> Option<String>) -> Option<String> {
-    let url = crate::transport::parse_base_url(base_url).ok()?;
+    let url = parse_base_url(base_url).ok()?;
     let host = url.host_str()?.to_string();
     let netloc = url.port().map(|port| format!("{host}:{port}"));
     let path = match env("NETRC").filter(|p| !p.is_empty()) {

@@ -439,6 +439,9 @@ pub fn leaf_path(parents: &[&str], key: &str) -> Vec<String> {
 /// to make in log() or to free in the writer.
 pub type Key = compact_str::CompactString;
 
+/// A path in a tree of keys, with the value there.
+pub type Entry = (Vec<String>, Value);
+
 /// A node of a [`Tree`]: a value, or a subtree of named children.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Node {

@@ -13,19 +13,16 @@ use std::time::Duration;
 use prost::Message;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use crate::delivery::{self, Delivery, Upload};
+use crate::api::delivery::{self, Delivery, Finished, Upload};
+use crate::core::runtime::runtime;
+use crate::core::system;
+use crate::core::values::{Entry, Tree, Value};
 use crate::error::Error;
-use crate::records::{
+use crate::log::records::{
     history_record, ConfigRecord, HistoryEncoder, Item, OutputRawRecord, Record, RecordInfo,
     RecordType, Row, SummaryRecord, Timestamp,
 };
-use crate::runtime::runtime;
-use crate::system;
-use crate::txlog::LogWriter;
-use crate::values::{Tree, Value};
-
-/// A path in a tree of keys, with the value there.
-pub type Entry = (Vec<String>, Value);
+use crate::log::txlog::LogWriter;
 
 pub enum Event {
     /// A record built by the run (header, run, environment, metric, exit, ...); boxed, as
@@ -72,13 +69,6 @@ impl Event {
             _ => 1,
         }
     }
-}
-
-/// How a flush or finish went: whether everything was stored on disk, and (for a live run)
-/// whether it reached the server.
-pub struct Finished {
-    pub stored: Result<(), String>,
-    pub delivered: Option<Result<(), Error>>,
 }
 
 /// A live run's delivery: how often it transmits on its own (never, for a deferred run),
@@ -551,7 +541,7 @@ fn config_yaml(config: &Value) -> String {
             .collect(),
     );
     let mut out = String::new();
-    crate::values::write_yaml(&wrapped, 0, &mut out);
+    crate::core::values::write_yaml(&wrapped, 0, &mut out);
     out
 }
 

@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
+use crate::core::values::{leaf_path, Entry, Tree, Value};
 use crate::error::Error;
-use crate::records::{MetricOptions, MetricRecord, MetricSummary, Row};
-use crate::sender::Entry;
-use crate::values::{leaf_path, Tree, Value};
+use crate::log::records::{MetricOptions, MetricRecord, MetricSummary, Row};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Goal {
@@ -298,7 +297,7 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::values::Node;
+    use crate::core::values::Node;
 
     fn def(name: &str, step: Option<&str>, summary: Option<&str>, goal: Option<&str>) -> MetricDef {
         MetricDef::parse(name.into(), step.map(String::from), summary, goal).unwrap()

@@ -1,5 +1,5 @@
 //! A run: wandb's step semantics, the pending history row, the derived summary, the config
-//! and defined metrics. It turns API calls into events for the writer (src/sender.rs).
+//! and defined metrics. It turns API calls into events for the writer (src/log/writer.rs).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -7,19 +7,19 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::delivery::{self, Delivery, StopFlag, UrlSlot};
+use crate::api::delivery::{self, Delivery, Finished, StopFlag, UrlSlot};
+use crate::api::transport::Transport;
+use crate::core::metrics::{MetricDef, Metrics};
+use crate::core::runtime::runtime;
+use crate::core::settings::{Mode, Settings};
+use crate::core::system;
+use crate::core::values::{Entry, Key, Tree, Value};
 use crate::error::Error;
-use crate::metrics::{MetricDef, Metrics};
-use crate::records::{
+use crate::log::records::{
     ConfigRecord, EnvironmentRecord, HeaderRecord, Item, RecordType, Row, RunExitRecord, RunRecord,
     TelemetryFeature, TelemetryRecord, Timestamp, VersionInfo,
 };
-use crate::runtime::runtime;
-use crate::sender::{self, Entry, Event, EventSender, Finished, Online, Paths, RunFiles};
-use crate::settings::{Mode, Settings};
-use crate::system;
-use crate::transport::Transport;
-use crate::values::{Key, Tree, Value};
+use crate::log::writer::{self, Event, EventSender, Online, Paths, RunFiles};
 
 /// About the Python process, gathered at the edge.
 #[derive(Clone, Debug, Default)]
@@ -194,7 +194,7 @@ impl Run {
         let dir = create_run_dir(&settings, &info.id, now)?;
         open_run_dirs().insert(dir.clone());
         info.dir = Some(dir.clone());
-        let events = sender::start(
+        let events = writer::start(
             Paths {
                 log: info.log_path().expect("dir is set"),
                 files_dir: dir.join("files"),
@@ -806,8 +806,8 @@ fn metadata_json(env: &EnvironmentRecord) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Record;
-    use crate::settings::InitArgs;
+    use crate::core::settings::InitArgs;
+    use crate::log::records::Record;
     use prost::Message;
 
     fn temp_root() -> PathBuf {
@@ -829,7 +829,7 @@ mod tests {
     }
 
     fn read_back(run: &Run) -> Vec<Record> {
-        crate::txlog::read_file(&run.info.log_path().unwrap())
+        crate::log::txlog::read_file(&run.info.log_path().unwrap())
             .unwrap()
             .into_iter()
             .map(|bytes| Record::decode(bytes.as_slice()).unwrap())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::runtime::{Builder, Runtime};
 
-use crate::system::ProcessLocal;
+use crate::core::system::ProcessLocal;
 
 static RUNTIME: ProcessLocal<Arc<Runtime>> = ProcessLocal::new();
 

@@ -14,10 +14,10 @@ use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde_json::{json, Value as Json};
 use tokio::time::{sleep, Instant};
 
+use crate::api::file_stream::{Batch, CONSOLE_FILE, HISTORY_FILE, SUMMARY_FILE};
+use crate::core::settings::{parse_base_url, ApiKey, RetryPolicy};
+use crate::core::system::ProcessLocal;
 use crate::error::Error;
-use crate::settings::{ApiKey, RetryPolicy};
-use crate::stream::{Batch, CONSOLE_FILE, HISTORY_FILE, SUMMARY_FILE};
-use crate::system::ProcessLocal;
 
 /// The process's client, with the connection generation it was built in (see
 /// `reset_connections`). A forked child builds its own: the parent's pooled connections
@@ -44,7 +44,7 @@ pub fn reset_connections() {
 
 fn build_client() -> Result<Client, Error> {
     Client::builder()
-        .tls_backend_preconfigured(crate::tls::client_config()?)
+        .tls_backend_preconfigured(crate::api::tls::client_config()?)
         .user_agent(concat!("wandb-nexus/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
@@ -517,20 +517,6 @@ pub fn file_stream_body(batch: &Batch, uploaded: &[String], exit_code: Option<i3
     serde_json::to_vec(&Json::Object(body)).expect("JSON values serialize")
 }
 
-pub fn parse_base_url(base_url: &str) -> Result<Url, Error> {
-    let url = Url::parse(base_url).map_err(|e| {
-        Error::Usage(format!(
-            "WANDB_BASE_URL {base_url:?} is not a valid URL: {e}"
-        ))
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(Error::Usage(format!(
-            "WANDB_BASE_URL {base_url:?} must be an http:// or https:// URL with a host"
-        )));
-    }
-    Ok(url)
-}
-
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: f64 = headers
         .get(RETRY_AFTER)?
@@ -571,7 +557,7 @@ fn jittered(wait: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::{line_cost, Chunk, MAX_REQUEST_BYTES, REQUEST_LINE_BYTES};
+    use crate::api::file_stream::{line_cost, Chunk, MAX_REQUEST_BYTES, REQUEST_LINE_BYTES};
 
     #[test]
     fn file_stream_body_shape() {
@@ -633,7 +619,7 @@ mod tests {
     #[test]
     fn endpoints_join_onto_the_base_path() {
         let policy = RetryPolicy::default();
-        let key = crate::settings::ApiKey::new("k".repeat(40));
+        let key = crate::core::settings::ApiKey::new("k".repeat(40));
         let transport = Transport::new("http://h:1/prefix/", &key, policy).unwrap();
         assert_eq!(
             transport

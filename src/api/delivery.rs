@@ -17,13 +17,21 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
+use crate::api::file_stream::{
+    config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES,
+};
+use crate::api::transport::{RunTarget, RunUpsert, Transport};
+use crate::core::settings::Settings;
+use crate::core::values::Value;
 use crate::error::Error;
-use crate::records::{Record, RecordType, RunRecord};
-use crate::sender::Finished;
-use crate::settings::Settings;
-use crate::stream::{config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES};
-use crate::transport::{RunTarget, RunUpsert, Transport};
-use crate::values::Value;
+use crate::log::records::{Record, RecordType, RunRecord};
+
+/// How a flush or finish went: whether everything was stored on disk, and (for a live run)
+/// whether it reached the server.
+pub struct Finished {
+    pub stored: Result<(), String>,
+    pub delivered: Option<Result<(), Error>>,
+}
 
 pub enum Upload {
     Record(Box<Record>),
@@ -68,7 +76,7 @@ pub struct Delivery {
 }
 
 /// What the first UpsertBucket of a run sends: everything the run record says.
-pub fn run_upsert(run: &RunRecord, config: &crate::values::Tree) -> RunUpsert {
+pub fn run_upsert(run: &RunRecord, config: &crate::core::values::Tree) -> RunUpsert {
     let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
     RunUpsert {
         storage_id: None,
@@ -88,7 +96,7 @@ pub fn run_upsert(run: &RunRecord, config: &crate::values::Tree) -> RunUpsert {
 
 /// The config as the server keeps it, with `_wandb.t` (telemetry by field number: python
 /// version and platform) so the server counts the run as started.
-fn server_config(run: &RunRecord, config: &crate::values::Tree) -> String {
+fn server_config(run: &RunRecord, config: &crate::core::values::Tree) -> String {
     let mut config = config.clone();
     let telemetry = run.telemetry.clone().unwrap_or_default();
     let mut t = Vec::new();
@@ -405,7 +413,7 @@ pub fn sync(
     if marker.exists() {
         return Ok(SyncOutcome::AlreadySynced);
     }
-    let records = crate::txlog::read_file(&log)
+    let records = crate::log::txlog::read_file(&log)
         .map_err(|e| Error::io(format!("cannot read {}", log.display()), e))?;
     let mut stream = RunStream::default();
     for bytes in &records {
@@ -445,7 +453,8 @@ pub fn sync(
     );
     delivery.stream = stream;
     delivery.continue_history = false;
-    let rt = crate::runtime::runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let rt = crate::core::runtime::runtime()
+        .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
     rt.block_on(by_deadline(
         deadline,
         delivery.finish(&files_dir, exit_code),

@@ -5,7 +5,7 @@
 
 use prost::{Message, Oneof};
 
-use crate::values::{leaf_path, Tree, Value};
+use crate::core::values::{leaf_path, Tree, Value};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct Record {
