@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use crate::py::run::{init, sync, RunCore};
+    use crate::py::run::{init, netrc_key, sync, verify_login, RunCore};
 
     #[pymodule_export]
     use crate::py::lambda::{deliver_invocation, start_lambda_extension};

@@ -2,7 +2,11 @@
 
 `FakeWandb` serves, on 127.0.0.1 only:
 
-- ``POST /graphql``: the GraphQL operations a run needs (see `FakeWandb._operations`).
+- ``POST /graphql``: the GraphQL operations a run needs (see `FakeWandb._operations`):
+  Viewer, ServerFeaturesQuery and OrganizationCoreWeaveOrganizationID; UpsertBucket, which
+  creates or updates a run; RunResumeStatus, answered from the stored run as W&B does, so that
+  the official SDK resumes runs against the fake; CreateRunFiles, which hands out upload URLs;
+  and NotifyScriptableRunAlert (``run.alert``), whose alerts are kept in `RunState.alerts`.
 - ``POST /files/<entity>/<project>/<run>/file_stream``: the file stream.
 - ``PUT /upload/<entity>/<project>/<run>/<path>``: the "signed" URLs that CreateRunFiles hands
   out. They point back at this server so that uploads can be checked too.
@@ -88,6 +92,9 @@ FILE_STREAM_KEYS = frozenset({"files", "uploaded", "preempting", "complete", "ex
 # longest line in it (10 MiB - 100 KiB), both in bytes.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 MAX_LINE_BYTES = MAX_REQUEST_BYTES - 100 * 1024
+
+# The GraphQL enum AlertSeverity of NotifyScriptableRunAlert; its variable defaults to INFO.
+ALERT_SEVERITIES = ("INFO", "WARN", "ERROR")
 
 # A realistic file_stream answer; clients only look at "stopped".
 FILE_STREAM_RESPONSE = {"exitcode": None, "limits": {}, "stopped": False}
@@ -215,6 +222,9 @@ class RunState:
     stopped: bool = False  # set by a test: the user pressed Stop in the UI
     complete: bool = False
     exitcode: int | None = None
+    # NotifyScriptableRunAlert calls, in arrival order: {"title", "text", "severity",
+    # "wait_duration"} with wait_duration in milliseconds (None if not sent).
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def config_values(self) -> dict[str, Any]:
@@ -295,6 +305,7 @@ class FakeWandb:
             "UpsertBucket": self._upsert_bucket,
             "RunResumeStatus": self._run_resume_status,
             "CreateRunFiles": self._create_run_files,
+            "NotifyScriptableRunAlert": self._notify_scriptable_run_alert,
         }
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
@@ -726,6 +737,30 @@ class FakeWandb:
         )
         files = [{"name": p, "uploadUrl": f"{prefix}/{quote(p, safe='/')}"} for p in paths]
         return {"createRunFiles": {"runID": run.storage_id, "uploadHeaders": [], "files": files}}
+
+    def _notify_scriptable_run_alert(self, variables: dict[str, Any]) -> dict[str, Any]:
+        # mutation NotifyScriptableRunAlert($entityName: String!, $projectName: String!,
+        #   $runName: String!, $title: String!, $text: String!,
+        #   $severity: AlertSeverity = INFO, $waitDuration: Duration)
+        entity = _string(variables, "entityName", required=True)
+        project = _string(variables, "projectName", required=True)
+        name = _string(variables, "runName", required=True)
+        title = _string(variables, "title", required=True)
+        text = _string(variables, "text", required=True)
+        severity = variables.get("severity")
+        if severity is None:
+            severity = "INFO"
+        elif severity not in ALERT_SEVERITIES:
+            raise HttpError(400, f"variable severity must be one of {list(ALERT_SEVERITIES)}")
+        wait = variables.get("waitDuration")
+        if wait is not None and (type(wait) is not int or wait < 0):
+            raise HttpError(400, "variable waitDuration must be a non-negative Int (ms)")
+        run = self._runs.get((entity, project, name))
+        if run is None:
+            raise GraphQLError(f"run {entity}/{project}/{name} not found")
+        alert = {"title": title, "text": text, "severity": severity, "wait_duration": wait}
+        run.alerts.append(alert)
+        return {"notifyScriptableRunAlert": {"success": True}}
 
     def _known_entity(self, entity: str) -> bool:
         return entity == self.entity or entity in self.teams

@@ -70,6 +70,48 @@ print("logged", sys.argv[2])
 run.finish()
 """
 
+# A run to resume: argv[1] "first" logs steps 0..2 with config, tags and notes; "second"
+# resumes it with resume="allow" and logs two more rows.
+RESUMED_RUN_SCRIPT = """
+import sys
+
+import wandb
+
+if sys.argv[1] == "first":
+    run = wandb.init(project="p", id="resume-x", config={"a": 1}, tags=["t1"], notes="old notes")
+    rows = [{"i": i} for i in range(3)]
+    run.summary["best"] = 7
+else:
+    run = wandb.init(project="p", id="resume-x", resume="allow", config={"b": 2})
+    rows = [{"i": 10 + i} for i in range(2)]
+for row in rows:
+    run.log(row)
+print(sys.argv[1], "process")
+run.finish()
+"""
+
+# init(id=argv[1], resume=argv[2]) that the SDK must refuse: exit code 3 with a UsageError.
+REFUSED_RESUME_SCRIPT = """
+import sys
+
+import wandb
+
+try:
+    wandb.init(project="p", id=sys.argv[1], resume=sys.argv[2])
+except wandb.errors.UsageError as err:
+    print(err)
+    sys.exit(3)
+sys.exit("wandb.init did not raise UsageError")
+"""
+
+ALERT_SCRIPT = """
+import wandb
+
+run = wandb.init(project="p")
+run.alert(title="Hi", text="body", level=wandb.AlertLevel.WARN, wait_duration=300)
+run.finish()
+"""
+
 # Console lines as streamed: "<UTC timestamp with microseconds> <text>".
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}"
 
@@ -225,6 +267,121 @@ def test_resume_continues_history(fake, tmp_path):
     assert fake.graphql_operations().count("RunResumeStatus") == 2
     # The resumed process addressed the existing run by the id the fake returned.
     assert {u["id"] for u in run.upserts if u["id"]} == {run.storage_id}
+
+
+@needs_sdk
+def test_resume_allow_appends_to_the_run(fake, tmp_path):
+    """RunResumeStatus answers so that the official SDK resumes where the first process
+    stopped: history continues at _step 3 after the 3 stored rows, console lines are appended,
+    the config is merged, tags and notes are kept and the old summary keys survive."""
+    first = run_sdk(fake, tmp_path, RESUMED_RUN_SCRIPT, "first")
+    assert first.returncode == 0, first.stderr
+    run = fake.single_run()
+    old_console = run.console
+    assert len(old_console) == 1 and run.summary["best"] == 7
+    before = len(fake.requests)
+
+    second = run_sdk(fake, tmp_path, RESUMED_RUN_SCRIPT, "second")
+    assert second.returncode == 0, second.stderr
+
+    assert fake.single_run() is run
+    assert [row["_step"] for row in run.history] == [0, 1, 2, 3, 4]
+    assert [row["i"] for row in run.history] == [0, 1, 2, 10, 11]
+    assert run.console[:1] == old_console
+    assert [line.split(" ", 1)[1] for line in run.console] == ["first process", "second process"]
+    config = run.config_values
+    assert (config["a"], config["b"]) == (1, 2) and "t" in config["_wandb"]
+    assert (run.tags, run.notes) == (["t1"], "old notes")
+    assert (run.summary["best"], run.summary["i"], run.summary["_step"]) == (7, 11, 4)
+    assert (run.complete, run.exitcode) == (True, 0)
+
+    resumed = fake.requests[before:]
+    graphql_ops = [r.operation for r in resumed if r.kind == "graphql"]
+    assert graphql_ops.index("RunResumeStatus") < graphql_ops.index("UpsertBucket")
+    upserts = [r.body["variables"] for r in resumed if r.operation == "UpsertBucket"]
+    assert upserts[0]["id"] == run.storage_id
+    assert (upserts[0]["tags"], upserts[0]["notes"]) == (["t1"], "old notes")
+    # The resumed process wrote from the stored line counts on, never over old lines.
+    offsets: dict[str, list[int]] = {}
+    for r in resumed:
+        if r.kind == "file_stream":
+            for name, chunk in r.body.get("files", {}).items():
+                offsets.setdefault(name, []).append(chunk["offset"])
+    assert min(offsets["wandb-history.jsonl"]) == 3
+    assert min(offsets["output.log"]) == 1
+    assert min(offsets["wandb-events.jsonl"]) >= 1
+
+
+@needs_sdk
+def test_resume_must_and_never_are_refused(fake, tmp_path):
+    """resume="must" on a missing run and resume="never" on an existing one make the official
+    SDK raise wandb.errors.UsageError from wandb.init, after RunResumeStatus alone: no run is
+    created and the existing run is not written to."""
+    missing = run_sdk(fake, tmp_path, REFUSED_RESUME_SCRIPT, "resume-x", "must")
+    assert missing.returncode == 3, missing.stderr
+    assert "Run (resume-x) does not exist" in missing.stdout
+    assert fake.runs() == []
+    assert "RunResumeStatus" in fake.graphql_operations()
+
+    first = run_sdk(fake, tmp_path, RESUMED_RUN_SCRIPT, "first")
+    assert first.returncode == 0, first.stderr
+    run = fake.single_run()
+    snapshot = (len(run.upserts), run.config, {n: list(v) for n, v in run.lines.items()})
+    files = dict(run.files)
+    before = len(fake.requests)
+
+    existing = run_sdk(fake, tmp_path, REFUSED_RESUME_SCRIPT, "resume-x", "never")
+    assert existing.returncode == 3, existing.stderr
+    assert "Run (resume-x) already exists" in existing.stdout
+    # Another id in the now existing project: the run is missing, not the project.
+    other = run_sdk(fake, tmp_path, REFUSED_RESUME_SCRIPT, "other-id", "must")
+    assert other.returncode == 3, other.stderr
+    assert "Run (other-id) does not exist" in other.stdout
+
+    assert fake.single_run() is run
+    assert (len(run.upserts), run.config, run.lines) == snapshot
+    assert run.files == files
+    refused = fake.requests[before:]
+    assert {r.kind for r in refused} <= {"graphql", "unknown"}
+    assert {r.operation for r in refused if r.kind == "graphql"} <= {"Viewer", "RunResumeStatus"}
+
+
+@needs_sdk
+def test_alert_online(fake, tmp_path):
+    """run.alert reaches the fake as NotifyScriptableRunAlert, the wait in milliseconds."""
+    result = run_sdk(fake, tmp_path, ALERT_SCRIPT)
+
+    assert result.returncode == 0, result.stderr
+    run = fake.single_run()
+    assert run.alerts == [
+        {"title": "Hi", "text": "body", "severity": "WARN", "wait_duration": 300000}
+    ]
+    (alert,) = [r for r in fake.requests if r.operation == "NotifyScriptableRunAlert"]
+    assert alert.status == 200
+    assert alert.body["variables"] == {
+        "entityName": DEFAULT_ENTITY,
+        "projectName": "p",
+        "runName": run.name,
+        "title": "Hi",
+        "text": "body",
+        "severity": "WARN",
+        "waitDuration": 300000,
+    }
+
+
+@needs_sdk
+def test_alert_offline_then_wandb_sync(fake, tmp_path):
+    """An offline run's alert is sent by wandb sync."""
+    result = run_sdk(fake, tmp_path, ALERT_SCRIPT, env={"WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr
+    assert fake.requests == []
+
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    wandb_sync(run_dir, fake)
+
+    assert fake.single_run().alerts == [
+        {"title": "Hi", "text": "body", "severity": "WARN", "wait_duration": 300000}
+    ]
 
 
 # --------------------------------------------------------------------------- raw HTTP
@@ -391,3 +548,42 @@ def test_faults_are_consumed_in_order(fake):
 
     with pytest.raises(ValueError):
         fake.inject("file_stream:Viewer", [500])
+
+
+def test_alerts_are_validated(fake):
+    create_run(fake)
+    run = fake.run_state(DEFAULT_ENTITY, "p", "r1")
+    alert = {
+        "entityName": DEFAULT_ENTITY,
+        "projectName": "p",
+        "runName": "r1",
+        "title": "Hi",
+        "text": "body",
+    }
+
+    rejected = [
+        {**alert, "title": None},
+        {k: v for k, v in alert.items() if k != "text"},
+        {**alert, "runName": 1},
+        {**alert, "severity": "FATAL"},
+        {**alert, "severity": "warn"},
+        {**alert, "waitDuration": "300000"},
+        {**alert, "waitDuration": 1.5},
+        {**alert, "waitDuration": True},
+        {**alert, "waitDuration": -1},
+    ]
+    for variables in rejected:
+        assert graphql(fake, "NotifyScriptableRunAlert", variables)[0] == 400, variables
+    code, body, _ = graphql(fake, "NotifyScriptableRunAlert", {**alert, "runName": "nope"})
+    assert code == 200 and body["data"] is None and "not found" in body["errors"][0]["message"]
+    assert run.alerts == []
+
+    # severity defaults to INFO, and waitDuration may be left out.
+    code, body, _ = graphql(fake, "NotifyScriptableRunAlert", alert)
+    assert (code, body) == (200, {"data": {"notifyScriptableRunAlert": {"success": True}}})
+    full = {**alert, "severity": "ERROR", "waitDuration": 60000}
+    assert graphql(fake, "NotifyScriptableRunAlert", full)[0] == 200
+    assert run.alerts == [
+        {"title": "Hi", "text": "body", "severity": "INFO", "wait_duration": None},
+        {"title": "Hi", "text": "body", "severity": "ERROR", "wait_duration": 60000},
+    ]

@@ -16,9 +16,10 @@ Without an API key (or with ``WANDB_MODE=offline``) the run is written to
 
 from __future__ import annotations
 
-from . import _active, _core
+from . import _active, _core, _settings
 from ._lambda import LambdaHandler, lambda_handler
-from ._run import Config, Run, Summary
+from ._run import Config, Run, Summary, config_mapping, tag_list
+from ._settings import Settings, login
 from .errors import (
     AuthenticationError,
     CommError,
@@ -32,29 +33,40 @@ from .errors import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    import datetime
+    import os
     from collections.abc import Mapping, Sequence
     from typing import Any
+
+    from ._alert import AlertLevel
 
 __version__: str = _core.__version__
 
 __all__ = [
+    "AlertLevel",
     "AuthenticationError",
     "CommError",
     "Config",
     "LambdaHandler",
     "Run",
     "RunIOError",
+    "Settings",
     "Summary",
     "UnsupportedValueError",
     "UsageError",
     "WandbNexusError",
     "__version__",
+    "alert",
+    "config",
     "define_metric",
     "finish",
     "init",
     "lambda_handler",
     "log",
+    "login",
     "run",
+    "save",
+    "summary",
 ]
 
 _REINIT_CHOICES = ("default", "return_previous", "finish_previous", "create_new")
@@ -74,60 +86,73 @@ def init(
     dir: str | None = None,
     resume: bool | str | None = None,
     reinit: bool | str | None = None,
+    settings: Settings | dict[str, Any] | None = None,
 ) -> Run:
-    """Starts a run. Arguments left out come from ``WANDB_*`` environment variables.
+    """Starts a run. Arguments left out come from ``settings``, then from ``WANDB_*``
+    environment variables.
 
     While a run is open, ``init()`` returns it (``reinit="return_previous"``, wandb's default
     outside notebooks); ``reinit="finish_previous"`` (or True) finishes it first, and
     ``reinit="create_new"`` opens another run beside it.
     """
     reinit = _reinit_choice(reinit)
+    chosen = _settings_of(settings)
+    arguments: dict[str, Any] = {
+        "project": project,
+        "entity": entity,
+        "config": config,
+        "name": name,
+        "id": id,
+        "tags": tags,
+        "group": group,
+        "job_type": job_type,
+        "notes": notes,
+        "mode": mode,
+        "dir": dir,
+    }
+    for key, value in chosen._init_arguments().items():
+        if arguments[key] is None:
+            arguments[key] = value
     previous = _active.current
     if previous is not None and reinit in ("default", "return_previous"):
         return previous
     if previous is not None and reinit == "finish_previous":
         previous.finish()
-    return _start_run(
-        project=project,
-        entity=entity,
-        config=config,
-        name=name,
-        id=id,
-        tags=tags,
-        group=group,
-        job_type=job_type,
-        notes=notes,
-        mode=mode,
-        dir=dir,
-        resume=resume,
-    )
+    return _start_run(resume=resume, settings=chosen, **arguments)
 
 
 def _start_run(
     *,
     config: Mapping[str, Any] | argparse.Namespace | None,
     tags: Sequence[str] | None,
-    dir: str | None,
+    dir: str | os.PathLike[str] | None,
     resume: bool | str | None = None,
     defer_delivery: bool = False,
+    settings: Settings | None = None,
     **names: str | None,
 ) -> Run:
     """Opens a new run and makes it the current one; ``defer_delivery`` keeps it off the
     network until it is flushed or synced (Lambda handlers deliver after the response)."""
-    config_items = _config_mapping(config)
+    settings = settings or Settings()
+    for field, value in names.items():
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"init({field}=...) must be a string, not {type(value).__name__}")
+    config_items = config_mapping(config)
     core = _core.init(
         config=config_items,
-        tags=_tag_list(tags),
+        tags=tag_list(tags),
         dir=None if dir is None else str(dir),
         resume=_resume_text(resume),
         defer_delivery=defer_delivery,
+        base_url=settings.base_url or _settings.base_url(),
+        api_key=settings.api_key or _settings.api_key(),
         **names,
     )
-    if core.notice is not None:
+    if core.notice is not None and not settings.silent:
         import warnings
 
         warnings.warn(core.notice, stacklevel=3)
-    new_run = Run(core, config_items)
+    new_run = Run(core, config_items, capture_console=settings.console != "off")
     _active.adopt(new_run)
     return new_run
 
@@ -147,6 +172,25 @@ def define_metric(
     _current("define_metric").define_metric(name, step_metric, summary, goal)
 
 
+def alert(
+    title: str,
+    text: str,
+    level: str | AlertLevel | None = None,
+    wait_duration: float | datetime.timedelta | None = None,
+) -> None:
+    """Sends an alert about the current run (see :meth:`Run.alert`)."""
+    _current("alert").alert(title, text, level, wait_duration)
+
+
+def save(
+    glob_str: str | os.PathLike[str],
+    base_path: str | os.PathLike[str] | None = None,
+    policy: str = "live",
+) -> list[str]:
+    """Saves files with the current run (see :meth:`Run.save`)."""
+    return _current("save").save(glob_str, base_path, policy)
+
+
 def finish(exit_code: int | None = None) -> None:
     """Finishes the current run, if there is one."""
     if _active.current is not None:
@@ -154,10 +198,71 @@ def finish(exit_code: int | None = None) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    # ``wandb_nexus.run`` is the current run, or None, as ``wandb.run`` is.
+    # ``wandb_nexus.run`` is the current run, or None, as ``wandb.run`` is; ``config`` and
+    # ``summary`` are its config and summary, or before init() objects that say to call it.
     if name == "run":
         return _active.current
+    if name in ("config", "summary"):
+        current = _active.current
+        return _PreInit(name) if current is None else getattr(current, name)
+    if name == "AlertLevel":
+        from ._alert import AlertLevel
+
+        return AlertLevel
     raise AttributeError(f"module 'wandb_nexus' has no attribute {name!r}")
+
+
+class _PreInit:
+    """``wandb_nexus.config`` or ``summary`` before ``init()``: any use is a UsageError."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "_name", name)
+
+    def _refuse(self, what: str) -> Any:
+        raise UsageError(f"You must call wandb_nexus.init() before wandb_nexus.{self._name}{what}")
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        self._refuse(f".{key}")
+
+    def __setattr__(self, key: str, value: object) -> None:
+        self._refuse(f".{key}")
+
+    def __getitem__(self, key: object) -> Any:
+        self._refuse(f"[{key!r}]")
+
+    def __setitem__(self, key: object, value: object) -> None:
+        self._refuse(f"[{key!r}]")
+
+    def __delitem__(self, key: object) -> None:
+        self._refuse(f"[{key!r}]")
+
+    def __contains__(self, key: object) -> bool:
+        return self._refuse(f"[{key!r}]")  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Any:
+        self._refuse(".keys")
+
+    def __len__(self) -> int:
+        return self._refuse(".keys")  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<wandb_nexus.{self._name} before init()>"
+
+
+def _settings_of(settings: Settings | dict[str, Any] | None) -> Settings:
+    if settings is None:
+        return Settings()
+    if isinstance(settings, Settings):
+        return settings
+    if isinstance(settings, dict):
+        return Settings(**settings)
+    raise UsageError(
+        f"init(settings=...) takes a wandb_nexus.Settings or a dict, not {type(settings).__name__}"
+    )
 
 
 def _current(action: str) -> Run:
@@ -174,29 +279,6 @@ def _reinit_choice(reinit: bool | str | None) -> str:
     if reinit not in _REINIT_CHOICES:
         raise UsageError(f"reinit must be one of {', '.join(_REINIT_CHOICES)}, not {reinit!r}")
     return reinit
-
-
-def _config_mapping(config: Mapping[str, Any] | argparse.Namespace | None) -> dict[str, Any]:
-    if config is None:
-        return {}
-    if type(config).__module__ == "argparse":  # argparse.Namespace, without importing argparse
-        return dict(vars(config))
-    if hasattr(config, "keys"):  # a mapping; collections.abc costs milliseconds to import
-        return dict(config)
-    raise UnsupportedValueError(
-        f"config must be a dict or an argparse.Namespace, not {type(config).__name__}"
-    )
-
-
-def _tag_list(tags: Sequence[str] | None) -> list[str] | None:
-    if tags is None:
-        return None
-    if isinstance(tags, str):
-        raise UsageError("tags must be a list of strings, not a single string")
-    bad = [tag for tag in tags if not isinstance(tag, str)]
-    if bad:
-        raise UsageError(f"tags must be strings; got {bad[0]!r}")
-    return list(tags)
 
 
 def _resume_text(resume: bool | str | None) -> str | None:

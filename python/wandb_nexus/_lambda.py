@@ -8,9 +8,12 @@ from .errors import UsageError, WandbNexusError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from typing import Any
+    from typing import Any, TypeAlias, TypeVar
 
     from ._run import Run
+
+    T = TypeVar("T")
+    FromEvent: TypeAlias = Callable[[Any, Any], T]
 
 __all__ = ["LambdaHandler", "lambda_handler"]
 
@@ -25,14 +28,16 @@ def lambda_handler(
     run_per: str = "invocation",
     project: str | None = None,
     entity: str | None = None,
-    config: Mapping[str, Any] | None = None,
-    name: str | None = None,
-    tags: Sequence[str] | None = None,
-    group: str | None = None,
-    job_type: str | None = None,
-    notes: str | None = None,
+    config: Mapping[str, Any] | FromEvent[Mapping[str, Any]] | None = None,
+    name: str | FromEvent[str] | None = None,
+    id: str | FromEvent[str] | None = None,
+    tags: Sequence[str] | FromEvent[Sequence[str]] | None = None,
+    group: str | FromEvent[str] | None = None,
+    job_type: str | FromEvent[str] | None = None,
+    notes: str | FromEvent[str] | None = None,
     mode: str | None = None,
     dir: str | None = None,
+    resume: bool | str | None = None,
 ) -> Any:
     """Decorates a Lambda handler so each invocation logs to a W&B run.
 
@@ -47,6 +52,11 @@ def lambda_handler(
     ``/tmp`` and goes out after the next invocation. Without the Extensions API (a local
     call, ``sls invoke local``) delivery happens before the handler returns.
 
+    ``id``, ``name``, ``group``, ``tags``, ``config``, ``job_type`` and ``notes`` may each be
+    a value or a function ``(event, context) -> value``, called at every invocation: with
+    ``resume="allow"``, ``id=lambda event, context: event["job_id"]`` makes every invocation
+    of one job continue one run.
+
     An exception finishes the run with exit code 1 and its traceback in the run's console
     output, and is raised again. The handler's return value is passed through untouched.
     """
@@ -55,14 +65,16 @@ def lambda_handler(
     options: dict[str, Any] = {
         "project": project,
         "entity": entity,
-        "config": dict(config or {}),
+        "config": config if callable(config) else dict(config or {}),
         "name": name,
+        "id": id,
         "tags": tags,
         "group": group,
         "job_type": job_type,
         "notes": notes,
         "mode": mode,
         "dir": dir,
+        "resume": resume,
     }
 
     def decorate(function: Callable[[Any, Any], Any]) -> LambdaHandler:
@@ -99,7 +111,7 @@ class LambdaHandler:
     def __call__(self, event: Any, context: Any) -> Any:
         global _cold_start
         cold_start, _cold_start = _cold_start, False
-        run = self._open_run(_context_info(context, cold_start))
+        run = self._open_run(event, context, _context_info(context, cold_start))
         exit_code = 1
         try:
             result = self._handler(event, context)
@@ -113,16 +125,19 @@ class LambdaHandler:
         finally:
             self._deliver(run, exit_code, context)
 
-    def _open_run(self, lambda_info: dict[str, Any]) -> Run:
+    def _open_run(self, event: Any, context: Any, lambda_info: dict[str, Any]) -> Run:
         from . import _start_run
 
         run = self._run
         if run is not None and not run.finished:
-            run.config.update({"lambda": lambda_info})
+            run.config.update({"lambda": lambda_info}, allow_val_change=True)
             _active.current = run
             return run
-        options = dict(self._options)
-        options["config"] = {**options["config"], "lambda": lambda_info}
+        options = {
+            key: _from_event(key, value, event, context) if key in _FROM_EVENT else value
+            for key, value in self._options.items()
+        }
+        options["config"] = {**(options["config"] or {}), "lambda": lambda_info}
         run = _start_run(defer_delivery=True, **options)
         if self._run_per == "environment":
             self._run = run
@@ -147,6 +162,23 @@ class LambdaHandler:
             problems.append(str(err))
         for problem in problems:
             _active.report(problem)
+
+
+# The arguments that may be functions of the invocation's event and context.
+_FROM_EVENT = ("config", "name", "id", "tags", "group", "job_type", "notes")
+
+
+def _from_event(argument: str, value: Any, event: Any, context: Any) -> Any:
+    """An argument's value for this invocation: itself, or what its function makes of the
+    event and context (an error there names the argument)."""
+    if not callable(value):
+        return value
+    try:
+        return value(event, context)
+    except Exception as err:
+        raise UsageError(
+            f"lambda_handler({argument}=...) failed for this event: {type(err).__name__}: {err}"
+        ) from err
 
 
 def _context_info(context: Any, cold_start: bool) -> dict[str, Any]:

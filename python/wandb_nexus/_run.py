@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from . import _active, _core
 from ._console import ConsoleCapture
+from .errors import UsageError
 
 # Typing-only imports: `typing` costs milliseconds at import, and annotations are lazy.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    import argparse
+    import datetime
+    import os
+    from collections.abc import Iterator, Mapping, Sequence
     from types import TracebackType
     from typing import Any, Protocol
+
+    from ._alert import AlertLevel
 
     class _Log(Protocol):
         def __call__(
@@ -18,7 +24,43 @@ if TYPE_CHECKING:
         ) -> None: ...
 
 
-__all__ = ["Config", "Run", "Summary"]
+__all__ = ["Config", "Run", "Summary", "config_mapping", "tag_list"]
+
+
+def config_mapping(config: Mapping[str, Any] | argparse.Namespace | None) -> dict[str, Any]:
+    """A config given as a mapping or an ``argparse.Namespace``, as a dict."""
+    if config is None:
+        return {}
+    if type(config).__module__ == "argparse":  # argparse.Namespace, without importing argparse
+        return dict(vars(config))
+    if hasattr(config, "keys"):  # a mapping; collections.abc costs milliseconds to import
+        return dict(config)
+    from .errors import UnsupportedValueError
+
+    raise UnsupportedValueError(
+        f"config must be a dict or an argparse.Namespace, not {type(config).__name__}"
+    )
+
+
+def tag_list(tags: Sequence[str] | None) -> list[str] | None:
+    if tags is None:
+        return None
+    if isinstance(tags, str):
+        raise UsageError("tags must be a list of strings, not a single string")
+    try:
+        tags = list(tags)
+    except TypeError:
+        raise UsageError(f"tags must be a list of strings, not {type(tags).__name__}") from None
+    bad = [tag for tag in tags if not isinstance(tag, str)]
+    if bad:
+        raise UsageError(f"tags must be strings; got {bad[0]!r}")
+    return tags
+
+
+def _text(field: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"run.{field} must be a string, not {type(value).__name__}")
+    return value
 
 
 def _warn_if(message: str | None) -> None:
@@ -49,18 +91,40 @@ class Config:
         object.__setattr__(self, "_core", core)
         object.__setattr__(self, "_items", dict(items))
 
-    def update(self, data: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        """Adds or changes keys; nested dicts merge into what is there."""
-        changes = {**(data or {}), **kwargs}
+    def update(
+        self,
+        data: Mapping[str, Any] | argparse.Namespace | None = None,
+        allow_val_change: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Adds or changes keys; nested dicts merge into what is there. ``data`` may also be
+        an ``argparse.Namespace``. Changing the value of a key already set needs
+        ``allow_val_change=True``, as in wandb."""
+        changes = {**config_mapping(data), **kwargs}
+        if not allow_val_change:
+            self._refuse_changed_values(changes)
         if changes:
             self._core.config_update(changes)
             _merge_into(self._items, changes)
 
+    def setdefaults(self, data: Mapping[str, Any] | argparse.Namespace) -> None:
+        """Sets the keys of ``data`` that are not set yet; the others keep their values."""
+        missing = {k: v for k, v in config_mapping(data).items() if k not in self._items}
+        self.update(missing)
+
+    def _refuse_changed_values(self, changes: Mapping[str, Any]) -> None:
+        for key, value in changes.items():
+            if key in self._items and self._items[key] != value:
+                raise UsageError(
+                    f"Attempted to change value of key {key!r} from {self._items[key]!r} to "
+                    f"{value!r}; pass allow_val_change=True to config.update() to do it"
+                )
+
     def __setitem__(self, key: str, value: Any) -> None:
-        self.update({key: value})
+        self.update({key: value}, allow_val_change=True)
 
     def __setattr__(self, key: str, value: Any) -> None:
-        self.update({key: value})
+        self.update({key: value}, allow_val_change=True)
 
     def __getitem__(self, key: str) -> Any:
         return self._items[key]
@@ -163,13 +227,15 @@ class Run:
     """``log(data, step=None, commit=None)`` logs a row of metrics, with wandb's step
     semantics. The native method itself: a Python wrapper around it cost a tenth of the call."""
 
-    def __init__(self, core: _core.RunCore, config: Mapping[str, Any]) -> None:
+    def __init__(
+        self, core: _core.RunCore, config: Mapping[str, Any], capture_console: bool = True
+    ) -> None:
         self._core = core
         self.log = core.log
         self.config = Config(core, config)
         self.summary = Summary(core)
         self._console = ConsoleCapture(core.output)
-        if core.mode != "disabled":
+        if core.mode != "disabled" and capture_console:
             self._console.start()
 
     @property
@@ -179,6 +245,42 @@ class Run:
     @property
     def name(self) -> str | None:
         return self._core.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._core.set_fields(name=_text("name", value))
+
+    @property
+    def notes(self) -> str | None:
+        return self._core.notes
+
+    @notes.setter
+    def notes(self, value: str) -> None:
+        self._core.set_fields(notes=_text("notes", value))
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self._core.tags)
+
+    @tags.setter
+    def tags(self, value: Sequence[str]) -> None:
+        self._core.set_fields(tags=tag_list(value) or [])
+
+    @property
+    def group(self) -> str | None:
+        return self._core.group
+
+    @group.setter
+    def group(self, value: str) -> None:
+        self._core.set_fields(group=_text("group", value))
+
+    @property
+    def job_type(self) -> str | None:
+        return self._core.job_type
+
+    @job_type.setter
+    def job_type(self, value: str) -> None:
+        self._core.set_fields(job_type=_text("job_type", value))
 
     @property
     def entity(self) -> str | None:
@@ -239,6 +341,32 @@ class Run:
         """Sets how a metric is summarised (min, max, mean, first, last, best, none) and
         which metric is its x axis."""
         self._core.define_metric(name, step_metric, summary, goal)
+
+    def alert(
+        self,
+        title: str,
+        text: str,
+        level: str | AlertLevel | None = None,
+        wait_duration: float | datetime.timedelta | None = None,
+    ) -> None:
+        """Sends an alert (Slack or email, as set up in W&B): ``level`` INFO (default), WARN
+        or ERROR; no repeat of the same title within ``wait_duration`` (seconds or a
+        timedelta; default one minute). On Lambda it goes with the run, after the response."""
+        from ._alert import alert_arguments
+
+        self._core.alert(*alert_arguments(title, text, level, wait_duration))
+
+    def save(
+        self,
+        glob_str: str | os.PathLike[str],
+        base_path: str | os.PathLike[str] | None = None,
+        policy: str = "live",
+    ) -> list[str]:
+        """Copies matching files into the run's files, to be uploaded: ``now`` at once,
+        ``live`` as they change and at finish, ``end`` at finish. Returns the paths saved."""
+        from ._save import save_files
+
+        return save_files(self, glob_str, base_path, policy)
 
     def flush(self) -> None:
         """Stores everything logged so far and, for a live run, sends it to W&B now (the

@@ -21,10 +21,11 @@ use crate::api::file_stream::{
     config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES,
 };
 use crate::api::transport::{RunTarget, RunUpsert, Transport};
-use crate::core::settings::Settings;
+use crate::core::resume::{self, LineCounts};
+use crate::core::settings::{Resume, Settings};
 use crate::core::values::Value;
 use crate::error::Error;
-use crate::log::records::{Record, RecordType, RunRecord};
+use crate::log::records::{AlertRecord, MetricRecord, Record, RecordType};
 
 /// How a flush or finish went: whether everything was stored on disk, and (for a live run)
 /// whether it reached the server.
@@ -43,7 +44,6 @@ pub enum Upload {
         reply: std::sync::mpsc::SyncSender<Finished>,
     },
     Finish {
-        files_dir: PathBuf,
         exit_code: i32,
         reply: oneshot::Sender<Result<(), Error>>,
     },
@@ -64,6 +64,8 @@ pub struct Delivery {
     url: UrlSlot,
     app_url: String,
     stream: RunStream,
+    /// The run's `files/` directory, whose files are uploaded.
+    files_dir: PathBuf,
     /// History continues after the lines the server holds (a live run), or is sent whole
     /// from line 0 (a sync, which may repeat lines the server has: same offsets, no
     /// duplicates).
@@ -76,7 +78,8 @@ pub struct Delivery {
 }
 
 /// What the first UpsertBucket of a run sends: everything the run record says.
-pub fn run_upsert(run: &RunRecord, config: &crate::core::values::Tree) -> RunUpsert {
+pub fn run_upsert(stream: &RunStream) -> RunUpsert {
+    let run = stream.run.clone().unwrap_or_default();
     let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
     RunUpsert {
         storage_id: None,
@@ -90,14 +93,16 @@ pub fn run_upsert(run: &RunRecord, config: &crate::core::values::Tree) -> RunUps
         tags: Some(run.tags.clone()),
         host: text(&run.host),
         program: None,
-        config: Some(server_config(run, config)),
+        config: Some(server_config(stream)),
     }
 }
 
 /// The config as the server keeps it, with `_wandb.t` (telemetry by field number: python
-/// version and platform) so the server counts the run as started.
-fn server_config(run: &RunRecord, config: &crate::core::values::Tree) -> String {
-    let mut config = config.clone();
+/// version and platform) so the server counts the run as started, and `_wandb.m` (the
+/// defined metrics by field number) from which the UI takes x axes and summaries.
+fn server_config(stream: &RunStream) -> String {
+    let mut config = stream.config.clone();
+    let run = stream.run.clone().unwrap_or_default();
     let telemetry = run.telemetry.clone().unwrap_or_default();
     let mut t = Vec::new();
     if !telemetry.python_version.is_empty() {
@@ -110,10 +115,86 @@ fn server_config(run: &RunRecord, config: &crate::core::values::Tree) -> String 
         &["_wandb".to_string()],
         Value::Map(vec![
             ("t".to_string(), Value::Map(t)),
-            ("m".to_string(), Value::List(Vec::new())),
+            ("m".to_string(), metrics_by_field_number(&stream.metrics)),
         ]),
     );
     config_json(&config)
+}
+
+/// The defined metrics as wandb's config lists them (`_wandb.m`): each by field number,
+/// messages of bools as the list of the numbers of those that are true, the step metric as
+/// the 1-based index of its own entry (added before the first metric that uses it), and
+/// glob metrics last.
+fn metrics_by_field_number(metrics: &[MetricRecord]) -> Value {
+    let (globs, named): (Vec<&MetricRecord>, Vec<&MetricRecord>) =
+        metrics.iter().partition(|m| !m.glob_name.is_empty());
+    let mut names: Vec<&str> = Vec::new();
+    let mut entries: Vec<Value> = Vec::new();
+    for metric in named.into_iter().chain(globs) {
+        let step_index = (!metric.step_metric.is_empty()).then(|| {
+            let position = names.iter().position(|n| *n == metric.step_metric);
+            position.unwrap_or_else(|| {
+                let step = MetricRecord {
+                    name: metric.step_metric.clone(),
+                    options: Some(crate::log::records::MetricOptions {
+                        defined: true,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                names.push(&metric.step_metric);
+                entries.push(metric_entry(&step, None));
+                names.len() - 1
+            }) + 1
+        });
+        names.push(&metric.name);
+        entries.push(metric_entry(metric, step_index));
+    }
+    Value::List(entries)
+}
+
+fn metric_entry(metric: &MetricRecord, step_index: Option<usize>) -> Value {
+    let mut fields = Vec::new();
+    let glob = !metric.glob_name.is_empty();
+    if glob {
+        fields.push(("2".into(), Value::Str(metric.glob_name.clone())));
+    } else {
+        fields.push(("1".into(), Value::Str(metric.name.clone())));
+    }
+    if let Some(index) = step_index {
+        fields.push(("5".into(), Value::Int(index as i64)));
+    }
+    let flags = |pairs: &[(i64, bool)]| -> Value {
+        let set = pairs.iter().filter(|(_, set)| *set);
+        Value::List(set.map(|(number, _)| Value::Int(*number)).collect())
+    };
+    let options = metric.options.unwrap_or_default();
+    // A glob is a pattern, not a defined metric: wandb lists it without `defined`.
+    fields.push((
+        "6".into(),
+        flags(&[
+            (1, options.step_sync),
+            (2, options.hidden),
+            (3, options.defined && !glob),
+        ]),
+    ));
+    let summary = metric.summary.unwrap_or_default();
+    fields.push((
+        "7".into(),
+        flags(&[
+            (1, summary.min),
+            (2, summary.max),
+            (3, summary.mean),
+            (4, summary.best),
+            (5, summary.last),
+            (6, summary.none),
+            (8, summary.first),
+        ]),
+    ));
+    if metric.goal != 0 {
+        fields.push(("8".into(), Value::Int(metric.goal.into())));
+    }
+    Value::Map(fields)
 }
 
 impl Delivery {
@@ -135,6 +216,7 @@ impl Delivery {
         }
         Self {
             stream,
+            files_dir: PathBuf::new(),
             continue_history: true,
             transport,
             target,
@@ -146,9 +228,22 @@ impl Delivery {
         }
     }
 
+    /// Where the run's files are (known once its directory is made).
+    pub fn set_files_dir(&mut self, files_dir: PathBuf) {
+        self.files_dir = files_dir;
+    }
+
+    /// Continues the history and console after the lines the server holds (a resumed run).
+    pub fn continue_at(&mut self, history_lines: u64, console_lines: u64) {
+        self.stream.start_history_at(history_lines);
+        self.stream.start_console_at(console_lines);
+    }
+
     pub fn apply(&mut self, record: &Record) {
+        let first_run_record =
+            self.stream.run.is_none() && matches!(record.record_type, Some(RecordType::Run(_)));
         self.stream.apply(record);
-        if matches!(record.record_type, Some(RecordType::Run(_))) {
+        if first_run_record {
             // The run's first UpsertBucket carries this config.
             self.stream.config_sent();
         }
@@ -173,8 +268,8 @@ impl Delivery {
                         let delivered = Some(self.transmit_by(deadline).await);
                         let _ = reply.send(Finished { stored, delivered });
                     }
-                    Some(Upload::Finish { files_dir, exit_code, reply }) => {
-                        let _ = reply.send(self.finish(&files_dir, exit_code).await);
+                    Some(Upload::Finish { exit_code, reply }) => {
+                        let _ = reply.send(self.finish(exit_code).await);
                         return;
                     }
                     None => return,
@@ -199,49 +294,88 @@ impl Delivery {
         if let Some(target) = &self.target {
             return Ok(target.clone());
         }
-        let run = self.stream.run.clone().unwrap_or_default();
-        let target = self
-            .transport
-            .upsert_run(&run_upsert(&run, &self.stream.config))
-            .await?;
+        let target = self.transport.upsert_run(&run_upsert(&self.stream)).await?;
         if self.continue_history {
             self.stream.start_history_at(target.history_line_count);
         }
         self.stream.config_sent();
+        self.stream.run_sent();
         let _ = self.url.set(run_url(&self.app_url, &target));
         self.target = Some(target.clone());
         Ok(target)
     }
 
-    fn config_update(&self, target: &RunTarget) -> RunUpsert {
-        let run = self.stream.run.clone().unwrap_or_default();
-        RunUpsert {
+    /// An UpsertBucket with what changed since the server last heard: the config, and the
+    /// fields a script set (only those, so that nothing else is cleared); `None` if nothing.
+    fn run_update(&self, target: &RunTarget) -> Option<RunUpsert> {
+        let (config, fields) = (self.stream.config_changed(), self.stream.run_changed());
+        if !config && !fields {
+            return None;
+        }
+        let mut update = RunUpsert {
             run_id: target.run_id.clone(),
             entity: Some(target.entity.clone()),
             project: Some(target.project.clone()),
-            config: Some(server_config(&run, &self.stream.config)),
+            config: config.then(|| server_config(&self.stream)),
             ..Default::default()
+        };
+        if fields {
+            let run = self.stream.run.clone().unwrap_or_default();
+            let all = run_upsert(&self.stream);
+            update.display_name = all.display_name;
+            update.notes = Some(run.notes);
+            update.tags = Some(run.tags);
+            update.group = all.group;
+            update.job_type = all.job_type;
+        }
+        Some(update)
+    }
+
+    /// The server has what `run_update` sent.
+    fn run_updated(&mut self) {
+        self.stream.config_sent();
+        self.stream.run_sent();
+    }
+
+    /// Uploads the files saved with policy `now` or `live` since the last round; they are
+    /// named as uploaded in the next file_stream request.
+    async fn upload_saved_files(&mut self, target: &RunTarget) -> Result<Vec<String>, Error> {
+        if self.stream.files_now.is_empty() {
+            return Ok(Vec::new());
+        }
+        let patterns = std::mem::take(&mut self.stream.files_now);
+        let names: Vec<String> = run_files(&self.files_dir)
+            .into_iter()
+            .filter(|name| patterns.iter().any(|p| matches_glob(p, name)))
+            .collect();
+        let (uploaded, problems) =
+            upload_files(&self.transport, target, &self.files_dir, &names).await;
+        match problems.is_empty() {
+            true => Ok(uploaded),
+            false => Err(Error::Comm(problems.join("; "))),
         }
     }
 
-    /// One round: a changed config, then the gathered data (in as many requests as its size
-    /// needs); on a periodic round with nothing to send, a heartbeat when the run has been
-    /// quiet for a while.
+    /// One round: what changed of the run (config, fields), alerts and saved files, then the
+    /// gathered data (in as many requests as its size needs); on a periodic round with
+    /// nothing to send, a heartbeat when the run has been quiet for a while.
     async fn transmit(&mut self, periodic: bool) -> Result<(), Error> {
         let target = self.connect().await?;
-        if self.stream.config_changed() {
-            self.transport
-                .upsert_run(&self.config_update(&target))
-                .await?;
-            self.stream.config_sent();
+        if let Some(update) = self.run_update(&target) {
+            self.transport.upsert_run(&update).await?;
+            self.run_updated();
         }
+        send_alerts(&self.transport, &target, &self.stream.alerts).await?;
+        self.stream.alerts.clear();
+        let mut uploaded = self.upload_saved_files(&target).await?;
         let mut heartbeat_due = periodic && self.last_request.elapsed() >= self.heartbeat;
         loop {
             let batch = self.stream.pending(REQUEST_LINE_BYTES);
-            if batch.is_empty() && !heartbeat_due {
+            if batch.is_empty() && uploaded.is_empty() && !heartbeat_due {
                 return Ok(());
             }
-            self.stream_batch(&target, &batch, &[], None).await?;
+            self.stream_batch(&target, &batch, &uploaded, None).await?;
+            uploaded.clear();
             heartbeat_due = false;
         }
     }
@@ -266,57 +400,23 @@ impl Delivery {
         Ok(())
     }
 
-    /// Uploads the run files and sends everything that remains with the exit code.
-    pub async fn finish(&mut self, files_dir: &Path, exit_code: i32) -> Result<(), Error> {
+    /// Uploads the run files and sends everything that remains with the exit code, in three
+    /// rounds: the run's changes, alerts and upload URLs together; the uploads; file_stream.
+    pub async fn finish(&mut self, exit_code: i32) -> Result<(), Error> {
         let target = self.connect().await?;
-        let names = run_files(files_dir);
-        let config = self
-            .stream
-            .config_changed()
-            .then(|| self.config_update(&target));
+        let names = run_files(&self.files_dir);
+        let update = self.run_update(&target);
         let transport = &self.transport;
-        let (config_sent, upload_targets) = tokio::join!(
+        let (updated, alerted, (mut uploaded, mut problems)) = tokio::join!(
             async {
-                match &config {
+                match &update {
                     Some(update) => transport.upsert_run(update).await.map(drop),
                     None => Ok(()),
                 }
             },
-            async {
-                if names.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    transport.create_run_files(&target, &names).await
-                }
-            }
+            send_alerts(transport, &target, &self.stream.alerts),
+            upload_files(transport, &target, &self.files_dir, &names),
         );
-        let mut problems = Vec::new();
-        let mut uploads = JoinSet::new();
-        match upload_targets {
-            Ok(targets) => {
-                for target in targets {
-                    let transport = self.transport.clone();
-                    let path = files_dir.join(&target.name);
-                    uploads.spawn(async move {
-                        let contents = tokio::task::spawn_blocking(move || std::fs::read(path))
-                            .await
-                            .map_err(|e| Error::Comm(format!("reading {}: {e}", target.name)))?
-                            .map_err(|e| Error::io(format!("reading {}", target.name), e))?;
-                        transport.upload(&target, contents).await?;
-                        Ok::<_, Error>(target.name)
-                    });
-                }
-            }
-            Err(err) => problems.push(err.to_string()),
-        }
-        let mut uploaded = Vec::new();
-        while let Some(joined) = uploads.join_next().await {
-            match joined {
-                Ok(Ok(name)) => uploaded.push(name),
-                Ok(Err(err)) => problems.push(err.to_string()),
-                Err(err) => problems.push(format!("an upload task failed: {err}")),
-            }
-        }
         uploaded.sort();
         // The last request carries the uploaded files and the exit code; what does not fit
         // in it with them goes first.
@@ -332,8 +432,12 @@ impl Delivery {
             let batch = self.stream.pending(REQUEST_LINE_BYTES);
             self.stream_batch(&target, &batch, &[], None).await?;
         }
-        match config_sent {
-            Ok(()) => self.stream.config_sent(),
+        match updated {
+            Ok(()) => self.run_updated(),
+            Err(err) => problems.push(err.to_string()),
+        }
+        match alerted {
+            Ok(()) => self.stream.alerts.clear(),
             Err(err) => problems.push(err.to_string()),
         }
         if problems.is_empty() {
@@ -347,6 +451,58 @@ impl Delivery {
     }
 }
 
+/// Sends alerts one after another, in the order they were raised.
+async fn send_alerts(
+    transport: &Transport,
+    target: &RunTarget,
+    alerts: &[AlertRecord],
+) -> Result<(), Error> {
+    for alert in alerts {
+        transport.notify_alert(target, alert).await?;
+    }
+    Ok(())
+}
+
+/// Uploads run files (paths relative to `files_dir`): one CreateRunFiles for them all, then
+/// every PUT at once. Returns the names uploaded and the problems met.
+async fn upload_files(
+    transport: &Arc<Transport>,
+    target: &RunTarget,
+    files_dir: &Path,
+    names: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut uploads = JoinSet::new();
+    if !names.is_empty() {
+        match transport.create_run_files(target, names).await {
+            Ok(targets) => {
+                for target in targets {
+                    let transport = transport.clone();
+                    let path = files_dir.join(&target.name);
+                    uploads.spawn(async move {
+                        let contents = tokio::task::spawn_blocking(move || std::fs::read(path))
+                            .await
+                            .map_err(|e| Error::Comm(format!("reading {}: {e}", target.name)))?
+                            .map_err(|e| Error::io(format!("reading {}", target.name), e))?;
+                        transport.upload(&target, contents).await?;
+                        Ok::<_, Error>(target.name)
+                    });
+                }
+            }
+            Err(err) => problems.push(err.to_string()),
+        }
+    }
+    let mut uploaded = Vec::new();
+    while let Some(joined) = uploads.join_next().await {
+        match joined {
+            Ok(Ok(name)) => uploaded.push(name),
+            Ok(Err(err)) => problems.push(err.to_string()),
+            Err(err) => problems.push(format!("an upload task failed: {err}")),
+        }
+    }
+    (uploaded, problems)
+}
+
 /// Regular files under the files directory, as `/`-separated relative paths; not an empty
 /// output.log.
 fn run_files(files_dir: &Path) -> Vec<String> {
@@ -358,7 +514,8 @@ fn run_files(files_dir: &Path) -> Vec<String> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            match entry.file_type() {
+            // Saved files are links to the user's files: follow them.
+            match std::fs::metadata(&path) {
                 Ok(kind) if kind.is_dir() => dirs.push(path),
                 Ok(kind) if kind.is_file() => {
                     if let Ok(relative) = path.strip_prefix(files_dir) {
@@ -368,8 +525,7 @@ fn run_files(files_dir: &Path) -> Vec<String> {
                             .collect();
                         let name = parts.join("/");
                         // A run that printed nothing has no console to upload, as in wandb.
-                        let silent = name == CONSOLE_FILE
-                            && entry.metadata().is_ok_and(|file| file.len() == 0);
+                        let silent = name == CONSOLE_FILE && kind.len() == 0;
                         if !silent {
                             names.push(name);
                         }
@@ -381,6 +537,24 @@ fn run_files(files_dir: &Path) -> Vec<String> {
     }
     names.sort();
     names
+}
+
+/// Whether a `/`-separated path matches a glob of `save()`: `*` and `?` within one path
+/// part, `[...]` sets are taken literally.
+fn matches_glob(pattern: &str, name: &str) -> bool {
+    fn part(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                part(&pattern[1..], text)
+                    || (!text.is_empty() && text[0] != b'/' && part(pattern, &text[1..]))
+            }
+            (Some(b'?'), Some(&c)) if c != b'/' => part(&pattern[1..], &text[1..]),
+            (Some(p), Some(c)) if p == c => part(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+    part(pattern.as_bytes(), name.as_bytes())
 }
 
 /// The marker written next to a transaction log once the whole run has been delivered; the
@@ -413,26 +587,26 @@ pub fn sync(
     if marker.exists() {
         return Ok(SyncOutcome::AlreadySynced);
     }
-    let records = crate::log::txlog::read_file(&log)
-        .map_err(|e| Error::io(format!("cannot read {}", log.display()), e))?;
-    let mut stream = RunStream::default();
-    for bytes in &records {
+    let records: Vec<Record> = crate::log::txlog::read_file(&log)
+        .map_err(|e| Error::io(format!("cannot read {}", log.display()), e))?
+        .iter()
         // Records of kinds we do not know decode with their unknown fields skipped.
-        if let Ok(record) = Record::decode(bytes.as_slice()) {
-            stream.apply(&record);
-        }
-    }
-    let Some(run) = stream.run.as_mut() else {
+        .filter_map(|bytes| Record::decode(bytes.as_slice()).ok())
+        .collect();
+    let Some(mut run) = records.iter().find_map(|record| match &record.record_type {
+        Some(RecordType::Run(run)) => Some(run.clone()),
+        _ => None,
+    }) else {
         return Err(Error::Usage(format!(
             "{} holds no run record; it is not a run's transaction log",
             log.display()
         )));
     };
-    if let Some(entity) = overrides.entity {
-        run.entity = entity;
+    if let Some(entity) = &overrides.entity {
+        run.entity.clone_from(entity);
     }
-    if let Some(project) = overrides.project {
-        run.project = project;
+    if let Some(project) = &overrides.project {
+        run.project.clone_from(project);
     }
     let Some(api_key) = &settings.api_key else {
         return Err(Error::Usage(
@@ -440,6 +614,28 @@ pub fn sync(
         ));
     };
     let transport = Arc::new(Transport::new(&settings.base_url, api_key, settings.retry)?);
+    let rt = crate::core::runtime::runtime()
+        .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let mut stream = RunStream::default();
+    if run.resume || run.resumed {
+        sync_earlier_parts(&log, &run.run_id, settings, &overrides, deadline)?;
+        let resumed = rt.block_on(by_deadline(deadline, resumed_part(&transport, &run, &log)))?;
+        if let Some((lines, starting_step, config)) = resumed {
+            stream.start_history_at(lines.history);
+            stream.start_console_at(lines.console);
+            stream.renumber_steps_from(starting_step);
+            for (key, value) in config {
+                stream.config.merge(&[key], value);
+            }
+        }
+    }
+    for record in &records {
+        stream.apply(record);
+    }
+    if let Some(first) = stream.run.as_mut() {
+        first.entity.clone_from(&run.entity);
+        first.project.clone_from(&run.project);
+    }
     let files_dir = log.parent().unwrap_or(Path::new(".")).join("files");
     // A log without an exit record is a run that died: W&B marks such runs failed.
     let exit_code = stream.exit_code.unwrap_or(1);
@@ -452,13 +648,9 @@ pub fn sync(
         settings.heartbeat,
     );
     delivery.stream = stream;
+    delivery.files_dir = files_dir;
     delivery.continue_history = false;
-    let rt = crate::core::runtime::runtime()
-        .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-    rt.block_on(by_deadline(
-        deadline,
-        delivery.finish(&files_dir, exit_code),
-    ))?;
+    rt.block_on(by_deadline(deadline, delivery.finish(exit_code)))?;
     std::fs::write(&marker, b"").map_err(|e| {
         Error::io(
             format!("uploaded, but cannot write {}", marker.display()),
@@ -470,8 +662,79 @@ pub fn sync(
     })
 }
 
+/// Checks the settings' API key against the server; returns the key's default entity.
+pub fn verify_key(settings: &Settings) -> Result<Option<String>, Error> {
+    let Some(api_key) = &settings.api_key else {
+        return Err(Error::Usage("no API key to verify".into()));
+    };
+    let transport = Transport::new(&settings.base_url, api_key, settings.retry)?;
+    let rt = crate::core::runtime::runtime()
+        .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    Ok(rt.block_on(transport.viewer())?.entity)
+}
+
+/// Delivers the earlier parts of a resumed run logged here that are not delivered yet,
+/// oldest first, so that the server gets the run's rows in order.
+fn sync_earlier_parts(
+    log: &Path,
+    run_id: &str,
+    settings: &Settings,
+    overrides: &SyncOverrides,
+    deadline: Option<Instant>,
+) -> Result<(), Error> {
+    let (Some(run_dir), Some(wandb_dir)) = (log.parent(), log.parent().and_then(Path::parent))
+    else {
+        return Ok(());
+    };
+    for earlier in resume::local_logs(wandb_dir, run_id) {
+        if earlier.parent() == Some(run_dir) {
+            break;
+        }
+        if !synced_marker(&earlier).exists() {
+            sync(&earlier, settings, overrides.clone(), deadline)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a resumed part of a run goes on the server: after the lines it holds, pinned at
+/// the first attempt so that a retry sends the same lines to the same place. Also the step
+/// its rows continue from and the server's config keys, as wandb's sync takes them. `None`
+/// when the server holds no such run (the part is then the run's start).
+async fn resumed_part(
+    transport: &Transport,
+    run: &crate::log::records::RunRecord,
+    log: &Path,
+) -> Result<Option<(LineCounts, i64, Vec<(String, Value)>)>, Error> {
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let status = transport
+        .resume_status(
+            text(&run.entity).as_deref(),
+            text(&run.project).as_deref(),
+            &run.run_id,
+        )
+        .await?;
+    let Some(next) = resume::decide(Resume::Allow, &run.run_id, status)? else {
+        return Ok(None);
+    };
+    let lines = match LineCounts::pinned(log) {
+        Some(pinned) => pinned,
+        None => {
+            let lines = next.server_lines.unwrap_or_default();
+            lines.pin(log)?;
+            lines
+        }
+    };
+    let config = next
+        .config
+        .into_iter()
+        .filter(|(key, _)| key != "_wandb")
+        .collect();
+    Ok(Some((lines, next.starting_step, config)))
+}
+
 /// Where `sync` puts a run, if not where it was logged to.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SyncOverrides {
     pub entity: Option<String>,
     pub project: Option<String>,
@@ -479,10 +742,10 @@ pub struct SyncOverrides {
 
 /// Runs `work` to its end, or until `deadline`, when it is dropped mid-way (safe for
 /// delivery: nothing counts as sent until the server acknowledged it).
-async fn by_deadline(
+async fn by_deadline<T>(
     deadline: Option<Instant>,
-    work: impl std::future::Future<Output = Result<(), Error>>,
-) -> Result<(), Error> {
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     match deadline {
         None => work.await,
         Some(deadline) => tokio::time::timeout_at(deadline, work)

@@ -4,7 +4,9 @@
 
 use crate::core::system;
 use crate::core::values::{Tree, Value};
-use crate::log::records::{HistoryRecord, Item, OutputRawRecord, Record, RecordType, RunRecord};
+use crate::log::records::{
+    AlertRecord, HistoryRecord, Item, MetricRecord, OutputRawRecord, Record, RecordType, RunRecord,
+};
 
 pub const HISTORY_FILE: &str = "wandb-history.jsonl";
 pub const SUMMARY_FILE: &str = "wandb-summary.json";
@@ -58,8 +60,19 @@ impl Line {
 pub struct RunStream {
     /// The run record, as first seen (the run's identity and initial settings).
     pub run: Option<RunRecord>,
+    /// A later run record changed the name, notes, tags, group or job type.
+    run_changed: bool,
     pub config: Tree,
     config_changed: bool,
+    /// Defined metrics, in the order defined; the config's `_wandb.m` lists them.
+    pub metrics: Vec<MetricRecord>,
+    /// Alerts not yet sent.
+    pub alerts: Vec<AlertRecord>,
+    /// Saved files to upload while the run is live (policy `now` or `live`), not yet sent.
+    pub files_now: Vec<String>,
+    /// Rows logged before this step are renumbered to it (a resumed run's log replayed by
+    /// sync, as wandb's sync does): steps never go back on the server.
+    step_floor: Option<i64>,
     summary: Tree,
     summary_changed: bool,
     /// The summary as a line, once one was made of it; `None` again when it changes.
@@ -80,10 +93,38 @@ pub struct RunStream {
 }
 
 impl RunStream {
+    /// The stream of a run that has only its record and config so far.
+    pub fn for_run(run: &RunRecord, config: &Tree) -> Self {
+        Self {
+            run: Some(run.clone()),
+            config: config.clone(),
+            ..Self::default()
+        }
+    }
+
     /// Starts history at `offset` (the server's `historyLineCount` for a run that has rows);
     /// called before anything was acknowledged.
     pub fn start_history_at(&mut self, offset: u64) {
         self.history_sent = offset;
+    }
+
+    /// Starts the console at `offset` (a resumed run's `logLineCount`), so earlier lines stay.
+    pub fn start_console_at(&mut self, offset: u64) {
+        self.console_sent = offset;
+    }
+
+    /// Renumbers rows below `step` (see `step_floor`); called before records are applied.
+    pub fn renumber_steps_from(&mut self, step: i64) {
+        self.step_floor = Some(step);
+    }
+
+    /// The run record's name, notes, tags, group and job type changed since last sent.
+    pub fn run_changed(&self) -> bool {
+        self.run_changed
+    }
+
+    pub fn run_sent(&mut self) {
+        self.run_changed = false;
     }
 
     pub fn apply(&mut self, record: &Record) {
@@ -91,11 +132,45 @@ impl RunStream {
             return;
         };
         match kind {
-            RecordType::Run(run) => {
-                if let Some(config) = &run.config {
-                    self.merge_config(&config.update);
+            RecordType::Run(run) => match &mut self.run {
+                None => {
+                    if let Some(config) = &run.config {
+                        self.merge_config(&config.update);
+                    }
+                    self.run = Some(run.clone());
                 }
-                self.run.get_or_insert_with(|| run.clone());
+                // A later record sets fields; its config is not the run's any more.
+                Some(current) => {
+                    current.display_name.clone_from(&run.display_name);
+                    current.notes.clone_from(&run.notes);
+                    current.tags.clone_from(&run.tags);
+                    current.run_group.clone_from(&run.run_group);
+                    current.job_type.clone_from(&run.job_type);
+                    self.run_changed = true;
+                }
+            },
+            RecordType::Metric(metric) => {
+                let same = |m: &&mut MetricRecord| {
+                    m.name == metric.name && m.glob_name == metric.glob_name
+                };
+                match self.metrics.iter_mut().find(same) {
+                    Some(defined) => defined.clone_from(metric),
+                    None => self.metrics.push(metric.clone()),
+                }
+                self.config_changed = true;
+            }
+            RecordType::Alert(alert) => self.alerts.push(alert.clone()),
+            RecordType::Files(files) => {
+                // NOW (0) and LIVE (2) go up while the run is live; every file goes at finish.
+                let now = files
+                    .files
+                    .iter()
+                    .filter(|f| f.policy == 0 || f.policy == 2);
+                for file in now {
+                    if !self.files_now.contains(&file.path) {
+                        self.files_now.push(file.path.clone());
+                    }
+                }
             }
             RecordType::Config(config) => self.merge_config(&config.update),
             RecordType::Summary(summary) => {
@@ -113,6 +188,7 @@ impl RunStream {
                 for item in usable(&history.item) {
                     row.merge(&item.path(), parse_item(item));
                 }
+                self.renumber(&mut row);
                 let line = Line::new(row.to_json());
                 if self.fits_a_line(&line, || {
                     format!("the history row of step {}", step(history))
@@ -127,6 +203,18 @@ impl RunStream {
             }
             _ => {}
         }
+    }
+
+    /// Raises a row's `_step` to the floor, which then moves past it.
+    fn renumber(&mut self, row: &mut Tree) {
+        let Some(floor) = self.step_floor else {
+            return;
+        };
+        let key = ["_step".to_string()];
+        let step = row.get(&key).and_then(|n| n.to_value().as_f64());
+        let step = step.map_or(floor, |s| (s as i64).max(floor));
+        row.set(&key, Value::Int(step));
+        self.step_floor = Some(step + 1);
     }
 
     fn merge_config(&mut self, items: &[Item]) {

@@ -127,6 +127,33 @@ pub struct RunUpsert {
     pub config: Option<String>,
 }
 
+/// What the server holds of a run that is to be resumed (RunResumeStatus), parsed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResumeStatus {
+    pub storage_id: String,
+    /// Lines the server holds of `wandb-history.jsonl`, `wandb-events.jsonl`, `output.log`.
+    pub history_lines: u64,
+    pub events_lines: u64,
+    pub console_lines: u64,
+    /// The summary, `{"key": value}`.
+    pub summary: serde_json::Map<String, Json>,
+    /// The config, unwrapped from `{"key": {"value": v}}`.
+    pub config: serde_json::Map<String, Json>,
+    pub tags: Vec<String>,
+    pub notes: Option<String>,
+    /// The last history line's `_step`, else the summary's.
+    pub last_step: Option<i64>,
+    /// Seconds the run has run: the largest `_runtime` the server shows.
+    pub runtime: f64,
+}
+
+/// The signed-in user, as the Viewer query names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Viewer {
+    pub entity: Option<String>,
+    pub username: Option<String>,
+}
+
 /// A signed URL for one run file.
 #[derive(Clone, Debug)]
 pub struct UploadTarget {
@@ -172,6 +199,21 @@ const CREATE_RUN_FILES: &str = "mutation CreateRunFiles($entity: String!, $proje
 $run: String!, $files: [String!]!) { createRunFiles(input: {entityName: $entity, \
 projectName: $project, runName: $run, files: $files}) { runID uploadHeaders \
 files { name uploadUrl } } }";
+
+const RUN_RESUME_STATUS: &str = "query RunResumeStatus($project: String, $entity: String, \
+$name: String!) { model(name: $project, entityName: $entity) { id name entity { id name } \
+bucket(name: $name, missingOk: true) { id name summaryMetrics displayName logLineCount \
+historyLineCount eventsLineCount historyTail eventsTail config tags notes \
+wandbConfig(keys: [\"t\"]) } } }";
+
+const NOTIFY_SCRIPTABLE_RUN_ALERT: &str = "mutation NotifyScriptableRunAlert(\
+$entityName: String!, $projectName: String!, $runName: String!, $title: String!, \
+$text: String!, $severity: AlertSeverity = INFO, $waitDuration: Duration) { \
+notifyScriptableRunAlert(input: {entityName: $entityName, projectName: $projectName, \
+runName: $runName, title: $title, text: $text, severity: $severity, \
+waitDuration: $waitDuration}) { success } }";
+
+const VIEWER: &str = "query Viewer { viewer { id entity username } }";
 
 impl Transport {
     pub fn new(base_url: &str, api_key: &ApiKey, policy: RetryPolicy) -> Result<Self, Error> {
@@ -378,6 +420,72 @@ impl Transport {
         })
     }
 
+    /// What the server holds of run `run_id`, or `None` when it holds no started run of that
+    /// id (a run counts as started once its config has `_wandb.t`, as in wandb). An answer
+    /// without the line counts is an error: resuming from it could overwrite rows.
+    pub async fn resume_status(
+        &self,
+        entity: Option<&str>,
+        project: Option<&str>,
+        run_id: &str,
+    ) -> Result<Option<ResumeStatus>, Error> {
+        let variables = json!({"project": project, "entity": entity, "name": run_id});
+        let data = self
+            .graphql("RunResumeStatus", RUN_RESUME_STATUS, variables)
+            .await?;
+        let bucket = &data["model"]["bucket"];
+        if !bucket.is_object() {
+            return Ok(None);
+        }
+        let started =
+            json_text(&bucket["wandbConfig"]).is_some_and(|config| config.get("t").is_some());
+        if !started {
+            return Ok(None);
+        }
+        parse_resume_status(bucket).map(Some).map_err(|problem| {
+            Error::Comm(format!(
+                "RunResumeStatus: the server's answer for run {run_id} cannot be resumed \
+                 from: {problem}"
+            ))
+        })
+    }
+
+    /// Sends an alert about a run (`run.alert`); `wait_duration` in milliseconds.
+    pub async fn notify_alert(
+        &self,
+        target: &RunTarget,
+        alert: &crate::log::records::AlertRecord,
+    ) -> Result<(), Error> {
+        let variables = json!({
+            "entityName": target.entity, "projectName": target.project,
+            "runName": target.run_id, "title": alert.title, "text": alert.text,
+            "severity": alert.level, "waitDuration": alert.wait_duration,
+        });
+        self.graphql(
+            "NotifyScriptableRunAlert",
+            NOTIFY_SCRIPTABLE_RUN_ALERT,
+            variables,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Who the API key belongs to: checks the key against the server.
+    pub async fn viewer(&self) -> Result<Viewer, Error> {
+        let data = self.graphql("Viewer", VIEWER, json!({})).await?;
+        let viewer = &data["viewer"];
+        if !viewer.is_object() {
+            return Err(Error::Auth(
+                "the server does not recognise this API key".into(),
+            ));
+        }
+        let text = |key: &str| viewer[key].as_str().map(str::to_owned);
+        Ok(Viewer {
+            entity: text("entity"),
+            username: text("username"),
+        })
+    }
+
     /// Signed upload URLs for run files (paths relative to the files directory).
     pub async fn create_run_files(
         &self,
@@ -515,6 +623,86 @@ pub fn file_stream_body(batch: &Batch, uploaded: &[String], exit_code: Option<i3
         body.insert("exitcode".into(), json!(code));
     }
     serde_json::to_vec(&Json::Object(body)).expect("JSON values serialize")
+}
+
+/// A JSONString field's object, if it holds one.
+fn json_text(value: &Json) -> Option<serde_json::Map<String, Json>> {
+    match serde_json::from_str(value.as_str()?).ok()? {
+        Json::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// The last line of a tail (a JSONString of an array of JSON lines), parsed.
+fn tail_line(value: &Json) -> Option<serde_json::Map<String, Json>> {
+    let lines: Vec<String> = serde_json::from_str(value.as_str()?).ok()?;
+    match serde_json::from_str(lines.last()?).ok()? {
+        Json::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+fn parse_resume_status(bucket: &Json) -> Result<ResumeStatus, String> {
+    let count = |key: &str| {
+        bucket[key]
+            .as_u64()
+            .ok_or_else(|| format!("{key} is {} where a count was expected", bucket[key]))
+    };
+    let storage_id = bucket["id"]
+        .as_str()
+        .ok_or("the run has no id")?
+        .to_string();
+    let summary = match &bucket["summaryMetrics"] {
+        Json::Null => serde_json::Map::new(),
+        value => json_text(value).ok_or("summaryMetrics is not a JSON object")?,
+    };
+    let config = match &bucket["config"] {
+        Json::Null => serde_json::Map::new(),
+        value => json_text(value)
+            .ok_or("config is not a JSON object")?
+            .into_iter()
+            .filter_map(|(key, wrapped)| Some((key, wrapped.get("value")?.clone())))
+            .collect(),
+    };
+    let history_tail = tail_line(&bucket["historyTail"]);
+    let events_tail = tail_line(&bucket["eventsTail"]);
+    let last_step = history_tail
+        .as_ref()
+        .and_then(|line| line.get("_step")?.as_i64())
+        .or_else(|| summary.get("_step")?.as_i64());
+    let summary_runtime = match summary.get("_wandb").and_then(|w| w.get("runtime")) {
+        Some(runtime) => runtime.as_f64(),
+        None => summary.get("_runtime").and_then(Json::as_f64),
+    };
+    let runtime = [
+        events_tail
+            .as_ref()
+            .and_then(|l| l.get("_runtime")?.as_f64()),
+        summary_runtime,
+        history_tail
+            .as_ref()
+            .and_then(|l| l.get("_runtime")?.as_f64()),
+    ]
+    .into_iter()
+    .flatten()
+    .fold(0.0_f64, f64::max);
+    Ok(ResumeStatus {
+        storage_id,
+        history_lines: count("historyLineCount")?,
+        events_lines: count("eventsLineCount")?,
+        console_lines: count("logLineCount")?,
+        summary,
+        config,
+        tags: bucket["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|tag| tag.as_str().map(str::to_owned))
+            .collect(),
+        notes: bucket["notes"].as_str().map(str::to_owned),
+        last_step,
+        runtime: runtime.trunc(),
+    })
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -2,6 +2,7 @@
 //! step semantics, and the process-wide facts and runtime they rest on.
 
 pub mod metrics;
+pub mod resume;
 pub mod run;
 pub mod runtime;
 pub mod settings;

@@ -8,16 +8,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::api::delivery::{self, Delivery, Finished, StopFlag, UrlSlot};
+use crate::api::file_stream::RunStream;
 use crate::api::transport::Transport;
 use crate::core::metrics::{MetricDef, Metrics};
+use crate::core::resume::{self, Continuation};
 use crate::core::runtime::runtime;
-use crate::core::settings::{Mode, Settings};
+use crate::core::settings::{Mode, Resume, Settings};
 use crate::core::system;
 use crate::core::values::{Entry, Key, Tree, Value};
 use crate::error::Error;
 use crate::log::records::{
-    ConfigRecord, EnvironmentRecord, HeaderRecord, Item, RecordType, Row, RunExitRecord, RunRecord,
-    TelemetryFeature, TelemetryRecord, Timestamp, VersionInfo,
+    AlertRecord, ConfigRecord, EnvironmentRecord, FilesItem, FilesRecord, HeaderRecord, Item,
+    RecordType, Row, RunExitRecord, RunRecord, TelemetryFeature, TelemetryRecord, Timestamp,
+    VersionInfo,
 };
 use crate::log::writer::{self, Event, EventSender, Online, Paths, RunFiles};
 
@@ -54,6 +57,16 @@ impl RunInfo {
             .as_ref()
             .map(|d| d.join(format!("run-{}.wandb", self.id)))
     }
+}
+
+/// Fields of the run record that a script sets after init; `None` leaves one as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFields {
+    pub name: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub group: Option<String>,
+    pub job_type: Option<String>,
 }
 
 /// What `log()` did with the data it was given.
@@ -110,6 +123,8 @@ struct State {
     /// When the summary was last recorded (Unix seconds), and whether rows changed it since.
     summary_recorded: Option<f64>,
     summary_unrecorded: bool,
+    /// The run record as it is now: setting the name, tags, ... records it anew.
+    run_record: RunRecord,
 }
 
 /// A row that log() calls are adding to.
@@ -160,6 +175,7 @@ impl Run {
         let id = settings
             .run_id
             .clone()
+            .or_else(|| auto_resume_id(&settings))
             .unwrap_or_else(system::random_run_id);
         let mut info = RunInfo {
             id,
@@ -179,21 +195,54 @@ impl Run {
             }
         }
         if settings.mode == Mode::Disabled {
-            return Ok(Self::assemble(info, settings, None, state, now));
+            return Ok(Self::assemble(info, settings, None, state, now, 0.0));
         }
         let start_time = timestamp(now);
-        let run = run_record(&settings, &info.id, &config, start_time, &process);
-        let online = match settings.mode {
-            Mode::Online => connect(&settings, &run, &state.config, &mut info)?,
+        let mut run = run_record(&settings, &info.id, &config, start_time, &process);
+        let transport = match settings.mode {
+            Mode::Online => Some(Arc::new(Transport::new(
+                &settings.base_url,
+                settings.api_key.as_ref().expect("online mode has a key"),
+                settings.retry,
+            )?)),
+            _ => None,
+        };
+        let resumed = match &transport {
+            Some(transport) => match continuation(&settings, &info.id, transport) {
+                Err(Error::Unavailable(err)) => {
+                    info.notice = Some(unreachable_notice(&settings, &err));
+                    None
+                }
+                other => other?,
+            },
+            None => None,
+        };
+        // What the run continues from goes first into its record, config and summary.
+        let mut opening_updates = Vec::new();
+        if let Some(next) = &resumed {
+            opening_updates = continue_from(next, &mut run, &mut state);
+        }
+        let mut online = match transport {
+            Some(transport) if info.notice.is_none() => {
+                connect(&settings, transport, &run, &state.config, &mut info)?
+            }
             _ => None,
         };
         if online.is_none() && settings.mode == Mode::Online {
             settings.mode = Mode::Offline;
             info.mode = Mode::Offline;
         }
+        let server_lines = resumed.as_ref().and_then(|next| next.server_lines);
         let dir = create_run_dir(&settings, &info.id, now)?;
         open_run_dirs().insert(dir.clone());
         info.dir = Some(dir.clone());
+        if settings.resume == Some(Resume::Auto) {
+            write_auto_resume_id(&settings, &info.id)?;
+        }
+        if let (Some(online), Some(lines)) = (online.as_mut(), server_lines) {
+            online.delivery.continue_at(lines.history, lines.console);
+            lines.pin(&info.log_path().expect("dir is set"))?;
+        }
         let events = writer::start(
             Paths {
                 log: info.log_path().expect("dir is set"),
@@ -215,27 +264,41 @@ impl Run {
                     min_consumer: MIN_CONSUMER.to_string(),
                 }),
             }),
-            RecordType::Run(run),
+            RecordType::Run(run.clone()),
             RecordType::Environment(environment),
         ];
         for record in opening {
             events.send(Event::record(record));
         }
-        Ok(Self::assemble(info, settings, Some(events), state, now))
+        for update in opening_updates {
+            events.send(update);
+        }
+        let runtime = f64::from(run.runtime);
+        state.run_record = run;
+        Ok(Self::assemble(
+            info,
+            settings,
+            Some(events),
+            state,
+            now,
+            runtime,
+        ))
     }
 
+    /// `earlier_runtime`: seconds a resumed run had run before this part.
     fn assemble(
         info: RunInfo,
         settings: Settings,
         events: Option<EventSender>,
         state: State,
         started: SystemTime,
+        earlier_runtime: f64,
     ) -> Self {
         Self {
             info,
             settings,
             pid: system::current_pid(),
-            started_unix: system::unix_seconds(started),
+            started_unix: system::unix_seconds(started) - earlier_runtime,
             events,
             state: Mutex::new(state),
         }
@@ -447,6 +510,83 @@ impl Run {
         Ok(())
     }
 
+    /// The display name: as set on the run, else as given at init or named by the server.
+    pub fn display_name(&self) -> Option<String> {
+        let state = self.state();
+        let name = &state.run_record.display_name;
+        if name.is_empty() {
+            self.info.display_name.clone()
+        } else {
+            Some(name.clone())
+        }
+    }
+
+    /// The run record's fields a script may read and set (name, notes, tags, group, job type).
+    pub fn fields(&self) -> RunFields {
+        let state = self.state();
+        let run = &state.run_record;
+        let text = |s: &String| (!s.is_empty()).then(|| s.clone());
+        RunFields {
+            name: text(&run.display_name),
+            notes: text(&run.notes),
+            tags: Some(run.tags.clone()),
+            group: text(&run.run_group),
+            job_type: text(&run.job_type),
+        }
+    }
+
+    /// `run.name = ...`, `run.tags = ...` and the like: the fields given replace the run's,
+    /// and the run record is written anew with the config as it is, as wandb writes it, so
+    /// the server and a later sync learn of them.
+    pub fn set_fields(&self, fields: RunFields) -> Result<(), Error> {
+        let mut state = self.live_state("change the run")?;
+        let run = &mut state.run_record;
+        let set = |target: &mut String, value: Option<String>| {
+            if let Some(value) = value {
+                *target = value;
+            }
+        };
+        set(&mut run.display_name, fields.name);
+        set(&mut run.notes, fields.notes);
+        set(&mut run.run_group, fields.group);
+        set(&mut run.job_type, fields.job_type);
+        if let Some(tags) = fields.tags {
+            run.tags = tags;
+        }
+        let mut record = run.clone();
+        record.config = Some(ConfigRecord {
+            update: config_items(&state.config.to_value()),
+            remove: Vec::new(),
+        });
+        self.send(Event::record(RecordType::Run(record)));
+        Ok(())
+    }
+
+    /// `run.alert(...)`: recorded, and sent to W&B with the run's data.
+    pub fn alert(&self, alert: AlertRecord) -> Result<(), Error> {
+        let _state = self.live_state("send an alert")?;
+        self.send(Event::record(RecordType::Alert(alert)));
+        Ok(())
+    }
+
+    /// `run.save(...)`: files already placed under the run's `files/` directory, named by
+    /// their paths relative to it, to be uploaded as their policy says.
+    pub fn save_files(&self, files: Vec<FilesItem>) -> Result<(), Error> {
+        let _state = self.live_state("save files")?;
+        let now = files.iter().any(|file| file.policy == 0);
+        self.send(Event::record(RecordType::Files(FilesRecord { files })));
+        let live = self.settings.mode == Mode::Online && !self.settings.defer_delivery;
+        if now && live {
+            // Policy "now": the delivery task sends them at once, without the caller waiting.
+            let (reply, _) = std_mpsc::sync_channel(1);
+            self.send(Event::Flush {
+                deadline: None,
+                reply,
+            });
+        }
+        Ok(())
+    }
+
     pub fn define_metric(&self, def: MetricDef) -> Result<(), Error> {
         let mut state = self.live_state("define a metric")?;
         let record = def.to_record();
@@ -572,6 +712,10 @@ impl Run {
             reply_rx
         };
         let stored = self.await_writer(reply);
+        if exit_code == 0 && self.settings.resume == Some(Resume::Auto) {
+            // A run that ended well is not resumed by the next `resume="auto"` run.
+            let _ = std::fs::remove_file(auto_resume_file(&self.settings));
+        }
         if let Some(dir) = &self.info.dir {
             // Closed: a Lambda sweep may now sync it.
             open_run_dirs().remove(dir);
@@ -624,12 +768,11 @@ impl Run {
 /// synced.
 fn connect(
     settings: &Settings,
+    transport: Arc<Transport>,
     run: &RunRecord,
     config: &Tree,
     info: &mut RunInfo,
 ) -> Result<Option<Online>, Error> {
-    let api_key = settings.api_key.as_ref().expect("online mode has a key");
-    let transport = Arc::new(Transport::new(&settings.base_url, api_key, settings.retry)?);
     let run_page = (info.url.clone(), settings.app_url.clone());
     if settings.defer_delivery {
         let delivery = Delivery::new(
@@ -646,14 +789,11 @@ fn connect(
         }));
     }
     let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-    let target = match rt.block_on(transport.upsert_run(&delivery::run_upsert(run, config))) {
+    let first = delivery::run_upsert(&RunStream::for_run(run, config));
+    let target = match rt.block_on(transport.upsert_run(&first)) {
         Ok(target) => target,
         Err(Error::Unavailable(err)) => {
-            info.notice = Some(format!(
-                "cannot reach W&B at {} ({err}); the run is kept offline: upload it later \
-                 with `python -m wandb_nexus sync <run.sync_dir>`",
-                settings.base_url
-            ));
+            info.notice = Some(unreachable_notice(settings, &err));
             return Ok(None);
         }
         Err(err) => return Err(err),
@@ -677,18 +817,138 @@ fn connect(
     }))
 }
 
-/// `<root>/wandb/offline-run-<local time>-<id>/files`, created fresh.
+/// `<root>/wandb/wandb-resume.json`: the id of the last `resume="auto"` run that did not end
+/// well, which the next one resumes (as in wandb).
+fn auto_resume_file(settings: &Settings) -> PathBuf {
+    settings.root_dir.join("wandb").join("wandb-resume.json")
+}
+
+fn auto_resume_id(settings: &Settings) -> Option<String> {
+    if settings.resume != Some(Resume::Auto) {
+        return None;
+    }
+    let text = std::fs::read_to_string(auto_resume_file(settings)).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let id = value["run_id"].as_str()?.to_string();
+    crate::core::settings::check_run_id(Some(&id)).ok()?;
+    Some(id)
+}
+
+fn write_auto_resume_id(settings: &Settings, id: &str) -> Result<(), Error> {
+    let path = auto_resume_file(settings);
+    let text = serde_json::json!({ "run_id": id }).to_string();
+    std::fs::write(&path, text)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+fn unreachable_notice(settings: &Settings, err: &str) -> String {
+    format!(
+        "cannot reach W&B at {} ({err}); the run is kept offline: upload it later with \
+         `python -m wandb_nexus sync <run.sync_dir>`",
+        settings.base_url
+    )
+}
+
+/// Where a run with `resume` set continues, if it does. A deferred (Lambda) run continues
+/// from this environment's own log of the run when there is one: it may hold rows not yet
+/// delivered, and reading it costs no request while the handler runs. Otherwise the server
+/// is asked (RunResumeStatus), before the run is created there.
+fn continuation(
+    settings: &Settings,
+    id: &str,
+    transport: &Transport,
+) -> Result<Option<Continuation>, Error> {
+    let Some(mode) = settings.resume else {
+        return Ok(None);
+    };
+    if settings.defer_delivery && mode != Resume::Never {
+        if let Some(log) = resume::latest_local_log(&settings.root_dir.join("wandb"), id) {
+            return resume::from_local_log(&log).map(Some);
+        }
+    }
+    let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let status = rt.block_on(transport.resume_status(
+        settings.entity.as_deref(),
+        settings.project.as_deref(),
+        id,
+    ))?;
+    resume::decide(mode, id, status)
+}
+
+/// Makes a new run continue `next`: its record says where it starts and keeps the tags and
+/// notes when none were given; config keys not set here are taken over, and the summary so
+/// far becomes its first summary. Returns the records that say so, to follow the run record.
+fn continue_from(next: &Continuation, run: &mut RunRecord, state: &mut State) -> Vec<Event> {
+    run.resumed = true;
+    run.starting_step = next.starting_step;
+    run.runtime = next.runtime as i32;
+    if let Some(feature) = run.telemetry.as_mut().and_then(|t| t.feature.as_mut()) {
+        feature.resumed = true;
+    }
+    if run.tags.is_empty() {
+        run.tags = next.tags.clone();
+    }
+    if run.notes.is_empty() {
+        run.notes = next.notes.clone().unwrap_or_default();
+    }
+    state.step = next.starting_step;
+    let taken: Vec<Entry> = next
+        .config
+        .iter()
+        .filter(|(key, _)| key != "_wandb" && !state.config.contains_key(key))
+        .map(|(key, value)| (vec![key.clone()], value.clone()))
+        .collect();
+    for (path, value) in &taken {
+        state.config.merge(path, value.clone());
+    }
+    let summary: Vec<Entry> = next
+        .summary
+        .iter()
+        .map(|(key, value)| (vec![key.clone()], value.clone()))
+        .collect();
+    for (path, value) in &summary {
+        state.summary.set(path, value.clone());
+    }
+    let mut events = Vec::new();
+    if !summary.is_empty() {
+        events.push(Event::Summary {
+            update: summary,
+            remove: Vec::new(),
+        });
+    }
+    if !taken.is_empty() {
+        events.push(Event::Config { update: taken });
+    }
+    events
+}
+
+/// `<root>/wandb/offline-run-<local time>-<id>/files`, created fresh. A second run of the
+/// same id in the same second (a resumed run) takes the next free second.
 fn create_run_dir(settings: &Settings, id: &str, now: SystemTime) -> Result<PathBuf, Error> {
     let wandb_dir = settings.root_dir.join("wandb");
     let prefix = match settings.mode {
         Mode::Online => "run",
         _ => "offline-run",
     };
-    let dir = wandb_dir.join(format!("{prefix}-{}-{id}", system::local_time_stamp(now)));
     std::fs::create_dir_all(&wandb_dir)
         .map_err(|e| Error::io(format!("cannot create {}", wandb_dir.display()), e))?;
-    std::fs::create_dir(&dir)
-        .map_err(|e| Error::io(format!("cannot create run directory {}", dir.display()), e))?;
+    let mut second = 0;
+    let dir = loop {
+        let time = now + std::time::Duration::from_secs(second);
+        let dir = wandb_dir.join(format!("{prefix}-{}-{id}", system::local_time_stamp(time)));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break dir,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && second < 1000 => {
+                second += 1;
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot create run directory {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+    };
     let files = dir.join("files");
     std::fs::create_dir(&files)
         .map_err(|e| Error::io(format!("cannot create {}", files.display()), e))?;
@@ -742,7 +1002,11 @@ fn run_record(
         tags: settings.tags.clone(),
         host: system::hostname(),
         starting_step: 0,
+        storage_id: String::new(),
         start_time: Some(start_time),
+        resumed: false,
+        runtime: 0,
+        resume: settings.resume.is_some_and(Resume::marks_record),
         telemetry: Some(TelemetryRecord {
             feature: Some(TelemetryFeature {
                 offline: settings.mode != Mode::Online,
@@ -849,6 +1113,7 @@ mod tests {
             RecordType::Metric(_) => "metric",
             RecordType::OutputRaw(_) => "output_raw",
             RecordType::Files(_) => "files",
+            RecordType::Alert(_) => "alert",
         }
     }
 

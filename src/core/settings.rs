@@ -21,6 +21,10 @@ pub struct InitArgs {
     pub mode: Option<String>,
     pub dir: Option<String>,
     pub resume: Option<String>,
+    /// The W&B API (else `WANDB_BASE_URL`), as `login(host=...)` or `Settings(base_url=...)`.
+    pub base_url: Option<String>,
+    /// The API key (else `WANDB_API_KEY`, then netrc), as `login(key=...)` gives it.
+    pub api_key: Option<String>,
     /// Send nothing while the handler runs; delivery happens after the response (Lambda).
     pub defer_delivery: bool,
 }
@@ -39,6 +43,14 @@ pub enum Resume {
     Must,
     Never,
     Auto,
+}
+
+impl Resume {
+    /// "allow" and "must" mark the run record so that a sync resumes the run, as wandb's
+    /// `wandb sync` does; "auto" and "never" do not.
+    pub fn marks_record(self) -> bool {
+        matches!(self, Resume::Allow | Resume::Must)
+    }
 }
 
 /// The API key. It is only ever handed to the transport; `Debug` hides it.
@@ -129,10 +141,10 @@ impl Settings {
         let env_str = |name: &str| env(name).filter(|v| !v.is_empty());
         let pick = |arg: Option<String>, name: &str| arg.or_else(|| env_str(name));
 
-        let base_url = env_str("WANDB_BASE_URL")
+        let base_url = pick(args.base_url, "WANDB_BASE_URL")
             .map(|u| u.trim_end_matches('/').to_string())
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-        let api_key = env_str("WANDB_API_KEY")
+        let api_key = pick(args.api_key, "WANDB_API_KEY")
             .or_else(|| netrc_password(&base_url, &env))
             .map(ApiKey);
         let mode = parse_mode(pick(args.mode, "WANDB_MODE").as_deref(), api_key.is_some())?;
@@ -252,7 +264,7 @@ fn app_url(base_url: &str) -> String {
 
 /// The password of the netrc entry for the base URL's host (`host:port` first), as `wandb
 /// login` stores the API key. The file is only read.
-fn netrc_password(base_url: &str, env: &impl Fn(&str) -> Option<String>) -> Option<String> {
+pub fn netrc_password(base_url: &str, env: &impl Fn(&str) -> Option<String>) -> Option<String> {
     let url = parse_base_url(base_url).ok()?;
     let host = url.host_str()?.to_string();
     let netloc = url.port().map(|port| format!("{host}:{port}"));
@@ -350,7 +362,7 @@ fn check_name(what: &str, name: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_run_id(id: Option<&str>) -> Result<(), Error> {
+pub fn check_run_id(id: Option<&str>) -> Result<(), Error> {
     let Some(id) = id else { return Ok(()) };
     if id.is_empty() || id.trim() != id || id.contains(RUN_ID_FORBIDDEN) || id.len() > NAME_MAX_LEN
     {

@@ -11,7 +11,10 @@ use crate::core::values::{leaf_path, Tree, Value};
 pub struct Record {
     #[prost(int64, tag = "1")]
     pub num: i64,
-    #[prost(oneof = "RecordType", tags = "2, 3, 5, 6, 11, 12, 13, 17, 18, 21, 26")]
+    #[prost(
+        oneof = "RecordType",
+        tags = "2, 3, 5, 6, 10, 11, 12, 13, 17, 18, 21, 26"
+    )]
     pub record_type: Option<RecordType>,
     #[prost(message, optional, tag = "200")]
     pub info: Option<RecordInfo>,
@@ -27,6 +30,8 @@ pub enum RecordType {
     Config(ConfigRecord),
     #[prost(message, tag = "6")]
     Files(FilesRecord),
+    #[prost(message, tag = "10")]
+    Alert(AlertRecord),
     #[prost(message, tag = "11")]
     Telemetry(TelemetryRecord),
     #[prost(message, tag = "12")]
@@ -95,10 +100,36 @@ pub struct RunRecord {
     pub host: String,
     #[prost(int64, tag = "14")]
     pub starting_step: i64,
+    #[prost(string, tag = "16")]
+    pub storage_id: String,
     #[prost(message, optional, tag = "17")]
     pub start_time: Option<Timestamp>,
+    /// This part of the run continues one the server held.
+    #[prost(bool, tag = "18")]
+    pub resumed: bool,
     #[prost(message, optional, tag = "19")]
     pub telemetry: Option<TelemetryRecord>,
+    /// Seconds the run had run before this part (a resumed run).
+    #[prost(int32, tag = "20")]
+    pub runtime: i32,
+    /// `resume` was "allow" or "must": a sync resumes the run on the server, as wandb's does.
+    #[prost(bool, tag = "24")]
+    pub resume: bool,
+}
+
+/// `run.alert(...)`: sent to W&B as NotifyScriptableRunAlert.
+#[derive(Clone, PartialEq, Message)]
+pub struct AlertRecord {
+    #[prost(string, tag = "1")]
+    pub title: String,
+    #[prost(string, tag = "2")]
+    pub text: String,
+    /// INFO, WARN or ERROR.
+    #[prost(string, tag = "3")]
+    pub level: String,
+    /// Milliseconds during which W&B sends no repeat of this alert.
+    #[prost(int64, tag = "4")]
+    pub wait_duration: i64,
 }
 
 /// Shared shape of history, summary and config items: a flat `key` or a `nested_key` path,
@@ -185,6 +216,8 @@ pub struct TelemetryFeature {
     pub finish: bool,
     #[prost(bool, tag = "4")]
     pub offline: bool,
+    #[prost(bool, tag = "5")]
+    pub resumed: bool,
     #[prost(bool, tag = "7")]
     pub metric: bool,
 }

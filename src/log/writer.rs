@@ -254,9 +254,10 @@ pub fn start(
     let deliver_at_finish = online.as_ref().is_some_and(|o| o.deliver_at_finish);
     // Only a live run needs the I/O runtime: an offline one starts no thread for it.
     let uploads = match online {
-        Some(online) => {
+        Some(mut online) => {
             let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
             let (upload_tx, upload_rx) = unbounded_channel();
+            online.delivery.set_files_dir(paths.files_dir.clone());
             rt.spawn(online.delivery.run(upload_rx, online.interval));
             Some(upload_tx)
         }
@@ -479,7 +480,6 @@ impl Sender {
         let delivered = uploads.map(|uploads| {
             let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
             let finish = Upload::Finish {
-                files_dir: self.files_dir.clone(),
                 exit_code,
                 reply: reply_tx,
             };

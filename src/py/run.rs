@@ -8,10 +8,11 @@ use pyo3::exceptions::{PyKeyError, PyUserWarning};
 use pyo3::prelude::*;
 
 use crate::core::metrics::MetricDef;
-use crate::core::run::{ProcessInfo, Run};
+use crate::core::run::{ProcessInfo, Run, RunFields};
 use crate::core::settings::{InitArgs, Mode, Settings};
 use crate::core::values::Value;
 use crate::error::Error;
+use crate::log::records::{AlertRecord, FilesItem};
 use crate::py::{aio, convert};
 
 #[pyclass(module = "wandb_nexus._core", name = "RunCore", frozen)]
@@ -22,7 +23,7 @@ pub struct RunCore {
 #[pyfunction]
 #[pyo3(signature = (config=None, project=None, entity=None, name=None, id=None, tags=None,
     group=None, job_type=None, notes=None, mode=None, dir=None, resume=None,
-    defer_delivery=false))]
+    defer_delivery=false, base_url=None, api_key=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn init(
     py: Python<'_>,
@@ -39,6 +40,8 @@ pub fn init(
     dir: Option<String>,
     resume: Option<String>,
     defer_delivery: bool,
+    base_url: Option<String>,
+    api_key: Option<String>,
 ) -> PyResult<RunCore> {
     let config = match config {
         Some(c) if !c.is_none() => Value::Map(convert::dict_items(c, "set config")?),
@@ -57,6 +60,8 @@ pub fn init(
         dir,
         resume,
         defer_delivery,
+        base_url,
+        api_key,
     };
     let process = process_info(py)?;
     let run = py.detach(move || {
@@ -198,8 +203,93 @@ impl RunCore {
     }
 
     #[getter]
-    fn name(&self) -> Option<&str> {
-        self.run.info.display_name.as_deref()
+    fn name(&self) -> Option<String> {
+        self.run.display_name()
+    }
+
+    #[getter]
+    fn notes(&self) -> Option<String> {
+        self.run.fields().notes
+    }
+
+    #[getter]
+    fn tags(&self) -> Vec<String> {
+        self.run.fields().tags.unwrap_or_default()
+    }
+
+    #[getter]
+    fn group(&self) -> Option<String> {
+        self.run.fields().group
+    }
+
+    #[getter]
+    fn job_type(&self) -> Option<String> {
+        self.run.fields().job_type
+    }
+
+    /// Sets the fields given (the others stay) and records the run anew.
+    #[pyo3(signature = (name=None, notes=None, tags=None, group=None, job_type=None))]
+    fn set_fields(
+        &self,
+        py: Python<'_>,
+        name: Option<String>,
+        notes: Option<String>,
+        tags: Option<Vec<String>>,
+        group: Option<String>,
+        job_type: Option<String>,
+    ) -> PyResult<()> {
+        let fields = RunFields {
+            name,
+            notes,
+            tags,
+            group,
+            job_type,
+        };
+        self.after_change(py, self.run.set_fields(fields))
+    }
+
+    /// An alert; `level` is INFO, WARN or ERROR, `wait_duration_ms` in milliseconds.
+    fn alert(
+        &self,
+        py: Python<'_>,
+        title: String,
+        text: String,
+        level: String,
+        wait_duration_ms: i64,
+    ) -> PyResult<()> {
+        let alert = AlertRecord {
+            title,
+            text,
+            level,
+            wait_duration: wait_duration_ms,
+        };
+        self.after_change(py, self.run.alert(alert))
+    }
+
+    /// Files already copied under the run's `files/`, by relative path, with their policy
+    /// ("now", "live" or "end").
+    fn save_files(&self, py: Python<'_>, files: Vec<(String, String)>) -> PyResult<()> {
+        let items = files
+            .into_iter()
+            .map(|(path, policy)| {
+                let policy = match policy.as_str() {
+                    "now" => 0,
+                    "end" => 1,
+                    "live" => 2,
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "policy must be 'live', 'now' or 'end', not {other:?}"
+                        )))
+                    }
+                };
+                Ok(FilesItem {
+                    path,
+                    policy,
+                    r#type: 0,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.after_change(py, self.run.save_files(items))
     }
 
     #[getter]
@@ -273,6 +363,42 @@ impl RunCore {
     fn __repr__(&self) -> String {
         format!("<RunCore id={:?} mode={}>", self.run.info.id, self.mode())
     }
+}
+
+/// Checks an API key against the server (the Viewer query); returns the key's default
+/// entity. A refused key is an `AuthenticationError`.
+#[pyfunction]
+#[pyo3(signature = (key, base_url=None, timeout=None))]
+pub fn verify_login(
+    py: Python<'_>,
+    key: String,
+    base_url: Option<String>,
+    timeout: Option<f64>,
+) -> PyResult<Option<String>> {
+    let entity = py.detach(move || {
+        let args = InitArgs {
+            base_url,
+            api_key: Some(key),
+            ..InitArgs::default()
+        };
+        let mut settings = Settings::resolve(args, |name| std::env::var(name).ok())?;
+        if let Some(seconds) = timeout.filter(|s| s.is_finite() && *s > 0.0) {
+            settings.retry.budget = std::time::Duration::from_secs_f64(seconds);
+        }
+        crate::api::delivery::verify_key(&settings)
+    })?;
+    Ok(entity)
+}
+
+/// The API key stored in netrc for the base URL's host (`WANDB_BASE_URL` when not given).
+#[pyfunction]
+#[pyo3(signature = (base_url=None))]
+pub fn netrc_key(base_url: Option<String>) -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok();
+    let base_url = base_url
+        .or_else(|| env("WANDB_BASE_URL"))
+        .unwrap_or_else(|| crate::core::settings::DEFAULT_BASE_URL.to_string());
+    crate::core::settings::netrc_password(base_url.trim_end_matches('/'), &env)
 }
 
 /// Uploads a run directory written offline or not fully delivered. Returns the run's URL, or
