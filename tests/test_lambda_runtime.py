@@ -204,3 +204,35 @@ def test_offline_without_a_key_writes_only_under_tmp() -> None:
         invocation = lam.invoke({"invocation": 0, "rows": 2})
     assert invocation.outcome == "response", lam.output.decode()
     assert invocation.body["step"] == 2
+
+
+def test_invocations_of_one_job_continue_its_run_across_outages_and_environments(
+    fake: FakeWandb,
+) -> None:
+    """`id` from the event with `resume="allow"`: each invocation continues the job's run
+    where the last stopped, also when the last one's data was spooled by an outage (it then
+    arrives first, in order) and when the next invocation runs in a new environment (which
+    asks the server where the run stands)."""
+    env = wandb_env(fake, WANDB_NEXUS_RETRY_WAIT_MIN="0.1", WANDB_NEXUS_RETRY_WAIT_MAX="0.2")
+    job = {"job": "job-7", "rows": 3}
+    with LambdaEmulator(FUNCTIONS, "functions.per_job", env=env, timeout=3) as lam:
+        lam.invoke({**job, "invocation": 0}, pause=0.2)
+        run = fake.single_run()
+        assert [row["_step"] for row in run.history] == [0, 1, 2]
+        # The next invocation's delivery meets an outage: its part stays in /tmp.
+        fake.inject("graphql", [status(503)] * 1000)
+        lam.invoke({**job, "invocation": 1}, pause=0.2)
+        fake.clear_faults()
+        assert len(run.history) == 3
+        lam.invoke({**job, "invocation": 2}, pause=0.2)
+        assert [row["_step"] for row in run.history] == list(range(9))
+        assert [row["invocation"] for row in run.history] == [0] * 3 + [1] * 3 + [2] * 3
+        assert [inv.body["step"] for inv in lam.invocations] == [3, 6, 9]
+    # A new environment (its own /tmp) asks the server where the run stands.
+    with LambdaEmulator(FUNCTIONS, "functions.per_job", env=env, timeout=3) as lam:
+        lam.invoke({**job, "invocation": 3}, pause=0.2)
+    assert len(fake.runs()) == 1
+    assert [row["_step"] for row in run.history] == list(range(12))
+    assert [line.split(" ", 1)[1] for line in run.console] == ["logged 3 rows"] * 4
+    assert run.complete and run.exitcode == 0
+    assert run.display_name == "job job-7" and run.tags == ["invocation-3"]

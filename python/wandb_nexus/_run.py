@@ -57,6 +57,14 @@ def tag_list(tags: Sequence[str] | None) -> list[str] | None:
     return tags
 
 
+def _changes_a_value(current: Any, new: Any) -> bool:
+    """Whether merging ``new`` into ``current`` changes a value already set: dicts merge, so
+    adding keys to one changes nothing."""
+    if isinstance(current, dict) and isinstance(new, dict):
+        return any(k in current and _changes_a_value(current[k], v) for k, v in new.items())
+    return bool(current != new)
+
+
 def _text(field: str, value: object) -> str:
     if not isinstance(value, str):
         raise UsageError(f"run.{field} must be a string, not {type(value).__name__}")
@@ -114,7 +122,7 @@ class Config:
 
     def _refuse_changed_values(self, changes: Mapping[str, Any]) -> None:
         for key, value in changes.items():
-            if key in self._items and self._items[key] != value:
+            if key in self._items and _changes_a_value(self._items[key], value):
                 raise UsageError(
                     f"Attempted to change value of key {key!r} from {self._items[key]!r} to "
                     f"{value!r}; pass allow_val_change=True to config.update() to do it"

@@ -797,3 +797,55 @@ fn find_log(path: &Path) -> Result<PathBuf, Error> {
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::records::{MetricOptions, MetricSummary};
+
+    fn metric(name: &str, step: &str, summary: MetricSummary) -> MetricRecord {
+        let glob = name.contains('*');
+        MetricRecord {
+            name: if glob { String::new() } else { name.into() },
+            glob_name: if glob { name.into() } else { String::new() },
+            step_metric: step.into(),
+            options: Some(MetricOptions {
+                step_sync: !step.is_empty(),
+                hidden: false,
+                defined: true,
+            }),
+            summary: Some(summary),
+            goal: 0,
+        }
+    }
+
+    /// As wandb 0.31 lists them (seen in its config.yaml): the step metric by index, its own
+    /// entry added where first needed, globs last and without `defined`.
+    #[test]
+    fn defined_metrics_are_listed_as_wandb_lists_them() {
+        let min = MetricSummary {
+            min: true,
+            ..Default::default()
+        };
+        let metrics = [
+            metric("train/*", "epoch", MetricSummary::default()),
+            metric("val/loss", "epoch", min),
+        ];
+        assert_eq!(
+            metrics_by_field_number(&metrics).to_json(),
+            concat!(
+                r#"[{"1":"epoch","6":[3],"7":[]},{"1":"val/loss","5":1,"6":[1,3],"7":[1]},"#,
+                r#"{"2":"train/*","5":1,"6":[1],"7":[]}]"#
+            )
+        );
+    }
+
+    #[test]
+    fn saved_globs_match_within_one_path_part() {
+        assert!(matches_glob("a.txt", "a.txt"));
+        assert!(matches_glob("sub/*.txt", "sub/b.txt"));
+        assert!(!matches_glob("sub/*.txt", "sub/deep/b.txt"));
+        assert!(matches_glob("model-?.pt", "model-3.pt"));
+        assert!(!matches_glob("*.txt", "a.txt.bak"));
+    }
+}

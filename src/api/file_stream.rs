@@ -470,6 +470,49 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_logs_rows_are_renumbered_after_the_servers_step() {
+        let mut stream = RunStream::default();
+        stream.renumber_steps_from(10);
+        for step in [0, 1, 12] {
+            stream.apply(&history(step));
+        }
+        assert_eq!(
+            stream.pending(REQUEST_LINE_BYTES).history.lines,
+            vec![
+                r#"{"d":{"x":1},"_step":10}"#,
+                r#"{"d":{"x":1},"_step":11}"#,
+                r#"{"d":{"x":1},"_step":12}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn later_run_records_change_fields_not_the_config() {
+        let run = |name: &str, lr: &str| {
+            record(RecordType::Run(RunRecord {
+                display_name: name.into(),
+                config: Some(ItemUpdates {
+                    update: vec![item(&["lr"], lr)],
+                    remove: Vec::new(),
+                }),
+                ..Default::default()
+            }))
+        };
+        let mut stream = RunStream::default();
+        stream.apply(&run("first", "1"));
+        stream.config_sent();
+        stream.apply(&record(RecordType::Config(ItemUpdates {
+            update: vec![item(&["lr"], "2")],
+            remove: Vec::new(),
+        })));
+        assert!(!stream.run_changed());
+        stream.apply(&run("renamed", "1"));
+        assert!(stream.run_changed());
+        assert_eq!(stream.run.as_ref().unwrap().display_name, "renamed");
+        assert_eq!(stream.config.to_json(), r#"{"lr":2}"#);
+    }
+
+    #[test]
     fn history_rows_become_nested_json_lines() {
         let mut stream = RunStream::default();
         stream.apply(&history(0));

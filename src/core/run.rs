@@ -222,8 +222,10 @@ impl Run {
         if let Some(next) = &resumed {
             opening_updates = continue_from(next, &mut run, &mut state);
         }
+        // A deferred run whose server could not say where to resume is still delivered
+        // later: its sync resumes it then, renumbering its rows after the server's.
         let mut online = match transport {
-            Some(transport) if info.notice.is_none() => {
+            Some(transport) if info.notice.is_none() || settings.defer_delivery => {
                 connect(&settings, transport, &run, &state.config, &mut info)?
             }
             _ => None,

@@ -26,6 +26,18 @@ def per_invocation(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _log_rows(event)
 
 
+@wandb.lambda_handler(
+    project="lambda-tests",
+    id=lambda event, context: event["job"],
+    name=lambda event, context: f"job {event['job']}",
+    tags=lambda event, context: [f"invocation-{event['invocation']}"],
+    resume="allow",
+)
+def per_job(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Every invocation of one job (``event["job"]``) continues that job's run."""
+    return _log_rows(event)
+
+
 @wandb.lambda_handler(project="lambda-tests", run_per="environment")
 def per_environment(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _log_rows(event)
