@@ -123,6 +123,24 @@ def test_bad_options_are_usage_errors() -> None:
         wandb.lambda_handler(run_per="request")
 
 
+def test_arguments_from_the_event_name_the_run_and_a_failing_one_is_named() -> None:
+    @wandb.lambda_handler(
+        id=lambda event, context: event["job"],
+        name=lambda event, context: f"job {event.get('job')}",
+        tags=lambda event, context: [context.function_name],
+        config=lambda event, context: {"size": len(event)},
+    )
+    def handler(event: dict[str, Any], context: Any) -> None:
+        wandb.log({"x": 1})
+
+    handler({"job": "job-1"}, Context())
+    run = handler.last_run
+    assert run is not None and run.id == "job-1" and run.name == "job job-1"
+    assert run.tags == (Context.function_name,) and run.config["size"] == 1
+    with pytest.raises(wandb.UsageError, match=r"lambda_handler\(id=...\) failed.*KeyError"):
+        handler({"other": 1}, Context())
+
+
 ENVIRONMENT_RUN_SCRIPT = """
 import wandb_nexus as wandb
 

@@ -21,7 +21,7 @@ use crate::api::file_stream::{
     config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES,
 };
 use crate::api::transport::{RunTarget, RunUpsert, Transport};
-use crate::core::resume::{self, LineCounts};
+use crate::core::resume::{self, Continuation, LineCounts};
 use crate::core::settings::{Resume, Settings};
 use crate::core::values::Value;
 use crate::error::Error;
@@ -617,15 +617,19 @@ pub fn sync(
     let rt = crate::core::runtime::runtime()
         .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
     let mut stream = RunStream::default();
+    let mut resumed = None;
     if run.resume || run.resumed {
         sync_earlier_parts(&log, &run.run_id, settings, &overrides, deadline)?;
-        let resumed = rt.block_on(by_deadline(deadline, resumed_part(&transport, &run, &log)))?;
-        if let Some((lines, starting_step, config)) = resumed {
+        resumed = rt.block_on(by_deadline(deadline, resumed_part(&transport, &run, &log)))?;
+        if let Some((lines, next)) = &resumed {
             stream.start_history_at(lines.history);
             stream.start_console_at(lines.console);
-            stream.renumber_steps_from(starting_step);
-            for (key, value) in config {
-                stream.config.merge(&[key], value);
+            stream.renumber_steps_from(next.starting_step);
+            let taken = next.config.iter().filter(|(key, _)| key != "_wandb");
+            for (key, value) in taken {
+                stream
+                    .config
+                    .merge(std::slice::from_ref(key), value.clone());
             }
         }
     }
@@ -635,6 +639,15 @@ pub fn sync(
     if let Some(first) = stream.run.as_mut() {
         first.entity.clone_from(&run.entity);
         first.project.clone_from(&run.project);
+        // As wandb's sync: a resumed part without tags or notes keeps the run's.
+        if let Some((_, next)) = resumed {
+            if first.tags.is_empty() {
+                first.tags = next.tags;
+            }
+            if first.notes.is_empty() {
+                first.notes = next.notes.unwrap_or_default();
+            }
+        }
     }
     let files_dir = log.parent().unwrap_or(Path::new(".")).join("files");
     // A log without an exit record is a run that died: W&B marks such runs failed.
@@ -698,14 +711,14 @@ fn sync_earlier_parts(
 }
 
 /// Where a resumed part of a run goes on the server: after the lines it holds, pinned at
-/// the first attempt so that a retry sends the same lines to the same place. Also the step
-/// its rows continue from and the server's config keys, as wandb's sync takes them. `None`
-/// when the server holds no such run (the part is then the run's start).
+/// the first attempt so that a retry sends the same lines to the same place; and where the
+/// run stands there (step, config, tags, notes), as wandb's sync takes it. `None` when the
+/// server holds no such run (the part is then the run's start).
 async fn resumed_part(
     transport: &Transport,
     run: &crate::log::records::RunRecord,
     log: &Path,
-) -> Result<Option<(LineCounts, i64, Vec<(String, Value)>)>, Error> {
+) -> Result<Option<(LineCounts, Continuation)>, Error> {
     let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let status = transport
         .resume_status(
@@ -725,12 +738,7 @@ async fn resumed_part(
             lines
         }
     };
-    let config = next
-        .config
-        .into_iter()
-        .filter(|(key, _)| key != "_wandb")
-        .collect();
-    Ok(Some((lines, next.starting_step, config)))
+    Ok(Some((lines, next)))
 }
 
 /// Where `sync` puts a run, if not where it was logged to.

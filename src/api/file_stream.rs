@@ -177,6 +177,13 @@ impl RunStream {
                 for item in usable(&summary.update) {
                     self.summary.set(&item.path(), parse_item(item));
                 }
+                if let Some(floor) = self.step_floor {
+                    // The summary's step is that of the last row, as renumbered.
+                    let key = ["_step".to_string()];
+                    if self.summary.get(&key).is_some() {
+                        self.summary.set(&key, Value::Int(floor - 1));
+                    }
+                }
                 for item in usable(&summary.remove) {
                     self.summary.remove(&item.path());
                 }

@@ -745,6 +745,31 @@ fn jittered(wait: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mangled_resume_answer_is_refused_naming_the_field() {
+        let good = json!({
+            "id": "UnVu", "historyLineCount": 10, "eventsLineCount": 3, "logLineCount": 7,
+            "summaryMetrics": "{\"_step\": 9, \"_wandb\": {\"runtime\": 43}}",
+            "historyTail": "[\"{\\\"_step\\\": 9, \\\"_runtime\\\": 44.2}\"]",
+            "config": "{\"lr\": {\"value\": 0.1}}", "tags": ["a"], "notes": "n",
+        });
+        let status = parse_resume_status(&good).unwrap();
+        assert_eq!((status.history_lines, status.console_lines), (10, 7));
+        assert_eq!((status.last_step, status.runtime), (Some(9), 44.0));
+        assert_eq!(status.config["lr"], json!(0.1));
+        for (field, mangled) in [
+            ("historyLineCount", json!(null)),
+            ("logLineCount", json!("7")),
+            ("summaryMetrics", json!("[1, 2]")),
+            ("config", json!("not json")),
+        ] {
+            let mut answer = good.clone();
+            answer[field] = mangled;
+            let problem = parse_resume_status(&answer).unwrap_err();
+            assert!(problem.contains(field), "{problem}");
+        }
+    }
     use crate::api::file_stream::{line_cost, Chunk, MAX_REQUEST_BYTES, REQUEST_LINE_BYTES};
 
     #[test]
