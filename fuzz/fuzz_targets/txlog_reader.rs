@@ -45,8 +45,8 @@ fn sync_offline(log: &[u8]) {
             stream.apply(&record);
         }
     }
-    if let Some(run) = &stream.run {
-        run_upsert(run, &stream.config);
+    if stream.run.is_some() {
+        run_upsert(&stream);
     }
     // The file_stream requests of `Delivery::finish`, acknowledged as the server would.
     let exit_code = stream.exit_code.unwrap_or(1);
