@@ -292,3 +292,35 @@ def test_quiet_run_sends_heartbeats(fake: FakeWandb, monkeypatch) -> None:
         heartbeats = [r for r in fake.requests if r.kind == "file_stream" and r.body == {}]
     assert len(heartbeats) >= 2
     run.finish()
+
+
+def test_saved_files_go_up_now_as_they_change_and_at_finish(
+    fake: FakeWandb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`save(policy="now")` uploads at once, `"live"` again whenever the file changed, `"end"`
+    only at finish; the run's files hold the latest contents."""
+    monkeypatch.setenv("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "0.1")
+    Path("now.txt").write_text("now")
+    Path("live.txt").write_text("live 1")
+    Path("end.txt").write_text("end")
+    run = wandb.init(project="online")
+    run.save("now.txt", policy="now")
+    run.save("live.txt", policy="live")
+    run.save("end.txt", policy="end")
+
+    def puts(name: str) -> list[bytes]:
+        return [r.body for r in fake.requests if r.kind == "upload" and r.path.endswith(name)]
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (puts("now.txt") and puts("live.txt")):
+        time.sleep(0.05)
+    assert puts("now.txt") == [b"now"] and puts("live.txt") == [b"live 1"]
+    assert puts("end.txt") == []
+    Path("live.txt").write_text("live 2, longer")
+    while time.monotonic() < deadline and len(puts("live.txt")) < 2:
+        time.sleep(0.05)
+    assert puts("live.txt") == [b"live 1", b"live 2, longer"]
+    run.finish()
+    state = fake.single_run()
+    assert state.files["live.txt"] == b"live 2, longer" and state.files["end.txt"] == b"end"
+    assert {"now.txt", "live.txt", "end.txt"} <= set(state.uploaded)

@@ -7,6 +7,7 @@
 //! that carries all remaining rows, the summary, the console, the uploaded files and the exit
 //! code (more requests only for data beyond W&B's 10 MiB per request).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct Delivery {
     stream: RunStream,
     /// The run's `files/` directory, whose files are uploaded.
     files_dir: PathBuf,
+    /// Saved files as last uploaded while the run is live (see `file_version`).
+    uploaded_versions: HashMap<String, FileVersion>,
     /// History continues after the lines the server holds (a live run), or is sent whole
     /// from line 0 (a sync, which may repeat lines the server has: same offsets, no
     /// duplicates).
@@ -217,6 +220,7 @@ impl Delivery {
         Self {
             stream,
             files_dir: PathBuf::new(),
+            uploaded_versions: HashMap::new(),
             continue_history: true,
             transport,
             target,
@@ -319,14 +323,13 @@ impl Delivery {
             config: config.then(|| server_config(&self.stream)),
             ..Default::default()
         };
-        if fields {
-            let run = self.stream.run.clone().unwrap_or_default();
-            let all = run_upsert(&self.stream);
-            update.display_name = all.display_name;
-            update.notes = Some(run.notes);
-            update.tags = Some(run.tags);
-            update.group = all.group;
-            update.job_type = all.job_type;
+        if let Some(run) = self.stream.run.as_ref().filter(|_| fields) {
+            let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            update.display_name = text(&run.display_name);
+            update.notes = Some(run.notes.clone());
+            update.tags = Some(run.tags.clone());
+            update.group = text(&run.run_group);
+            update.job_type = text(&run.job_type);
         }
         Some(update)
     }
@@ -337,19 +340,32 @@ impl Delivery {
         self.stream.run_sent();
     }
 
-    /// Uploads the files saved with policy `now` or `live` since the last round; they are
-    /// named as uploaded in the next file_stream request.
+    /// Uploads the files saved with policy `now` since the last round, and those saved with
+    /// policy `live` that changed since they were last uploaded; they are named as uploaded
+    /// in the next file_stream request.
     async fn upload_saved_files(&mut self, target: &RunTarget) -> Result<Vec<String>, Error> {
-        if self.stream.files_now.is_empty() {
+        let mut names = std::mem::take(&mut self.stream.files_now);
+        for name in &self.stream.files_live {
+            let version = file_version(&self.files_dir.join(name));
+            let changed = version.is_some() && self.uploaded_versions.get(name) != Some(&version);
+            if changed && !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        if names.is_empty() {
             return Ok(Vec::new());
         }
-        let patterns = std::mem::take(&mut self.stream.files_now);
-        let names: Vec<String> = run_files(&self.files_dir)
-            .into_iter()
-            .filter(|name| patterns.iter().any(|p| matches_glob(p, name)))
+        let versions: Vec<_> = names
+            .iter()
+            .map(|name| (name.clone(), file_version(&self.files_dir.join(name))))
             .collect();
         let (uploaded, problems) =
             upload_files(&self.transport, target, &self.files_dir, &names).await;
+        for (name, version) in versions {
+            if uploaded.contains(&name) {
+                self.uploaded_versions.insert(name, version);
+            }
+        }
         match problems.is_empty() {
             true => Ok(uploaded),
             false => Err(Error::Comm(problems.join("; "))),
@@ -539,22 +555,13 @@ fn run_files(files_dir: &Path) -> Vec<String> {
     names
 }
 
-/// Whether a `/`-separated path matches a glob of `save()`: `*` and `?` within one path
-/// part, `[...]` sets are taken literally.
-fn matches_glob(pattern: &str, name: &str) -> bool {
-    fn part(pattern: &[u8], text: &[u8]) -> bool {
-        match (pattern.first(), text.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => {
-                part(&pattern[1..], text)
-                    || (!text.is_empty() && text[0] != b'/' && part(pattern, &text[1..]))
-            }
-            (Some(b'?'), Some(&c)) if c != b'/' => part(&pattern[1..], &text[1..]),
-            (Some(p), Some(c)) if p == c => part(&pattern[1..], &text[1..]),
-            _ => false,
-        }
-    }
-    part(pattern.as_bytes(), name.as_bytes())
+/// A file's modification time and size (through a saved file's link): when they change,
+/// a `live` file is uploaded again. `None` for a file that is gone.
+type FileVersion = Option<(std::time::SystemTime, u64)>;
+
+fn file_version(path: &Path) -> FileVersion {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
 }
 
 /// The marker written next to a transaction log once the whole run has been delivered; the
@@ -846,14 +853,5 @@ mod tests {
                 r#"{"2":"train/*","5":1,"6":[1],"7":[]}]"#
             )
         );
-    }
-
-    #[test]
-    fn saved_globs_match_within_one_path_part() {
-        assert!(matches_glob("a.txt", "a.txt"));
-        assert!(matches_glob("sub/*.txt", "sub/b.txt"));
-        assert!(!matches_glob("sub/*.txt", "sub/deep/b.txt"));
-        assert!(matches_glob("model-?.pt", "model-3.pt"));
-        assert!(!matches_glob("*.txt", "a.txt.bak"));
     }
 }

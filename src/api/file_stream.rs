@@ -68,8 +68,10 @@ pub struct RunStream {
     pub metrics: Vec<MetricRecord>,
     /// Alerts not yet sent.
     pub alerts: Vec<AlertRecord>,
-    /// Saved files to upload while the run is live (policy `now` or `live`), not yet sent.
+    /// Saved files to upload while the run is live: policy `now` (once, not yet sent) and
+    /// `live` (whenever they change); every file goes at finish too.
     pub files_now: Vec<String>,
+    pub files_live: Vec<String>,
     /// Rows logged before this step are renumbered to it (a resumed run's log replayed by
     /// sync, as wandb's sync does): steps never go back on the server.
     step_floor: Option<i64>,
@@ -161,14 +163,15 @@ impl RunStream {
             }
             RecordType::Alert(alert) => self.alerts.push(alert.clone()),
             RecordType::Files(files) => {
-                // NOW (0) and LIVE (2) go up while the run is live; every file goes at finish.
-                let now = files
-                    .files
-                    .iter()
-                    .filter(|f| f.policy == 0 || f.policy == 2);
-                for file in now {
-                    if !self.files_now.contains(&file.path) {
-                        self.files_now.push(file.path.clone());
+                for file in &files.files {
+                    // NOW 0, END 1, LIVE 2.
+                    let list = match file.policy {
+                        0 => &mut self.files_now,
+                        2 => &mut self.files_live,
+                        _ => continue,
+                    };
+                    if !list.contains(&file.path) {
+                        list.push(file.path.clone());
                     }
                 }
             }

@@ -209,6 +209,14 @@ impl Run {
         };
         let resumed = match &transport {
             Some(transport) => match continuation(&settings, &info.id, transport) {
+                Err(Error::Unavailable(err)) if settings.defer_delivery => {
+                    info.notice = Some(format!(
+                        "cannot reach W&B at {} to resume run {} ({err}); its rows are \
+                         numbered after the server's when it is delivered",
+                        settings.base_url, info.id
+                    ));
+                    None
+                }
                 Err(Error::Unavailable(err)) => {
                     info.notice = Some(unreachable_notice(&settings, &err));
                     None
