@@ -80,21 +80,25 @@ pub struct Delivery {
     heartbeat: Duration,
 }
 
+/// A record's text field as GraphQL takes it: empty is unset (null).
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
 /// What the first UpsertBucket of a run sends: everything the run record says.
 pub fn run_upsert(stream: &RunStream) -> RunUpsert {
     let run = stream.run.clone().unwrap_or_default();
-    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
     RunUpsert {
         storage_id: None,
         run_id: run.run_id.clone(),
-        entity: text(&run.entity),
-        project: text(&run.project),
-        display_name: text(&run.display_name),
-        notes: text(&run.notes),
-        group: text(&run.run_group),
-        job_type: text(&run.job_type),
+        entity: non_empty(&run.entity),
+        project: non_empty(&run.project),
+        display_name: non_empty(&run.display_name),
+        notes: non_empty(&run.notes),
+        group: non_empty(&run.run_group),
+        job_type: non_empty(&run.job_type),
         tags: Some(run.tags.clone()),
-        host: text(&run.host),
+        host: non_empty(&run.host),
         program: None,
         config: Some(server_config(stream)),
     }
@@ -324,12 +328,11 @@ impl Delivery {
             ..Default::default()
         };
         if let Some(run) = self.stream.run.as_ref().filter(|_| fields) {
-            let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
-            update.display_name = text(&run.display_name);
+            update.display_name = non_empty(&run.display_name);
             update.notes = Some(run.notes.clone());
             update.tags = Some(run.tags.clone());
-            update.group = text(&run.run_group);
-            update.job_type = text(&run.job_type);
+            update.group = non_empty(&run.run_group);
+            update.job_type = non_empty(&run.job_type);
         }
         Some(update)
     }
@@ -726,11 +729,10 @@ async fn resumed_part(
     run: &crate::log::records::RunRecord,
     log: &Path,
 ) -> Result<Option<(LineCounts, Continuation)>, Error> {
-    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let status = transport
         .resume_status(
-            text(&run.entity).as_deref(),
-            text(&run.project).as_deref(),
+            non_empty(&run.entity).as_deref(),
+            non_empty(&run.project).as_deref(),
             &run.run_id,
         )
         .await?;
