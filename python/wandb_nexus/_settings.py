@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from . import _core
+from ._run import tag_list
 from .errors import UsageError
 
 TYPE_CHECKING = False
@@ -114,9 +115,7 @@ def _checked(name: str, value: Any) -> Any:
     if value is None:
         return None
     if name == "run_tags":
-        if isinstance(value, str) or not all(isinstance(tag, str) for tag in value):
-            raise UsageError("Settings.run_tags must be a sequence of strings")
-        return tuple(value)
+        return tuple(tag_list(value) or ())
     if hasattr(value, "__fspath__") and name == "root_dir":
         value = os.fspath(value)
     if not isinstance(value, str):

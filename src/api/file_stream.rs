@@ -5,7 +5,8 @@
 use crate::core::system;
 use crate::core::values::{Tree, Value};
 use crate::log::records::{
-    AlertRecord, HistoryRecord, Item, MetricRecord, OutputRawRecord, Record, RecordType, RunRecord,
+    usable, AlertRecord, HistoryRecord, Item, MetricRecord, OutputRawRecord, Record, RecordType,
+    RunRecord,
 };
 
 pub const HISTORY_FILE: &str = "wandb-history.jsonl";
@@ -178,7 +179,7 @@ impl RunStream {
             RecordType::Config(config) => self.merge_config(&config.update),
             RecordType::Summary(summary) => {
                 for item in usable(&summary.update) {
-                    self.summary.set(&item.path(), parse_item(item));
+                    self.summary.set(&item.path(), item.value());
                 }
                 if let Some(floor) = self.step_floor {
                     // The summary's step is that of the last row, as renumbered.
@@ -196,7 +197,7 @@ impl RunStream {
             RecordType::History(history) => {
                 let mut row = Tree::default();
                 for item in usable(&history.item) {
-                    row.merge(&item.path(), parse_item(item));
+                    row.merge(&item.path(), item.value());
                 }
                 self.renumber(&mut row);
                 let line = Line::new(row.to_json());
@@ -229,7 +230,7 @@ impl RunStream {
 
     fn merge_config(&mut self, items: &[Item]) {
         for item in usable(items) {
-            self.config.merge(&item.path(), parse_item(item));
+            self.config.merge(&item.path(), item.value());
         }
         self.config_changed = true;
     }
@@ -407,23 +408,6 @@ fn step(history: &HistoryRecord) -> String {
             .find(|item| item.path() == ["_step"])
             .map_or_else(|| "?".into(), |item| item.value_json.clone()),
     }
-}
-
-/// Items nested deeper than this are not applied. Python values nest at most 100 deep, so
-/// only a damaged or forged log has one, and the tree it would make is too deep to turn into
-/// JSON (recursively) on a 2 MiB thread stack.
-const MAX_ITEM_DEPTH: usize = 512;
-
-/// The items to apply: all but those nested deeper than `MAX_ITEM_DEPTH`.
-fn usable(items: &[Item]) -> impl Iterator<Item = &Item> {
-    items
-        .iter()
-        .filter(|item| item.nested_key.len() <= MAX_ITEM_DEPTH)
-}
-
-/// An item's value; text that is not JSON is kept as a string rather than dropped.
-fn parse_item(item: &Item) -> Value {
-    Value::parse_json(&item.value_json).unwrap_or_else(|_| Value::Str(item.value_json.clone()))
 }
 
 /// `{"key": {"value": v}, ...}`: the config as W&B stores it, with `_wandb` included.

@@ -11,7 +11,7 @@ use crate::api::transport::ResumeStatus;
 use crate::core::settings::Resume;
 use crate::core::values::{Tree, Value};
 use crate::error::Error;
-use crate::log::records::{Record, RecordType};
+use crate::log::records::{usable, Record, RecordType};
 
 /// Where a resumed run continues.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -174,20 +174,20 @@ pub fn from_local_log(log: &Path) -> Result<Continuation, Error> {
                     next.starting_step = run.starting_step;
                 }
                 next.runtime = next.runtime.max(f64::from(run.runtime));
-                for item in run.config.iter().flat_map(|c| &c.update) {
-                    config.merge(&item.path(), parsed(&item.value_json));
+                for item in run.config.iter().flat_map(|c| usable(&c.update)) {
+                    config.merge(&item.path(), item.value());
                 }
             }
             RecordType::Config(update) => {
-                for item in &update.update {
-                    config.merge(&item.path(), parsed(&item.value_json));
+                for item in usable(&update.update) {
+                    config.merge(&item.path(), item.value());
                 }
             }
             RecordType::Summary(update) => {
-                for item in &update.update {
-                    summary.set(&item.path(), parsed(&item.value_json));
+                for item in usable(&update.update) {
+                    summary.set(&item.path(), item.value());
                 }
-                for item in &update.remove {
+                for item in usable(&update.remove) {
                     summary.remove(&item.path());
                 }
             }
@@ -216,10 +216,6 @@ pub fn from_local_log(log: &Path) -> Result<Continuation, Error> {
     next.summary = summary.to_entries();
     next.config = config.to_entries();
     Ok(next)
-}
-
-fn parsed(json: &str) -> Value {
-    Value::parse_json(json).unwrap_or_else(|_| Value::Str(json.to_string()))
 }
 
 #[cfg(test)]

@@ -153,6 +153,24 @@ impl Item {
             self.nested_key.clone()
         }
     }
+
+    /// The item's value; text that is not JSON is kept as a string rather than dropped.
+    pub fn value(&self) -> Value {
+        Value::parse_json(&self.value_json).unwrap_or_else(|_| Value::Str(self.value_json.clone()))
+    }
+}
+
+/// Items nested deeper than this are not applied. Python values nest at most 100 deep, so
+/// only a damaged or forged log has one, and the tree it would make is too deep to turn into
+/// JSON (recursively) on a 2 MiB thread stack.
+const MAX_ITEM_DEPTH: usize = 512;
+
+/// The items of a record read back that are safe to apply: all but those nested deeper than
+/// `MAX_ITEM_DEPTH`.
+pub fn usable(items: &[Item]) -> impl Iterator<Item = &Item> {
+    items
+        .iter()
+        .filter(|item| item.nested_key.len() <= MAX_ITEM_DEPTH)
 }
 
 #[derive(Clone, PartialEq, Message)]
