@@ -21,6 +21,9 @@ pub enum Error {
         key: String,
         reason: String,
     },
+    /// A value of the right type that cannot be used (a malformed image, a bad table row).
+    #[error("{0}")]
+    InvalidValue(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -81,11 +84,13 @@ impl From<Error> for PyErr {
         static RUN_IO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static AUTH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static COMM: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static INVALID: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         Python::attach(|py| {
             let (cell, name) = match err {
                 Error::Python(inner) => return inner,
                 Error::Usage(_) => (&USAGE, "UsageError"),
                 Error::UnsupportedValue { .. } => (&VALUE, "UnsupportedValueError"),
+                Error::InvalidValue(_) => (&INVALID, "InvalidValueError"),
                 Error::Io { .. } => (&RUN_IO, "RunIOError"),
                 Error::Auth(_) => (&AUTH, "AuthenticationError"),
                 Error::Comm(_) | Error::Unavailable(_) => (&COMM, "CommError"),

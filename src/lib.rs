@@ -3,10 +3,12 @@
 
 mod alloc;
 pub mod api;
+pub mod artifact;
 pub mod core;
 pub mod error;
 pub mod lambda;
 pub mod log;
+pub mod media;
 pub mod py;
 
 use pyo3::prelude::*;
@@ -19,6 +21,12 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::lambda::{deliver_invocation, start_lambda_extension};
+
+    #[pymodule_export]
+    use crate::py::media::{
+        audio_from_array, audio_from_file, histogram, histogram_from_counts, html,
+        image_from_array, image_from_file, image_from_pixels, table, MediaCore,
+    };
 
     #[pymodule_export]
     #[allow(non_upper_case_globals)]

@@ -45,8 +45,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import hashlib
 import json
 import logging
+import mimetypes
 import os
 import re
 import secrets
@@ -96,11 +98,89 @@ MAX_LINE_BYTES = MAX_REQUEST_BYTES - 100 * 1024
 # The GraphQL enum AlertSeverity of NotifyScriptableRunAlert; its variable defaults to INFO.
 ALERT_SEVERITIES = ("INFO", "WARN", "ERROR")
 
+# Artifacts (wandb-artifacts-resume.md §1.5): the input fields wandb-core 0.31.0 sends.
+# Unknown fields are refused (400) as GraphQL input validation would.
+CREATE_ARTIFACT_INPUT = frozenset(
+    {
+        "aliases",
+        "artifactCollectionName",
+        "artifactCollectionNames",
+        "artifactTypeName",
+        "clientID",
+        "clientMutationId",
+        "description",
+        "digest",
+        "digestAlgorithm",
+        "distributedID",
+        "enableDigestDeduplication",
+        "entityName",
+        "historyStep",
+        "labels",
+        "metadata",
+        "projectName",
+        "runName",
+        "sequenceClientID",
+        "storageRegion",
+        "tags",
+        "ttlDurationSeconds",
+    }
+)
+# CreateArtifactFilesInput and one of its artifactFiles; "digestAlgorithm" and each file's
+# "digest" only exist on servers with the ARTIFACT_DIGEST_ALGORITHM feature.
+CREATE_ARTIFACT_FILES_INPUT = frozenset(
+    {"artifactFiles", "clientMutationId", "cloudRegionID", "storageLayout"}
+)
+ARTIFACT_FILE_SPEC = frozenset(
+    {"artifactID", "artifactManifestID", "md5", "mimetype", "name", "uploadPartsInput"}
+)
+USE_ARTIFACT_INPUT = frozenset(
+    {
+        "artifactID",
+        "entityName",
+        "projectName",
+        "runName",
+        "usedAs",
+        "clientMutationId",
+        "artifactEntityName",
+        "artifactProjectName",
+    }
+)
+DIGEST_ALGORITHMS = ("MANIFEST_MD5", "MANIFEST_XXH128")
+MANIFEST_TYPES = ("FULL", "INCREMENTAL", "PATCH")
+STORAGE_LAYOUTS = ("V1", "V2")
+STORAGE_POLICY = "wandb-storage-policy-v1"
+
+# Queries of the official SDK's public API (wandb.Api) and of its Python-side checks,
+# answered by executing their selection sets (see "mini GraphQL" below).
+READ_OPERATIONS = frozenset(
+    {
+        "ArtifactType",  # before log_artifact: the collection's type, if it exists
+        "GetDefaultEntity",
+        "Run",
+        "RunFullHistory",
+        "RunSampledHistory",
+        "RunHistoryKeys",
+        "RunParquetHistory",  # wandb-core's history reader, for scan_history
+        "HistoryPage",
+        "SampledHistoryPage",
+        "RunFiles",
+        "RunOutputArtifacts",
+        "RunInputArtifacts",
+        "ArtifactMembershipByName",
+        "ArtifactByID",
+        "FetchArtifactManifest",
+        "GetArtifactMembershipFileUrls",
+    }
+)
+
 # A realistic file_stream answer; clients only look at "stopped".
-FILE_STREAM_RESPONSE = {"exitcode": None, "limits": {}, "stopped": False}
+FILE_STREAM_RESPONSE: dict[str, Any] = {"exitcode": None, "limits": {}, "stopped": False}
 
 _FILE_STREAM_PATH = re.compile(r"/files/([^/]+)/([^/]+)/([^/]+)/file_stream")
 _UPLOAD_PATH = re.compile(r"/upload/([^/]+)/([^/]+)/([^/]+)/(.+)")
+_RUN_FILE_PATH = re.compile(r"/files/([^/]+)/([^/]+)/([^/]+)/(.+)")
+_ARTIFACT_FILE_PATH = re.compile(r"/artifacts/(\d+)/files/(.+)")
+_ARTIFACT_MANIFEST_PATH = re.compile(r"/artifacts/(\d+)/wandb_manifest\.json")
 _OPERATION_DEFINITION = re.compile(r"\b(?:query|mutation|subscription)\s+([A-Za-z_]\w*)")
 
 
@@ -156,7 +236,7 @@ GARBAGE_BODY = Fault("garbage_body")
 TRUNCATED_JSON = Fault("truncated_json")
 HANG = Fault("hang")
 _NO_FAULT = Fault("none")
-_FAULT_KINDS = ("graphql", "file_stream", "upload")
+_FAULT_KINDS = ("graphql", "file_stream", "upload", "download")
 # Faults without parameters, which `inject` also takes by name.
 _PLAIN_FAULTS = {
     f.action: f
@@ -187,7 +267,9 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]  # lower-cased names
-    kind: str  # "graphql", "file_stream", "upload" or "unknown" (answered 404)
+    # "graphql", "file_stream", "upload" (PUT to a signed URL), "download" (GET of a run file,
+    # artifact file or manifest) or "unknown" (answered 404)
+    kind: str
     body: Any
     operation: str | None = None  # GraphQL operation name
     fault: str | None = None  # action of the fault applied to this request, if any
@@ -225,6 +307,7 @@ class RunState:
     # NotifyScriptableRunAlert calls, in arrival order: {"title", "text", "severity",
     # "wait_duration"} with wait_duration in milliseconds (None if not sent).
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    created_at: str = field(default_factory=lambda: _now())
 
     @property
     def config_values(self) -> dict[str, Any]:
@@ -249,6 +332,76 @@ class RunState:
     def console(self) -> list[str]:
         """output.log lines as streamed (with timestamps and "ERROR " prefixes)."""
         return list(self.lines[CONSOLE])
+
+
+@dataclass
+class ArtifactState:
+    """One artifact version, from CreateArtifact on (see `FakeWandb.artifacts`).
+
+    `version` ("v0", "v1", ...) is given at CommitArtifact, in commit order within the
+    collection, as W&B numbers versions; a PENDING artifact has none."""
+
+    id: str  # GraphQL node id, base64("Artifact:<number>")
+    number: int
+    entity: str
+    project: str
+    name: str  # the collection (sequence) name, e.g. "run-<run id>-<key>"
+    type: str
+    digest: str  # hex MD5 over the manifest's paths and digests, as given to CreateArtifact
+    run_name: str | None  # the run that logged it (CreateArtifact runName), None if none did
+    history_step: int | None
+    description: str | None
+    metadata: dict[str, Any] | None
+    created_at: str
+    state: str = "PENDING"  # COMMITTED after CommitArtifact
+    version_index: int | None = None
+    requested_aliases: list[str] = field(default_factory=list)  # from CreateArtifact
+    aliases: list[str] = field(default_factory=list)  # held now; only committed versions
+    tags: list[str] = field(default_factory=list)
+    # clientID and sequenceClientID of every CreateArtifact that resolved to this version
+    # (a deduplicated log adds its own), for wandb-client-artifact:// references.
+    client_ids: list[str] = field(default_factory=list)
+    sequence_client_ids: list[str] = field(default_factory=list)
+    logged_by: list[str] = field(default_factory=list)  # runs whose CreateArtifact got it
+    used_by: list[str] = field(default_factory=list)  # runs that called UseArtifact on it
+    manifest_id: str | None = None  # from the first CreateArtifactManifest
+    manifest_digest: str | None = None  # base64 MD5 given to the second one
+    manifest_bytes: bytes | None = None  # as PUT
+    issued_files: dict[str, str] = field(default_factory=dict)  # path -> md5 (CreateArtifactFiles)
+    files: dict[str, bytes] = field(default_factory=dict)  # uploaded contents, by entry path
+
+    @property
+    def version(self) -> str | None:
+        return None if self.version_index is None else f"v{self.version_index}"
+
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        """The uploaded manifest, parsed."""
+        return None if self.manifest_bytes is None else json.loads(self.manifest_bytes)
+
+    @property
+    def qualified_name(self) -> str:
+        """ "<name>:v<N>", or "<name>:<id>" while it has no version."""
+        return f"{self.name}:{self.version or self.id}"
+
+
+@dataclass
+class ArtifactCollection:
+    """An artifact collection (ArtifactSequence): the versions logged under one name."""
+
+    id: str
+    entity: str
+    project: str
+    name: str
+    type: str
+    created_at: str
+    artifacts: list[ArtifactState] = field(default_factory=list)  # creation order
+
+    @property
+    def versions(self) -> list[ArtifactState]:
+        """The committed versions, v0 first."""
+        committed = [a for a in self.artifacts if a.version_index is not None]
+        return sorted(committed, key=lambda a: a.version_index or 0)
 
 
 class HttpError(Exception):
@@ -291,6 +444,12 @@ class FakeWandb:
         self.requests: list[Request] = []
         self.internal_errors: list[str] = []  # tracebacks of bugs in the fake itself
         self._runs: dict[tuple[str, str, str], RunState] = {}
+        self._projects: dict[tuple[str, str], int] = {}  # numeric ids, made on first use
+        self._artifacts: list[ArtifactState] = []  # artifact number - 1 -> artifact
+        self._collections: dict[tuple[str, str, str], ArtifactCollection] = {}
+        # clientID -> Artifact id and sequenceClientID -> ArtifactSequence id.
+        self._client_ids: dict[str, str] = {}
+        self._manifest_count = 0
         self._faults: dict[str, deque[Fault]] = {}
         # Added to every request's handling time: a slow or far-away server.
         self.latency = 0.0
@@ -306,6 +465,12 @@ class FakeWandb:
             "RunResumeStatus": self._run_resume_status,
             "CreateRunFiles": self._create_run_files,
             "NotifyScriptableRunAlert": self._notify_scriptable_run_alert,
+            "CreateArtifact": self._create_artifact,
+            "CreateArtifactManifest": self._create_artifact_manifest,
+            "CreateArtifactFiles": self._create_artifact_files,
+            "CommitArtifact": self._commit_artifact,
+            "UseArtifact": self._use_artifact,
+            "ClientIDMapping": self._client_id_mapping,
         }
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
@@ -340,7 +505,8 @@ class FakeWandb:
         """Queue faults for the next requests of `kind`, consumed one per request, FIFO.
 
         kind: "graphql", "graphql:<OperationName>" (checked before plain "graphql"),
-        "file_stream" or "upload". A fault is a `Fault` (see `status`, `delay`,
+        "file_stream", "upload" (any signed-URL PUT: run files, artifact files, manifests) or
+        "download" (any GET of a file). A fault is a `Fault` (see `status`, `delay`,
         `graphql_error`, `DROP_AFTER_APPLY`, `RESET`, `CLOSE_MID_BODY`, `GARBAGE_BODY`,
         `TRUNCATED_JSON`, `HANG`), an int (shorthand for status(N)), or the action name of a
         fault without parameters ("drop_after_apply", "hang", ...).
@@ -399,7 +565,7 @@ class FakeWandb:
     def _serve(self, handler: _Handler) -> None:
         headers = {name.lower(): value for name, value in handler.headers.items()}
         path = urlsplit(handler.path).path
-        kind, params = _route(path)
+        kind, params = _route(handler.command, path)
         record = Request(handler.command, path, headers, kind, body=None)
         with self._lock:
             self.requests.append(record)
@@ -451,13 +617,13 @@ class FakeWandb:
             _drop_connection(handler)
             return
         if fault.action in ("close_mid_body", "truncated_json"):
-            payload = json.dumps(answer).encode()
+            payload, content_type = _encode(answer)
             half = payload[: len(payload) // 2]
             if fault.action == "truncated_json":
-                self._respond_bytes(handler, record, answer_status, half, "application/json")
+                self._respond_bytes(handler, record, answer_status, half, content_type)
                 return
             self._respond_bytes(
-                handler, record, answer_status, half, "application/json", length=len(payload)
+                handler, record, answer_status, half, content_type, length=len(payload)
             )
             _drop_connection(handler)
             return
@@ -479,8 +645,8 @@ class FakeWandb:
         body: Any,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        payload = b"" if body is None else json.dumps(body).encode()
-        content_type = None if body is None else "application/json"
+        """Answer with `body`: JSON, raw bytes (a downloaded file) or nothing (None)."""
+        payload, content_type = _encode(body)
         self._respond_bytes(handler, record, code, payload, content_type, extra_headers)
 
     def _respond_bytes(
@@ -515,13 +681,15 @@ class FakeWandb:
     def _dispatch(
         self, method: str, kind: str, params: tuple[str, ...], raw: bytes, record: Request
     ) -> tuple[int, Any]:
-        expected_method = {"upload": "PUT", "unknown": None}.get(kind, "POST")
+        expected_method = {"upload": "PUT", "download": "GET", "unknown": None}.get(kind, "POST")
         if expected_method is None:
             raise HttpError(404, f"no such endpoint: {record.path}")
         if method != expected_method:
             raise HttpError(405, f"{method} not allowed on {record.path}")
         if kind == "upload":
             return self._upload(params, raw, record)
+        if kind == "download":
+            return self._download(params, record)
         self._check_auth(record.headers)
         record.body = self._json_body(record.headers, raw)
         if kind == "graphql":
@@ -564,10 +732,16 @@ class FakeWandb:
         if not isinstance(variables, dict):
             raise HttpError(400, "variables must be a JSON object")
         operation = self._operations.get(name)
-        if operation is None:
+        executor = None
+        if name in READ_OPERATIONS:
+            executor = _Executor(body["query"], name, variables)
+        elif operation is None:
             raise HttpError(400, f"unknown operation {name!r}")
         try:
             with self._lock:
+                if executor is not None:
+                    return 200, {"data": executor.run(self._query_root())}
+                assert operation is not None
                 return 200, {"data": operation(variables)}
         except GraphQLError as err:
             return 200, {"data": None, **_error_body(str(err))}
@@ -648,6 +822,7 @@ class FakeWandb:
                     display_name=f"fake-run-{count + 1}",  # the server names unnamed runs
                 )
                 self._runs[(entity, project, name)] = run
+                self._project_number(entity, project)
 
         run.upserts.append(variables)
         # Null means "unchanged": update calls only send what changed.
@@ -701,7 +876,7 @@ class FakeWandb:
             # Clients count a run as started only if its config has _wandb.t (telemetry).
             internal = run.config_values.get("_wandb")
             has_telemetry = isinstance(internal, dict) and "t" in internal
-            wandb_config = {"t": internal["t"]} if has_telemetry else {}
+            wandb_config = {"t": internal["t"]} if has_telemetry else {}  # type: ignore[index]
             bucket = {
                 "id": run.storage_id,
                 "name": run.name,
@@ -729,8 +904,7 @@ class FakeWandb:
         if run is None:
             raise GraphQLError(f"run {entity}/{project}/{name} not found")
         for path in paths:
-            if not path or path.startswith("/") or "\\" in path or ".." in path.split("/"):
-                raise GraphQLError(f"invalid file name {path!r}")
+            _check_file_path(path)
         run.issued_uploads.update(paths)
         prefix = f"{self.base_url}/upload/" + "/".join(
             quote(part, safe="") for part in (entity, project, name)
@@ -762,6 +936,650 @@ class FakeWandb:
         run.alerts.append(alert)
         return {"notifyScriptableRunAlert": {"success": True}}
 
+    # ------------------------------------------------------------------ artifacts (write)
+
+    def _create_artifact(self, variables: dict[str, Any]) -> dict[str, Any]:
+        # mutation CreateArtifact($input: CreateArtifactInput!) { createArtifact(input: $input)
+        #   { artifact { id state artifactSequence { latestArtifact { id } } } } }
+        data = _input_object(variables, "input", CREATE_ARTIFACT_INPUT)
+        entity = _string(data, "entityName", required=True)
+        project = _string(data, "projectName", required=True)
+        type_name = _string(data, "artifactTypeName", required=True)
+        name = _string(data, "artifactCollectionName", required=True)
+        digest = _string(data, "digest", required=True)
+        names = _string_list(data, "artifactCollectionNames")
+        client_id = _string(data, "clientID")
+        sequence_client_id = _string(data, "sequenceClientID")
+        run_name = _string(data, "runName")
+        description = _string(data, "description")
+        metadata = _json_string(data, "metadata")
+        algorithm = _enum(data, "digestAlgorithm", DIGEST_ALGORITHMS)
+        dedup = _boolean(data, "enableDigestDeduplication")
+        step = _int(data, "historyStep")
+        _int(data, "ttlDurationSeconds")
+        for key in ("clientMutationId", "distributedID", "storageRegion"):
+            _string(data, key)
+        aliases = _alias_inputs(data.get("aliases"))
+        tags = _tag_inputs(data.get("tags"))
+        if data.get("labels") is not None:
+            _json_string(data, "labels")
+
+        if not self._known_entity(entity):
+            raise GraphQLError(f"entity {entity} not found")
+        if not name or len(name) > 128 or not re.fullmatch(r"[A-Za-z0-9_\-.]+", name):
+            raise GraphQLError(f"invalid artifact name {name!r}: use 1-128 of [A-Za-z0-9_-.]")
+        if not type_name or len(type_name) > 128 or "/" in type_name or ":" in type_name:
+            raise GraphQLError(f"invalid artifact type {type_name!r}")
+        if names is not None and names != [name]:
+            raise GraphQLError("artifactCollectionNames must be [artifactCollectionName]")
+        if not re.fullmatch(r"[0-9a-f]{32}", digest):
+            raise GraphQLError(f"digest {digest!r} is not a lowercase hex MD5")
+        if algorithm not in (None, "MANIFEST_MD5"):
+            raise GraphQLError(f"digestAlgorithm {algorithm} is not supported by the fake")
+        if data.get("distributedID") is not None:
+            raise GraphQLError("distributed artifacts are not supported by the fake")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise GraphQLError("metadata must encode a JSON object")
+        for alias, target in aliases:
+            if target != name:
+                raise GraphQLError(f"alias {alias!r} names collection {target!r}, not {name!r}")
+        if run_name is not None and (entity, project, run_name) not in self._runs:
+            raise GraphQLError(f"run {entity}/{project}/{run_name} not found")
+
+        collection = self._collections.get((entity, project, name))
+        if collection is not None and collection.type != type_name:
+            raise GraphQLError(
+                f"artifact collection {name} has type {collection.type}, not {type_name}"
+            )
+        if client_id is not None and client_id in self._client_ids:
+            # A retried CreateArtifact (its answer was lost): the same artifact again.
+            existing = self._artifact_by_id(self._client_ids[client_id])
+            if existing is None or (existing.entity, existing.project, existing.name) != (
+                entity,
+                project,
+                name,
+            ):
+                raise GraphQLError(f"clientID {client_id} belongs to another artifact")
+            return {"createArtifact": {"artifact": self._created_artifact(existing)}}
+        if sequence_client_id is not None:
+            mapped = self._client_ids.get(sequence_client_id)
+            if mapped is not None and (collection is None or mapped != collection.id):
+                raise GraphQLError(
+                    f"sequenceClientID {sequence_client_id} names another collection"
+                )
+
+        if collection is None:
+            collection = ArtifactCollection(
+                id=_node_id("ArtifactSequence", str(len(self._collections) + 1)),
+                entity=entity,
+                project=project,
+                name=name,
+                type=type_name,
+                created_at=_now(),
+            )
+            self._collections[(entity, project, name)] = collection
+        self._project_number(entity, project)
+        duplicate = next(
+            (a for a in collection.versions if a.digest == digest and dedup is not False), None
+        )
+        if duplicate is not None:
+            # W&B's digest deduplication: the committed version with this content is the
+            # answer; it gets the new aliases and client ids, and no new version is made.
+            artifact = duplicate
+            self._move_aliases(collection, artifact, [alias for alias, _ in aliases])
+        else:
+            number = len(self._artifacts) + 1
+            artifact = ArtifactState(
+                id=_node_id("Artifact", str(number)),
+                number=number,
+                entity=entity,
+                project=project,
+                name=name,
+                type=type_name,
+                digest=digest,
+                run_name=run_name,
+                history_step=step,
+                description=description,
+                metadata=metadata,
+                created_at=_now(),
+                requested_aliases=[alias for alias, _ in aliases],
+                tags=tags,
+            )
+            self._artifacts.append(artifact)
+            collection.artifacts.append(artifact)
+        if client_id is not None:
+            artifact.client_ids.append(client_id)
+            self._client_ids[client_id] = artifact.id
+        if sequence_client_id is not None:
+            if sequence_client_id not in artifact.sequence_client_ids:
+                artifact.sequence_client_ids.append(sequence_client_id)
+            self._client_ids[sequence_client_id] = collection.id
+        if run_name is not None and run_name not in artifact.logged_by:
+            artifact.logged_by.append(run_name)
+        return {"createArtifact": {"artifact": self._created_artifact(artifact)}}
+
+    def _created_artifact(self, artifact: ArtifactState) -> dict[str, Any]:
+        collection = self._collections[(artifact.entity, artifact.project, artifact.name)]
+        versions = [a for a in collection.versions if a is not artifact]
+        latest = {"id": versions[-1].id} if versions else None
+        return {
+            "id": artifact.id,
+            "state": artifact.state,
+            "artifactSequence": {"id": collection.id, "latestArtifact": latest},
+        }
+
+    def _create_artifact_manifest(self, variables: dict[str, Any]) -> dict[str, Any]:
+        # mutation CreateArtifactManifest($artifactID: ID!, $baseArtifactID: ID, $name: String!,
+        #   $digest: String!, $entityName: String!, $projectName: String!, $runName: String!,
+        #   $manifestType: ArtifactManifestType!, $includeUpload: Boolean!)
+        artifact_id = _string(variables, "artifactID", required=True)
+        base_id = _string(variables, "baseArtifactID")
+        name = _string(variables, "name", required=True)
+        digest = _string(variables, "digest", required=True)
+        entity = _string(variables, "entityName", required=True)
+        project = _string(variables, "projectName", required=True)
+        _string(variables, "runName", required=True)
+        manifest_type = _enum(variables, "manifestType", MANIFEST_TYPES, required=True)
+        include_upload = _boolean(variables, "includeUpload", required=True)
+
+        artifact = self._pending_artifact(artifact_id)
+        if (entity, project) != (artifact.entity, artifact.project):
+            raise GraphQLError(f"artifact {artifact_id} is not in {entity}/{project}")
+        if manifest_type != "FULL" or name != "wandb_manifest.json":
+            raise GraphQLError("only FULL manifests named wandb_manifest.json are supported")
+        if base_id is not None:
+            base = self._artifact_by_id(base_id)
+            if base is None or (base.entity, base.project, base.name) != (
+                artifact.entity,
+                artifact.project,
+                artifact.name,
+            ):
+                raise GraphQLError(f"base artifact {base_id} is not a version of {artifact.name}")
+        if digest and _md5_digest(digest) is None:
+            raise GraphQLError(f"manifest digest {digest!r} is not a base64 MD5")
+        if include_upload and not digest:
+            raise GraphQLError("an upload URL for the manifest needs its digest")
+        if artifact.manifest_id is None:
+            self._manifest_count += 1
+            artifact.manifest_id = _node_id("ArtifactManifest", str(self._manifest_count))
+        if digest and digest != artifact.manifest_digest:
+            artifact.manifest_digest = digest
+            artifact.manifest_bytes = None  # the upload must match the new digest
+        file: dict[str, Any] = {"id": _node_id("File", f"manifest:{artifact.number}")}
+        if include_upload:  # uploadUrl @include(if: $includeUpload), likewise uploadHeaders
+            file["uploadUrl"] = f"{self.base_url}/artifacts/{artifact.number}/wandb_manifest.json"
+            file["uploadHeaders"] = [f"Content-MD5:{digest}"]
+        manifest = {"id": artifact.manifest_id, "file": file}
+        return {"createArtifactManifest": {"artifactManifest": manifest}}
+
+    def _create_artifact_files(self, variables: dict[str, Any]) -> dict[str, Any]:
+        # mutation CreateArtifactFiles($input: CreateArtifactFilesInput!)
+        with_digest = "ARTIFACT_DIGEST_ALGORITHM" in self.features
+        allowed = CREATE_ARTIFACT_FILES_INPUT | ({"digestAlgorithm"} if with_digest else set())
+        data = _input_object(variables, "input", allowed)
+        _string(data, "clientMutationId")
+        _string(data, "cloudRegionID")
+        _enum(data, "storageLayout", STORAGE_LAYOUTS)
+        if _enum(data, "digestAlgorithm", DIGEST_ALGORITHMS) not in (None, "MANIFEST_MD5"):
+            raise GraphQLError("only MANIFEST_MD5 artifacts are supported by the fake")
+        specs = data.get("artifactFiles")
+        if not isinstance(specs, list) or not specs:
+            raise HttpError(400, "input.artifactFiles must be a non-empty list")
+        allowed = ARTIFACT_FILE_SPEC | ({"digest"} if with_digest else set())
+        checked = []
+        # Validate every file first so that a rejected batch issues nothing.
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict):
+                raise HttpError(400, f"input.artifactFiles[{i}] must be an object")
+            unknown = set(spec) - allowed
+            if unknown:
+                raise HttpError(
+                    400, f"input.artifactFiles[{i}] has unknown fields {sorted(unknown)}"
+                )
+            artifact = self._pending_artifact(_string(spec, "artifactID", required=True))
+            manifest_id = _string(spec, "artifactManifestID", required=True)
+            path = _string(spec, "name", required=True)
+            md5 = _string(spec, "md5", required=True)
+            _string(spec, "mimetype")
+            if manifest_id != artifact.manifest_id:
+                raise GraphQLError(
+                    f"manifest {manifest_id} is not the manifest of artifact {artifact.id}"
+                    " (call CreateArtifactManifest first)"
+                )
+            _check_file_path(path)
+            if _md5_digest(md5) is None:
+                raise GraphQLError(f"md5 {md5!r} of {path!r} is not a base64 MD5")
+            if "digest" in spec and _string(spec, "digest") != md5:
+                raise GraphQLError(f"digest of {path!r} differs from its md5")
+            if spec.get("uploadPartsInput") is not None:
+                raise GraphQLError("multipart uploads are not supported by the fake")
+            checked.append((artifact, path, md5))
+        edges = []
+        for artifact, path, md5 in checked:
+            artifact.issued_files[path] = md5
+            node = {
+                "storagePath": f"wandb_artifacts/{artifact.number}/{_md5_digest(md5)}",
+                "uploadUrl": (
+                    f"{self.base_url}/artifacts/{artifact.number}/files/{quote(path, safe='/')}"
+                ),
+                "uploadHeaders": [f"Content-MD5:{md5}"],
+                "uploadMultipartUrls": None,
+                "artifact": {"id": artifact.id},  # the birth artifact of this file
+            }
+            edges.append({"node": node})
+        return {"createArtifactFiles": {"files": {"edges": edges}}}
+
+    def _commit_artifact(self, variables: dict[str, Any]) -> dict[str, Any]:
+        # mutation CommitArtifact($artifactID: ID!) { commitArtifact(input: {artifactID:
+        #   $artifactID}) { artifact { id digest } } }
+        artifact_id = _string(variables, "artifactID", required=True)
+        artifact = self._artifact_by_id(artifact_id)
+        if artifact is None:
+            raise GraphQLError(f"artifact {artifact_id} not found")
+        if artifact.state == "PENDING":
+            self._check_committable(artifact)
+            collection = self._collections[(artifact.entity, artifact.project, artifact.name)]
+            artifact.version_index = len(collection.versions)
+            artifact.state = "COMMITTED"
+            self._move_aliases(collection, artifact, artifact.requested_aliases)
+        # Committing again (a retry whose first answer was lost) changes nothing.
+        return {"commitArtifact": {"artifact": {"id": artifact.id, "digest": artifact.digest}}}
+
+    def _check_committable(self, artifact: ArtifactState) -> None:
+        """What W&B checks at commit: the manifest was uploaded, matches the artifact's digest,
+        and every file it stores (entries without a ref) was uploaded with its digest."""
+        if artifact.manifest_bytes is None:
+            raise GraphQLError(f"artifact {artifact.id}: its manifest was never uploaded")
+        try:
+            manifest = json.loads(artifact.manifest_bytes)
+        except ValueError as err:
+            raise GraphQLError(f"artifact {artifact.id}: manifest is not JSON: {err}") from None
+        contents = _check_manifest(manifest)
+        if (digest := _artifact_digest(contents)) != artifact.digest:
+            raise GraphQLError(
+                f"artifact {artifact.id}: the manifest's digest {digest} differs from the"
+                f" digest {artifact.digest} given to CreateArtifact"
+            )
+        for path, entry in contents.items():
+            if entry.get("ref") is not None:
+                continue  # a reference: nothing was stored
+            birth_id = entry.get("birthArtifactID") or artifact.id
+            owner = self._artifact_by_id(birth_id)
+            data = None if owner is None else owner.files.get(path)
+            if data is None:
+                raise GraphQLError(f"artifact {artifact.id}: file {path!r} was not uploaded")
+            if _b64_md5(data) != entry["digest"]:
+                raise GraphQLError(
+                    f"artifact {artifact.id}: file {path!r} was uploaded with MD5"
+                    f" {_b64_md5(data)}, the manifest says {entry['digest']}"
+                )
+            if entry.get("size") is not None and entry["size"] != len(data):
+                raise GraphQLError(
+                    f"artifact {artifact.id}: file {path!r} has {len(data)} bytes, the"
+                    f" manifest says {entry['size']}"
+                )
+
+    def _move_aliases(
+        self, collection: ArtifactCollection, artifact: ArtifactState, aliases: list[str]
+    ) -> None:
+        """Give `artifact` the aliases (an alias names one version of a collection); "latest"
+        always goes to the newest committed version."""
+        if artifact.state != "COMMITTED":
+            return
+        wanted = [a for a in dict.fromkeys(aliases) if a != "latest"]
+        if artifact is collection.versions[-1]:
+            wanted.insert(0, "latest")
+        for other in collection.artifacts:
+            if other is not artifact:
+                other.aliases = [a for a in other.aliases if a not in wanted]
+        artifact.aliases = list(dict.fromkeys([*artifact.aliases, *wanted]))
+
+    def _use_artifact(self, variables: dict[str, Any]) -> dict[str, Any]:
+        # wandb-core: mutation UseArtifact($input: UseArtifactInput!); the Python SDK sends the
+        # same fields as top-level variables. Both select artifact { id ... }.
+        if "input" in variables:
+            data = _input_object(variables, "input", USE_ARTIFACT_INPUT)
+        else:
+            data = variables
+        artifact_id = _string(data, "artifactID", required=True)
+        entity = _string(data, "entityName", required=True)
+        project = _string(data, "projectName", required=True)
+        run_name = _string(data, "runName", required=True)
+        for key in ("usedAs", "clientMutationId", "artifactEntityName", "artifactProjectName"):
+            _string(data, key)
+        artifact = self._artifact_by_id(artifact_id)
+        if artifact is None or artifact.state != "COMMITTED":
+            raise GraphQLError(f"artifact {artifact_id} not found or not committed")
+        if (entity, project, run_name) not in self._runs:
+            raise GraphQLError(f"run {entity}/{project}/{run_name} not found")
+        if run_name not in artifact.used_by:
+            artifact.used_by.append(run_name)
+        return {"useArtifact": {"artifact": self._artifact_fields(artifact)}}
+
+    def _client_id_mapping(self, variables: dict[str, Any]) -> dict[str, Any]:
+        # query ClientIDMapping($clientID: ID!) { clientIDMapping(clientID: $clientID)
+        #   { serverID } }: an artifact's clientID maps to the artifact, its sequenceClientID
+        # to the collection.
+        client_id = _string(variables, "clientID", required=True)
+        server_id = self._client_ids.get(client_id)
+        return {"clientIDMapping": None if server_id is None else {"serverID": server_id}}
+
+    def _artifact_fields(self, artifact: ArtifactState) -> dict[str, Any]:
+        return {
+            "id": artifact.id,
+            "digest": artifact.digest,
+            "description": artifact.description,
+            "state": artifact.state,
+            "createdAt": artifact.created_at,
+            "metadata": json.dumps(artifact.metadata or {}),
+        }
+
+    def _artifact_by_id(self, artifact_id: str) -> ArtifactState | None:
+        match = re.fullmatch(r"Artifact:(\d+)", _decode_node_id(artifact_id) or "")
+        if match is None or not 0 < int(match[1]) <= len(self._artifacts):
+            return None
+        return self._artifacts[int(match[1]) - 1]
+
+    def _artifact_by_number(self, number: str) -> ArtifactState | None:
+        return self._artifact_by_id(_node_id("Artifact", number))
+
+    def _pending_artifact(self, artifact_id: str) -> ArtifactState:
+        artifact = self._artifact_by_id(artifact_id)
+        if artifact is None:
+            raise GraphQLError(f"artifact {artifact_id} not found")
+        if artifact.state != "PENDING":
+            raise GraphQLError(f"artifact {artifact_id} is {artifact.state}, not PENDING")
+        return artifact
+
+    def _resolve_artifact(self, entity: str, project: str, name: str) -> ArtifactState | None:
+        """A committed version by "<collection>:<version or alias>" (":latest" if omitted)."""
+        collection_name, _, tag = name.partition(":")
+        collection = self._collections.get((entity, project, collection_name))
+        if collection is None:
+            return None
+        tag = tag or "latest"
+        for artifact in collection.versions:
+            if tag == artifact.version or tag in artifact.aliases:
+                return artifact
+        return None
+
+    def _project_number(self, entity: str, project: str) -> int:
+        """The project's numeric id (the API's projectId/internalId), made on first use."""
+        return self._projects.setdefault((entity, project), len(self._projects) + 1)
+
+    # ------------------------------------------------------------------ reading (public API)
+
+    def _query_root(self) -> dict[str, Any]:
+        """The root of the node tree that `READ_OPERATIONS` select from."""
+        viewer = self._viewer({})["viewer"]
+        return {
+            "__typename": "Query",
+            "viewer": {"__typename": "User", "name": self.username, **viewer},
+            "project": lambda a: self._project_node(a.get("entityName") or self.entity, a["name"]),
+            "artifact": lambda a: self._artifact_node(self._artifact_by_id(a["id"])),
+        }
+
+    def _project_node(self, entity: str, project: str) -> dict[str, Any] | None:
+        number = self._projects.get((entity, project))
+        if number is None:
+            return None
+
+        def membership(args: dict[str, Any]) -> dict[str, Any] | None:
+            artifact = self._resolve_artifact(entity, project, args["name"])
+            return None if artifact is None else self._membership_node(artifact)
+
+        def collection(args: dict[str, Any]) -> dict[str, Any] | None:
+            found = self._collections.get((entity, project, args["name"]))
+            return None if found is None else self._collection_node(found)
+
+        def artifact(args: dict[str, Any]) -> dict[str, Any] | None:
+            return self._artifact_node(self._resolve_artifact(entity, project, args["name"]))
+
+        def run(args: dict[str, Any]) -> dict[str, Any] | None:
+            found = self._runs.get((entity, project, args["name"]))
+            return None if found is None else self._run_node(found)
+
+        return {
+            "__typename": "Project",
+            **self._project(entity, project),
+            "entity": {"__typename": "Entity", "id": _node_id("Entity", entity), "name": entity},
+            "internalId": str(number),  # an ID, so a string
+            "entityName": entity,
+            "run": run,
+            "artifact": artifact,
+            "artifactCollection": collection,
+            "artifactCollectionMembership": membership,
+        }
+
+    def _run_node(self, run: RunState) -> dict[str, Any]:
+        if not run.complete:
+            state = "running"
+        else:
+            state = "finished" if run.exitcode == 0 else "failed"
+        run_path = "/".join(quote(part, safe="") for part in (run.entity, run.project, run.name))
+
+        def file_node(path: str) -> dict[str, Any]:
+            data = run.files[path]
+            quoted = f"{run_path}/{quote(path, safe='/')}"
+            return {
+                "__typename": "File",
+                "id": _node_id("File", f"{run.storage_id}:{path}"),
+                "name": path,
+                # W&B's url is on the API host and needs the key; directUrl is "signed".
+                "url": lambda a: (
+                    f"{self.base_url}/{'upload' if a.get('upload') else 'files'}/" + quoted
+                ),
+                "directUrl": f"{self.base_url}/upload/{quoted}",
+                "sizeBytes": len(data),
+                "mimetype": mimetypes.guess_type(path)[0] or "application/octet-stream",
+                "md5": _b64_md5(data),
+                "updatedAt": run.created_at,
+            }
+
+        def files(args: dict[str, Any]) -> dict[str, Any]:
+            names = args.get("names") or sorted(run.files)
+            pattern = args.get("pattern")
+            if pattern is not None:  # SQL LIKE, as W&B's: % is any run of characters
+                regex = ".*".join(re.escape(part) for part in pattern.split("%"))
+                names = [n for n in names if re.fullmatch(regex, n)]
+            found = [n for n in names if n in run.files]
+            return _connection(found, args, file_node)
+
+        def output_artifacts(args: dict[str, Any]) -> dict[str, Any]:
+            logged = [
+                a for a in self._artifacts if run.name in a.logged_by and a.state == "COMMITTED"
+            ]
+            return _connection(logged, args, self._artifact_node)
+
+        def input_artifacts(args: dict[str, Any]) -> dict[str, Any]:
+            used = [a for a in self._artifacts if run.name in a.used_by]
+            return _connection(used, args, self._artifact_node)
+
+        return {
+            "__typename": "Run",
+            "id": run.storage_id,
+            "name": run.name,
+            "displayName": run.display_name,
+            "projectId": self._projects[(run.entity, run.project)],
+            "project": lambda a: self._project_node(run.entity, run.project),
+            "state": state,
+            "tags": run.tags or [],
+            "group": run.group,
+            "jobType": run.job_type,
+            "notes": run.notes,
+            "description": run.notes,
+            "host": run.host,
+            "commit": None,
+            "sweepName": None,
+            "readOnly": False,
+            "createdAt": run.created_at,
+            "heartbeatAt": run.created_at,
+            "user": {
+                "__typename": "User",
+                "id": _node_id("User", self.username),
+                "name": self.username,
+                "username": self.username,
+            },
+            "config": json.dumps(run.config or {}),
+            "summaryMetrics": run.lines[SUMMARY][0] if run.lines[SUMMARY] else "{}",
+            "systemMetrics": "{}",
+            "historyLineCount": len(run.lines[HISTORY]),
+            "eventsLineCount": len(run.lines[EVENTS]),
+            "historyKeys": _history_keys(run.history),
+            "history": lambda a: _sample(_step_range(run.lines[HISTORY], a), a.get("samples")),
+            "events": lambda a: _sample(run.lines[EVENTS], a.get("samples")),
+            "sampledHistory": lambda a: [
+                _sampled_history(run.history, spec) for spec in a.get("specs") or []
+            ],
+            # wandb-core's history reader (scan_history): no history was exported to parquet,
+            # so every row is "live", read with HistoryPage / SampledHistoryPage.
+            "parquetHistory": lambda a: {
+                "__typename": "ParquetHistory",
+                "parquetUrls": [],
+                "liveData": [
+                    {k: row[k] for k in a.get("liveKeys") or [] if k in row} for row in run.history
+                ],
+            },
+            "fileCount": len(run.files),
+            "files": files,
+            "outputArtifacts": output_artifacts,
+            "inputArtifacts": input_artifacts,
+        }
+
+    def _artifact_node(self, artifact: ArtifactState | None) -> dict[str, Any] | None:
+        if artifact is None:
+            return None
+        collection = self._collections[(artifact.entity, artifact.project, artifact.name)]
+        contents = (artifact.manifest or {}).get("contents", {})
+        stored = sorted(p for p, entry in contents.items() if entry.get("ref") is None)
+        manifest_url = f"{self.base_url}/artifacts/{artifact.number}/wandb_manifest.json"
+
+        def files(args: dict[str, Any]) -> dict[str, Any]:
+            names = args.get("names") or stored
+            return _connection(
+                [n for n in names if n in stored],
+                args,
+                lambda path: self._artifact_file_node(artifact, path, contents[path]),
+            )
+
+        def created_by(args: dict[str, Any]) -> dict[str, Any] | None:
+            run = self._runs.get((artifact.entity, artifact.project, artifact.run_name or ""))
+            return None if run is None else self._run_node(run)
+
+        return {
+            "__typename": "Artifact",
+            "id": artifact.id,
+            "artifactSequence": self._collection_node(collection),
+            "versionIndex": artifact.version_index,
+            "artifactType": self._artifact_type_node(
+                artifact.entity, artifact.project, artifact.type
+            ),
+            "description": artifact.description,
+            "metadata": None if artifact.metadata is None else json.dumps(artifact.metadata),
+            "ttlDurationSeconds": -1,  # no TTL
+            "ttlIsInherited": True,
+            "tags": [
+                {"__typename": "Tag", "id": _node_id("Tag", tag), "name": tag}
+                for tag in artifact.tags
+            ],
+            "historyStep": artifact.history_step,
+            "state": artifact.state,
+            "size": sum(entry.get("size") or 0 for entry in contents.values()),
+            "digest": artifact.digest,
+            "digestAlgorithm": "MANIFEST_MD5",
+            "commitHash": hashlib.md5(artifact.id.encode()).hexdigest()[:12],
+            "fileCount": len(contents),
+            "createdAt": artifact.created_at,
+            "updatedAt": artifact.created_at,
+            "aliases": [self._alias_node(collection, artifact, a) for a in artifact.aliases],
+            "currentManifest": {
+                "__typename": "ArtifactManifest",
+                "id": artifact.manifest_id,
+                "file": {
+                    "__typename": "File",
+                    "id": _node_id("File", f"manifest:{artifact.number}"),
+                    "name": "wandb_manifest.json",
+                    "directUrl": manifest_url,
+                    "url": manifest_url,
+                },
+            },
+            "createdBy": created_by,
+            "files": files,
+        }
+
+    def _artifact_file_node(
+        self, artifact: ArtifactState, path: str, entry: dict[str, Any]
+    ) -> dict[str, Any]:
+        # The bytes live with the version that uploaded them (the birth artifact).
+        owner = self._artifact_by_id(entry.get("birthArtifactID") or artifact.id) or artifact
+        url = f"{self.base_url}/artifacts/{owner.number}/files/{quote(path, safe='/')}"
+        return {
+            "__typename": "File",
+            "id": _node_id("File", f"artifact:{artifact.number}:{path}"),
+            "name": path,
+            "directUrl": url,
+            "url": url,
+            "sizeBytes": entry.get("size"),
+            "md5": entry["digest"],
+            "digest": entry["digest"],
+            "mimetype": mimetypes.guess_type(path)[0] or "application/octet-stream",
+        }
+
+    def _collection_node(self, collection: ArtifactCollection) -> dict[str, Any]:
+        def membership(args: dict[str, Any]) -> dict[str, Any] | None:
+            artifact = self._resolve_artifact(
+                collection.entity, collection.project, f"{collection.name}:{args['aliasName']}"
+            )
+            return None if artifact is None else self._membership_node(artifact)
+
+        versions = collection.versions
+        return {
+            "__typename": "ArtifactSequence",
+            "id": collection.id,
+            "name": collection.name,
+            "description": None,
+            "createdAt": collection.created_at,
+            "updatedAt": None,
+            "type": self._artifact_type_node(
+                collection.entity, collection.project, collection.type
+            ),
+            "project": lambda a: self._project_node(collection.entity, collection.project),
+            "artifactMembership": membership,
+            "latestArtifact": lambda a: self._artifact_node(versions[-1] if versions else None),
+        }
+
+    def _membership_node(self, artifact: ArtifactState) -> dict[str, Any]:
+        collection = self._collections[(artifact.entity, artifact.project, artifact.name)]
+        node = self._artifact_node(artifact)
+        assert node is not None
+        return {
+            "__typename": "ArtifactCollectionMembership",
+            "id": _node_id("ArtifactCollectionMembership", f"{collection.id}:{artifact.number}"),
+            "versionIndex": artifact.version_index,
+            "createdAt": artifact.created_at,
+            "aliases": node["aliases"],
+            "artifactCollection": node["artifactSequence"],
+            "artifact": node,
+            "files": node["files"],
+        }
+
+    def _alias_node(
+        self, collection: ArtifactCollection, artifact: ArtifactState, alias: str
+    ) -> dict[str, Any]:
+        return {
+            "__typename": "ArtifactAlias",
+            "id": _node_id("ArtifactAlias", f"{artifact.number}:{alias}"),
+            "alias": alias,
+            "artifactCollection": self._collection_node(collection),
+        }
+
+    def _artifact_type_node(self, entity: str, project: str, name: str) -> dict[str, Any]:
+        return {
+            "__typename": "ArtifactType",
+            "id": _node_id("ArtifactType", f"{entity}/{project}/{name}"),
+            "name": name,
+        }
+
     def _known_entity(self, entity: str) -> bool:
         return entity == self.entity or entity in self.teams
 
@@ -774,7 +1592,8 @@ class FakeWandb:
         if unknown:
             raise HttpError(400, f"unknown file_stream keys {sorted(unknown)}")
         with self._lock:
-            run = self._runs.get(params)
+            entity, project, name = params
+            run = self._runs.get((entity, project, name))
             if run is None:
                 raise HttpError(404, "run {}/{}/{} not found".format(*params))
             # Validate everything first so that a rejected request changes nothing.
@@ -807,13 +1626,57 @@ class FakeWandb:
         # it would mean the API key leaked to a storage host.
         if "authorization" in record.headers:
             raise HttpError(400, "upload URLs must not receive an Authorization header")
-        *key, path = params
+        what, *rest = params
         with self._lock:
-            run = self._runs.get(tuple(key))
-            if run is None or path not in run.issued_uploads:
-                raise HttpError(403, "no upload URL was issued for this path")  # bad signature
-            run.files[path] = raw
+            if what == "run":
+                entity, project, name, path = rest
+                run = self._runs.get((entity, project, name))
+                if run is None or path not in run.issued_uploads:
+                    raise HttpError(403, "no upload URL was issued for this path")  # bad signature
+                run.files[path] = raw
+                return 200, None
+            artifact = self._artifact_by_number(rest[0])
+            if artifact is None:
+                raise HttpError(403, "no upload URL was issued for this artifact")
+            if artifact.state != "PENDING":
+                raise HttpError(403, f"artifact {artifact.id} is committed; its files are final")
+            if what == "artifact":
+                path = rest[1]
+                if path not in artifact.issued_files:
+                    raise HttpError(403, f"no upload URL was issued for artifact file {path!r}")
+                _check_signed_md5(artifact.issued_files[path], record.headers, raw)
+                artifact.files[path] = raw
+            else:
+                if artifact.manifest_digest is None:
+                    raise HttpError(403, "no upload URL was issued for this manifest")
+                _check_signed_md5(artifact.manifest_digest, record.headers, raw)
+                artifact.manifest_bytes = raw
         return 200, None
+
+    def _download(self, params: tuple[str, ...], record: Request) -> tuple[int, Any]:
+        """GET of a run file (`url` of RunFiles) or of an artifact file or manifest (their
+        `directUrl`, "signed" like the upload URLs, so no Authorization)."""
+        what, *rest = params
+        if what == "run":
+            self._check_auth(record.headers)
+        elif "authorization" in record.headers:
+            raise HttpError(400, "signed download URLs must not receive an Authorization header")
+        with self._lock:
+            if what == "run":
+                entity, project, name, path = rest
+                run = self._runs.get((entity, project, name))
+                if run is None or path not in run.files:
+                    raise HttpError(404, f"no file {path!r} in run {entity}/{project}/{name}")
+                return 200, run.files[path]
+            artifact = self._artifact_by_number(rest[0])
+            data = None
+            if artifact is not None:
+                data = (
+                    artifact.files.get(rest[1]) if what == "artifact" else artifact.manifest_bytes
+                )
+            if data is None:
+                raise HttpError(404, f"nothing stored at {record.path}")
+            return 200, data
 
 
 class _Server(ThreadingHTTPServer):  # daemon threads: a stuck request never blocks exit
@@ -852,13 +1715,23 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- helpers
 
 
-def _route(path: str) -> tuple[str, tuple[str, ...]]:
+def _route(method: str, path: str) -> tuple[str, tuple[str, ...]]:
+    """The request kind and its parameters. Uploads and downloads start with what they
+    address: "run" (entity, project, run, path), "artifact" (number, path) or "manifest"
+    (number)."""
     if path == "/graphql":
         return "graphql", ()
     if match := _FILE_STREAM_PATH.fullmatch(path):
         return "file_stream", tuple(unquote(p) for p in match.groups())
     if match := _UPLOAD_PATH.fullmatch(path):
-        return "upload", tuple(unquote(p) for p in match.groups())
+        return "upload", ("run", *(unquote(p) for p in match.groups()))
+    if method == "GET" and (match := _RUN_FILE_PATH.fullmatch(path)):
+        return "download", ("run", *(unquote(p) for p in match.groups()))
+    transfer = "download" if method == "GET" else "upload"
+    if match := _ARTIFACT_FILE_PATH.fullmatch(path):
+        return transfer, ("artifact", match[1], unquote(match[2]))
+    if match := _ARTIFACT_MANIFEST_PATH.fullmatch(path):
+        return transfer, ("manifest", match[1])
     return "unknown", ()
 
 
@@ -900,7 +1773,9 @@ def _operation_name(body: Any) -> str:
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
         raise HttpError(400, "GraphQL body must be a JSON object with a string 'query'")
     defined = _OPERATION_DEFINITION.findall(body["query"])
-    name = body.get("operationName")
+    # The Python SDK's public API sends "operationName": "" for its anonymous-looking
+    # requests; GraphQL servers take an empty name as no name.
+    name = body.get("operationName") or None
     if name is not None:
         if name not in defined:
             raise HttpError(400, f"operation {name!r} is not defined in the query")
@@ -946,6 +1821,141 @@ def _json_string(variables: dict[str, Any], key: str) -> Any:
         return json.loads(value)
     except ValueError as err:
         raise HttpError(400, f"variable {key} is not a valid JSONString: {err}") from None
+
+
+def _enum(
+    variables: dict[str, Any], key: str, values: tuple[str, ...], required: bool = False
+) -> Any:
+    value = variables.get(key)
+    if value is None and required:
+        raise HttpError(400, f"variable {key} of non-null type was not provided")
+    if value is not None and value not in values:
+        raise HttpError(400, f"variable {key} must be one of {list(values)}, got {value!r}")
+    return value
+
+
+def _boolean(variables: dict[str, Any], key: str, required: bool = False) -> Any:
+    value = variables.get(key)
+    if value is None and required:
+        raise HttpError(400, f"variable {key} of non-null type was not provided")
+    if value is not None and not isinstance(value, bool):
+        raise HttpError(400, f"variable {key} must be a Boolean")
+    return value
+
+
+def _int(variables: dict[str, Any], key: str) -> Any:
+    value = variables.get(key)
+    if value is not None and type(value) is not int:
+        raise HttpError(400, f"variable {key} must be an Int")
+    return value
+
+
+def _input_object(variables: dict[str, Any], key: str, fields: frozenset[str] | set[str]) -> Any:
+    """A required input-object variable whose fields are all known."""
+    value = variables.get(key)
+    if not isinstance(value, dict):
+        raise HttpError(400, f"variable {key} must be an input object")
+    unknown = set(value) - fields
+    if unknown:
+        raise HttpError(400, f"variable {key} has unknown fields {sorted(unknown)}")
+    return value
+
+
+def _alias_inputs(value: Any) -> list[tuple[str, str]]:
+    """CreateArtifactInput.aliases: [{"artifactCollectionName", "alias"}] as (alias, name)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise HttpError(400, "input.aliases must be a list")
+    aliases = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"artifactCollectionName", "alias"}:
+            raise HttpError(400, "each alias must be {artifactCollectionName, alias}")
+        alias, collection = item["alias"], item["artifactCollectionName"]
+        if not isinstance(alias, str) or not isinstance(collection, str):
+            raise HttpError(400, "alias and artifactCollectionName must be Strings")
+        if not alias or "/" in alias or ":" in alias:
+            raise GraphQLError(f"invalid alias {alias!r}")
+        aliases.append((alias, collection))
+    return aliases
+
+
+def _tag_inputs(value: Any) -> list[str]:
+    """CreateArtifactInput.tags: [{"tagName", "tagCategoryName", "attributes"}] as names."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise HttpError(400, "input.tags must be a list")
+    names = []
+    for item in value:
+        if not (
+            isinstance(item, dict)
+            and "tagName" in item
+            and set(item) <= {"tagName", "tagCategoryName", "attributes"}
+            and isinstance(item["tagName"], str)
+        ):
+            raise HttpError(400, "each tag must be {tagName, tagCategoryName?, attributes?}")
+        names.append(item["tagName"])
+    return names
+
+
+def _check_file_path(path: str) -> None:
+    """A relative, normalised "/"-separated path, as run and artifact file names are."""
+    if not path or path.startswith("/") or "\\" in path or ".." in path.split("/"):
+        raise GraphQLError(f"invalid file name {path!r}")
+
+
+def _md5_digest(value: str) -> str | None:
+    """The hex of a base64 MD5 (as W&B writes file digests), or None if it is not one."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 16 else None
+
+
+def _b64_md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _check_signed_md5(md5: str, headers: dict[str, str], body: bytes) -> None:
+    """An upload to a URL signed for Content-MD5 `md5` (as GCS and S3 sign them): the header
+    must be sent as issued (else the signature fails: 403), and the body must match (400)."""
+    sent = headers.get("content-md5")
+    if sent != md5:
+        raise HttpError(
+            403,
+            f"signature mismatch: Content-MD5 {sent!r} is not the signed {md5!r}"
+            " (send the uploadHeaders)",
+        )
+    if _b64_md5(body) != md5:
+        raise HttpError(400, f"BadDigest: the body's MD5 is {_b64_md5(body)}, not {md5}")
+
+
+def _check_manifest(manifest: Any) -> dict[str, dict[str, Any]]:
+    """A FULL manifest (version 1, W&B storage policy); returns its contents."""
+    if not isinstance(manifest, dict) or manifest.get("version") != 1:
+        raise GraphQLError("manifest must be a JSON object with version 1")
+    if manifest.get("storagePolicy") != STORAGE_POLICY:
+        raise GraphQLError(f"manifest storagePolicy must be {STORAGE_POLICY}")
+    contents = manifest.get("contents")
+    if not isinstance(contents, dict):
+        raise GraphQLError("manifest contents must be an object")
+    for path, entry in contents.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+            raise GraphQLError(f"manifest entry {path!r} has no digest")
+        size = entry.get("size")
+        if size is not None and (type(size) is not int or size < 0):
+            raise GraphQLError(f"manifest entry {path!r} has an invalid size")
+    return contents
+
+
+def _artifact_digest(contents: dict[str, dict[str, Any]]) -> str:
+    """W&B's artifact digest: hex MD5 of a header and "{path}:{digest}" lines, by path."""
+    text = "wandb-artifact-manifest-v1\n" + "".join(
+        f"{path}:{contents[path]['digest']}\n" for path in sorted(contents)
+    )
+    return hashlib.md5(text.encode()).hexdigest()
 
 
 def _check_config(config: Any) -> None:
@@ -1001,6 +2011,15 @@ def _check_uploaded(uploaded: Any, run: RunState) -> None:
         raise HttpError(400, f"uploaded lists files that were never uploaded: {missing}")
 
 
+def _encode(body: Any) -> tuple[bytes, str | None]:
+    """An answer's payload and Content-Type: bytes as a file, None as nothing, else JSON."""
+    if isinstance(body, bytes):
+        return body, "application/octet-stream"
+    if body is None:
+        return b"", None
+    return json.dumps(body).encode(), "application/json"
+
+
 def _error_body(message: str) -> dict[str, Any]:
     # The shape GraphQL servers use; wandb-core also reads it for non-GraphQL errors.
     return {"errors": [{"message": message}]}
@@ -1011,9 +2030,432 @@ def _node_id(type_name: str, key: str) -> str:
     return base64.b64encode(f"{type_name}:{key}".encode()).decode()
 
 
+def _decode_node_id(node_id: str) -> str | None:
+    try:
+        return base64.b64decode(node_id, validate=True).decode()
+    except ValueError:
+        return None
+
+
+def _now() -> str:
+    """A timestamp as W&B's API writes them (UTC, seconds, no zone suffix)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+
+
+def _connection(
+    items: list[Any], args: dict[str, Any], node: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """A Relay connection over `items`, paged by the field's `after` and `first`."""
+    after, first = args.get("after"), args.get("first")
+    start = 0
+    if after is not None:
+        match = re.fullmatch(r"cursor:(\d+)", _decode_node_id(after) or "")
+        if match is None:
+            raise HttpError(400, f"invalid cursor {after!r}")
+        start = int(match[1]) + 1
+    if first is not None and (type(first) is not int or first < 0):
+        raise HttpError(400, "first must be a non-negative Int")
+    end = len(items) if first is None else min(start + first, len(items))
+    edges = [
+        {
+            "__typename": "Edge",
+            "node": node(items[i]),
+            "cursor": base64.b64encode(f"cursor:{i}".encode()).decode(),
+        }
+        for i in range(start, end)
+    ]
+    page_info = {
+        "__typename": "PageInfo",
+        "endCursor": edges[-1]["cursor"] if edges else after,
+        "hasNextPage": end < len(items),
+    }
+    return {
+        "__typename": "Connection",
+        "totalCount": len(items),
+        "edges": edges,
+        "pageInfo": page_info,
+    }
+
+
+def _sample(lines: list[str], samples: Any) -> list[str]:
+    """At most `samples` of the lines, evenly spaced and keeping the first and last."""
+    if samples is None or len(lines) <= samples:
+        return list(lines)
+    if type(samples) is not int or samples < 1:
+        raise HttpError(400, "samples must be a positive Int")
+    if samples == 1:
+        return [lines[-1]]
+    step = (len(lines) - 1) / (samples - 1)
+    return [lines[round(i * step)] for i in range(samples)]
+
+
+def _step_range(lines: list[str], args: dict[str, Any]) -> list[str]:
+    """The history lines with minStep <= _step < maxStep (either bound may be absent)."""
+    low, high = args.get("minStep"), args.get("maxStep")
+    if low is None and high is None:
+        return list(lines)
+    steps = [json.loads(line).get("_step") for line in lines]
+    return [
+        line
+        for line, step in zip(lines, steps, strict=True)
+        if type(step) is int and (low is None or step >= low) and (high is None or step < high)
+    ]
+
+
+def _sampled_history(history: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]]:
+    """sampledHistory for one spec ({"keys": [...], "samples": n, "minStep"?, "maxStep"?} as a
+    JSONString): the rows in the step range that have all the keys, cut down to them.
+
+    Here maxStep is inclusive, unlike history(maxStep:): wandb-core 0.31.0 asks for the page
+    [0, 1) of scan_history(keys=...) as {"minStep": 0, "maxStep": 0, "samples": 1}."""
+    try:
+        parsed = json.loads(spec)
+        keys, samples = parsed["keys"], parsed.get("samples")
+        low, high = parsed.get("minStep"), parsed.get("maxStep")
+    except (TypeError, ValueError, KeyError):
+        raise HttpError(400, f"invalid sampledHistory spec {spec!r}") from None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise HttpError(400, f"sampledHistory spec keys must be a list of strings: {spec!r}")
+    keys = list(dict.fromkeys(keys))
+    steps = [row.get("_step") for row in history]
+    rows = [
+        {k: row[k] for k in keys}
+        for row, step in zip(history, steps, strict=True)
+        if all(k in row for k in keys)
+        and (low is None or (type(step) is int and step >= low))
+        and (high is None or (type(step) is int and step <= high))
+    ]
+    picked = _sample([json.dumps(row) for row in rows], samples)
+    return [json.loads(row) for row in picked]
+
+
+def _history_keys(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run.historyKeys: the last step and, per key, how often each JSON type was logged."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in history:
+        for key, value in row.items():
+            kind = value.get("_type", "map") if isinstance(value, dict) else _json_type_name(value)
+            per_type = counts.setdefault(key, {})
+            per_type[kind] = per_type.get(kind, 0) + 1
+    keys = {
+        key: {"typeCounts": [{"type": t, "count": n} for t, n in per_type.items()]}
+        for key, per_type in counts.items()
+    }
+    last_step = max((row["_step"] for row in history if type(row.get("_step")) is int), default=-1)
+    return {"lastStep": last_step, "keys": keys}
+
+
+def _json_type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "nil" if value is None else "list"
+
+
 def _random_run_id() -> str:
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+# --------------------------------------------------------------------------- mini GraphQL
+#
+# The read operations of the public API (`READ_OPERATIONS`) are executed for real: the query
+# is parsed, and its selection set (fields, aliases, arguments, fragments, @include/@skip)
+# picks from a tree of nodes whose fields are values or resolvers (functions of the field's
+# arguments). A selected field that the fake does not serve is a 400 naming it, so a client
+# asking for something the fake cannot answer fails loudly instead of reading a made-up null.
+
+
+@dataclass
+class _Var:
+    name: str
+
+
+@dataclass
+class _Selection:
+    name: str = ""  # field name; "" for a fragment spread or inline fragment
+    alias: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)  # values may hold _Var
+    directives: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    selections: list[_Selection] | None = None
+    spread: str | None = None  # fragment name, for "...Name"
+    type_condition: str | None = None  # for "... on Type" and fragment definitions
+
+
+@dataclass
+class _Operation:
+    name: str | None
+    defaults: dict[str, Any]  # variable defaults
+    selections: list[_Selection]
+
+
+_GQL_TOKEN = re.compile(
+    r"""(?P<skip>[\s,\ufeff]+|\#[^\n\r]*)
+    |(?P<punct>\.\.\.|[!$&():=@\[\]{|}])
+    |(?P<name>[_A-Za-z][_0-9A-Za-z]*)
+    |(?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+    |(?P<block>\"\"\"(?:\\\"\"\"|[^"]|"(?!""))*\"\"\")
+    |(?P<string>"(?:\\.|[^"\\\n])*")""",
+    re.VERBOSE,
+)
+# Object types that implement an interface (or belong to a union) a fragment may name.
+_GQL_SUPERTYPES = {
+    "ArtifactSequence": ("ArtifactCollection",),
+    "ArtifactPortfolio": ("ArtifactCollection",),
+}
+
+
+class _GraphQLParser:
+    """A parser for the executable subset of GraphQL documents that clients send."""
+
+    def __init__(self, text: str):
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(text):
+            match = _GQL_TOKEN.match(text, position)
+            if match is None:
+                raise HttpError(400, f"GraphQL syntax error at {text[position : position + 20]!r}")
+            position = match.end()
+            if match.lastgroup != "skip":
+                self.tokens.append((match.lastgroup or "", match.group()))
+        self.position = 0
+
+    def document(self) -> tuple[list[_Operation], dict[str, _Selection]]:
+        operations, fragments = [], {}
+        while self.position < len(self.tokens):
+            if self.peek("{"):
+                operations.append(_Operation(None, {}, self.selection_set()))
+            elif self.peek("fragment"):
+                self.take()
+                name = self.take("name")
+                self.expect("on")
+                fragment = _Selection(spread=name, type_condition=self.take("name"))
+                fragment.directives = self.directives()
+                fragment.selections = self.selection_set()
+                fragments[name] = fragment
+            else:
+                if self.take("name") not in ("query", "mutation", "subscription"):
+                    raise HttpError(400, "GraphQL syntax error: expected an operation")
+                operation_name = self.take("name") if self.peek_kind("name") else None
+                defaults = self.variable_definitions()
+                self.directives()
+                operations.append(_Operation(operation_name, defaults, self.selection_set()))
+        return operations, fragments
+
+    def variable_definitions(self) -> dict[str, Any]:
+        defaults: dict[str, Any] = {}
+        if not self.peek("("):
+            return defaults
+        self.take()
+        while not self.peek(")"):
+            self.expect("$")
+            name = self.take("name")
+            self.expect(":")
+            self.type_reference()
+            if self.peek("="):
+                self.take()
+                defaults[name] = self.value()
+            self.directives()
+        self.take()
+        return defaults
+
+    def type_reference(self) -> None:
+        if self.peek("["):
+            self.take()
+            self.type_reference()
+            self.expect("]")
+        else:
+            self.take("name")
+        if self.peek("!"):
+            self.take()
+
+    def selection_set(self) -> list[_Selection]:
+        self.expect("{")
+        selections = []
+        while not self.peek("}"):
+            if self.peek("..."):
+                self.take()
+                if self.peek_kind("name") and not self.peek("on"):
+                    selections.append(_Selection(spread=self.take(), directives=self.directives()))
+                    continue
+                fragment = _Selection()
+                if self.peek("on"):
+                    self.take()
+                    fragment.type_condition = self.take("name")
+                fragment.directives = self.directives()
+                fragment.selections = self.selection_set()
+                selections.append(fragment)
+                continue
+            selection = _Selection(name=self.take("name"))
+            if self.peek(":"):
+                self.take()
+                selection.alias, selection.name = selection.name, self.take("name")
+            selection.arguments = self.arguments()
+            selection.directives = self.directives()
+            if self.peek("{"):
+                selection.selections = self.selection_set()
+            selections.append(selection)
+        self.take()
+        if not selections:
+            raise HttpError(400, "GraphQL syntax error: empty selection set")
+        return selections
+
+    def arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {}
+        if self.peek("("):
+            self.take()
+            while not self.peek(")"):
+                name = self.take("name")
+                self.expect(":")
+                arguments[name] = self.value()
+            self.take()
+        return arguments
+
+    def directives(self) -> list[tuple[str, dict[str, Any]]]:
+        directives = []
+        while self.peek("@"):
+            self.take()
+            directives.append((self.take("name"), self.arguments()))
+        return directives
+
+    def value(self) -> Any:
+        kind, text = self.tokens[self.position] if self.position < len(self.tokens) else ("", "")
+        if text == "$":
+            self.take()
+            return _Var(self.take("name"))
+        if text == "[":
+            self.take()
+            items = []
+            while not self.peek("]"):
+                items.append(self.value())
+            self.take()
+            return items
+        if text == "{":
+            self.take()
+            fields = {}
+            while not self.peek("}"):
+                name = self.take("name")
+                self.expect(":")
+                fields[name] = self.value()
+            self.take()
+            return fields
+        self.take()
+        if kind == "number":
+            return json.loads(text)
+        if kind == "string":
+            return json.loads(text)
+        if kind == "block":
+            return text[3:-3]
+        if kind == "name":
+            return {"true": True, "false": False, "null": None}.get(text, text)  # or an enum
+        raise HttpError(400, f"GraphQL syntax error: unexpected {text!r}")
+
+    def peek(self, text: str) -> bool:
+        return self.position < len(self.tokens) and self.tokens[self.position][1] == text
+
+    def peek_kind(self, kind: str) -> bool:
+        return self.position < len(self.tokens) and self.tokens[self.position][0] == kind
+
+    def take(self, kind: str | None = None) -> str:
+        if self.position >= len(self.tokens):
+            raise HttpError(400, "GraphQL syntax error: unexpected end of the document")
+        token_kind, text = self.tokens[self.position]
+        if kind is not None and token_kind != kind:
+            raise HttpError(400, f"GraphQL syntax error: expected a {kind}, got {text!r}")
+        self.position += 1
+        return text
+
+    def expect(self, text: str) -> None:
+        if self.take() != text:
+            raise HttpError(400, f"GraphQL syntax error: expected {text!r}")
+
+
+class _Executor:
+    """Runs one operation's selection set against a tree of nodes (see above)."""
+
+    def __init__(self, query: str, operation_name: str, variables: dict[str, Any]):
+        operations, self.fragments = _GraphQLParser(query).document()
+        operation = next(o for o in operations if o.name == operation_name)
+        self.selections = operation.selections
+        self.variables = {**operation.defaults, **variables}
+
+    def run(self, root: dict[str, Any]) -> Any:
+        return self.select(root, self.selections, "")
+
+    def select(self, value: Any, selections: list[_Selection], path: str) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return [self.select(item, selections, f"{path}[{i}]") for i, item in enumerate(value)]
+        if not isinstance(value, dict) or "__typename" not in value:
+            raise HttpError(400, f"{path} is a scalar: it takes no selection set")
+        fields: dict[str, list[_Selection]] = {}
+        self.collect(value["__typename"], selections, fields)
+        result = {}
+        for key, same_key in fields.items():
+            first = same_key[0]
+            where = f"{path}.{key}".lstrip(".")
+            if first.name == "__typename":
+                result[key] = value["__typename"]
+                continue
+            if first.name not in value:
+                raise HttpError(
+                    400,
+                    f"field {value['__typename']}.{first.name} ({where}) is not served by the fake",
+                )
+            resolved = value[first.name]
+            arguments = {k: self.evaluate(v) for k, v in first.arguments.items()}
+            if callable(resolved):
+                resolved = resolved(arguments)
+            elif arguments:
+                raise HttpError(400, f"the fake takes no arguments for {where}")
+            subselections = [s for sel in same_key for s in sel.selections or []]
+            if subselections:
+                result[key] = self.select(resolved, subselections, where)
+            elif isinstance(resolved, dict) and "__typename" in resolved:
+                raise HttpError(400, f"{where} is an object: it needs a selection set")
+            else:
+                result[key] = resolved
+        return result
+
+    def collect(
+        self, typename: str, selections: list[_Selection], fields: dict[str, list[_Selection]]
+    ) -> None:
+        for selection in selections:
+            if not self.included(selection):
+                continue
+            if selection.spread is not None:
+                fragment = self.fragments.get(selection.spread)
+                if fragment is None:
+                    raise HttpError(400, f"unknown fragment {selection.spread!r}")
+                selection = fragment
+                if not self.included(fragment):
+                    continue
+            if selection.selections is not None and not selection.name:
+                condition = selection.type_condition
+                if condition in (None, typename) or condition in _GQL_SUPERTYPES.get(typename, ()):
+                    self.collect(typename, selection.selections, fields)
+                continue
+            fields.setdefault(selection.alias or selection.name, []).append(selection)
+
+    def included(self, selection: _Selection) -> bool:
+        for name, arguments in selection.directives:
+            condition = self.evaluate(arguments.get("if"))
+            if (name == "include" and condition is not True) or (name == "skip" and condition):
+                return False
+        return True
+
+    def evaluate(self, value: Any) -> Any:
+        if isinstance(value, _Var):
+            return self.variables.get(value.name)
+        if isinstance(value, list):
+            return [self.evaluate(item) for item in value]
+        if isinstance(value, dict):
+            return {k: self.evaluate(v) for k, v in value.items()}
+        return value
 
 
 # --------------------------------------------------------------------------- official SDK

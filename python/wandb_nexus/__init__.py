@@ -23,6 +23,7 @@ from ._settings import Settings, login
 from .errors import (
     AuthenticationError,
     CommError,
+    InvalidValueError,
     RunIOError,
     UnsupportedValueError,
     UsageError,
@@ -38,20 +39,28 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
+    from . import plot
     from ._alert import AlertLevel
+    from ._media import Audio, Histogram, Html, Image, Table
 
 __version__: str = _core.__version__
 
 __all__ = [
     "AlertLevel",
+    "Audio",
     "AuthenticationError",
     "CommError",
     "Config",
+    "Histogram",
+    "Html",
+    "Image",
+    "InvalidValueError",
     "LambdaHandler",
     "Run",
     "RunIOError",
     "Settings",
     "Summary",
+    "Table",
     "UnsupportedValueError",
     "UsageError",
     "WandbNexusError",
@@ -64,6 +73,7 @@ __all__ = [
     "lambda_handler",
     "log",
     "login",
+    "plot",
     "run",
     "save",
     "summary",
@@ -209,7 +219,19 @@ def __getattr__(name: str) -> Any:
         from ._alert import AlertLevel
 
         return AlertLevel
+    if name in _MEDIA_TYPES:
+        # The data types load on first use: import stays cheap for runs that log scalars.
+        from . import _media
+
+        return getattr(_media, name)
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
     raise AttributeError(f"module 'wandb_nexus' has no attribute {name!r}")
+
+
+_MEDIA_TYPES = frozenset({"Audio", "Histogram", "Html", "Image", "Table"})
 
 
 class _PreInit:

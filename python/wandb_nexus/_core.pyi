@@ -4,13 +4,23 @@ from collections.abc import Awaitable
 from typing import Any, final
 
 __all__ = [
+    "MediaCore",
     "RunCore",
     "__version__",
+    "audio_from_array",
+    "audio_from_file",
     "deliver_invocation",
+    "histogram",
+    "histogram_from_counts",
+    "html",
+    "image_from_array",
+    "image_from_file",
+    "image_from_pixels",
     "init",
     "netrc_key",
     "start_lambda_extension",
     "sync",
+    "table",
     "verify_login",
 ]
 
@@ -111,3 +121,24 @@ def deliver_invocation(
     request_id: str | None = None,
     remaining_ms: int | None = None,
 ) -> list[str]: ...
+
+@final
+class MediaCore:
+    @property
+    def size(self) -> tuple[int, int] | None: ...
+
+def image_from_array(
+    array: Any, mode: str | None = None, caption: str | None = None
+) -> MediaCore: ...
+def image_from_pixels(
+    width: int, height: int, mode: str, data: bytes, caption: str | None = None
+) -> MediaCore: ...
+def image_from_file(path: str, caption: str | None = None) -> MediaCore: ...
+def html(text: str, inject: bool = True) -> MediaCore: ...
+def audio_from_array(array: Any, sample_rate: int, caption: str | None = None) -> MediaCore: ...
+def audio_from_file(path: str, caption: str | None = None) -> MediaCore: ...
+def histogram(sequence: Any, num_bins: int) -> tuple[list[int], list[float]]: ...
+def histogram_from_counts(values: Any, bins: Any) -> tuple[list[int], list[float]]: ...
+def table(
+    columns: list[Any], rows: list[list[Any]], allow_mixed_types: bool = False
+) -> MediaCore: ...

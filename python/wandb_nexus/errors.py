@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "CommError",
+    "InvalidValueError",
     "RunIOError",
     "UnsupportedValueError",
     "UsageError",
@@ -26,6 +27,11 @@ class UsageError(WandbNexusError, ValueError):
 
 class UnsupportedValueError(WandbNexusError, TypeError):
     """A value that cannot be logged; the message names its key and type."""
+
+
+class InvalidValueError(WandbNexusError, ValueError):
+    """A value of the right type that cannot be logged: an image array of the wrong shape,
+    a table row with the wrong number of cells, a histogram of nothing."""
 
 
 class RunIOError(WandbNexusError, OSError):

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
+use crate::api::artifacts;
 use crate::api::file_stream::{
     config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES,
 };
@@ -375,6 +376,24 @@ impl Delivery {
         }
     }
 
+    /// Saves the artifacts logged since the last round, one after another (their files go
+    /// in parallel); those saved are done with, whatever happens to the others.
+    async fn save_artifacts(&mut self, target: &RunTarget) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        let mut kept = Vec::new();
+        for artifact in std::mem::take(&mut self.stream.artifacts) {
+            if let Err(err) = artifacts::save(&self.transport, target, &artifact).await {
+                problems.push(format!("artifact {}: {err}", artifact.name));
+                kept.push(artifact);
+            }
+        }
+        self.stream.artifacts = kept;
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(Error::Comm(problems.join("; "))),
+        }
+    }
+
     /// One round: what changed of the run (config, fields), alerts and saved files, then the
     /// gathered data (in as many requests as its size needs); on a periodic round with
     /// nothing to send, a heartbeat when the run has been quiet for a while.
@@ -386,6 +405,7 @@ impl Delivery {
         }
         send_alerts(&self.transport, &target, &self.stream.alerts).await?;
         self.stream.alerts.clear();
+        self.save_artifacts(&target).await?;
         let mut uploaded = self.upload_saved_files(&target).await?;
         let mut heartbeat_due = periodic && self.last_request.elapsed() >= self.heartbeat;
         loop {
@@ -423,7 +443,15 @@ impl Delivery {
     /// rounds: the run's changes, alerts and upload URLs together; the uploads; file_stream.
     pub async fn finish(&mut self, exit_code: i32) -> Result<(), Error> {
         let target = self.connect().await?;
-        let names = run_files(&self.files_dir);
+        let artifacts_saved = self.save_artifacts(&target).await;
+        let names: Vec<String> = run_files(&self.files_dir)
+            .into_iter()
+            .filter(|name| {
+                // Media uploaded while the run was live are not sent again.
+                let version = file_version(&self.files_dir.join(name));
+                version.is_none() || self.uploaded_versions.get(name) != Some(&version)
+            })
+            .collect();
         let update = self.run_update(&target);
         let transport = &self.transport;
         let (updated, alerted, (mut uploaded, mut problems)) = tokio::join!(
@@ -459,6 +487,9 @@ impl Delivery {
             Ok(()) => self.stream.alerts.clear(),
             Err(err) => problems.push(err.to_string()),
         }
+        if let Err(err) = artifacts_saved {
+            problems.push(err.to_string());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -492,13 +523,15 @@ async fn upload_files(
 ) -> (Vec<String>, Vec<String>) {
     let mut problems = Vec::new();
     let mut uploads = JoinSet::new();
+    let limit = Arc::new(Semaphore::new(artifacts::MAX_PARALLEL_UPLOADS));
     if !names.is_empty() {
         match transport.create_run_files(target, names).await {
             Ok(targets) => {
                 for target in targets {
-                    let transport = transport.clone();
+                    let (transport, limit) = (transport.clone(), limit.clone());
                     let path = files_dir.join(&target.name);
                     uploads.spawn(async move {
+                        let _permit = limit.acquire_owned().await;
                         let contents = tokio::task::spawn_blocking(move || std::fs::read(path))
                             .await
                             .map_err(|e| Error::Comm(format!("reading {}: {e}", target.name)))?

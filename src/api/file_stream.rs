@@ -2,6 +2,7 @@
 //! whole summary, console lines and the config. The live writer and `sync` feed the same
 //! records through here, so a run uploads the same way whether it is live or replayed.
 
+use crate::artifact::Artifact;
 use crate::core::system;
 use crate::core::values::{Tree, Value};
 use crate::log::records::{
@@ -73,6 +74,8 @@ pub struct RunStream {
     /// `live` (whenever they change); every file goes at finish too.
     pub files_now: Vec<String>,
     pub files_live: Vec<String>,
+    /// Artifacts (logged tables) not yet saved.
+    pub artifacts: Vec<Artifact>,
     /// Rows logged before this step are renumbered to it (a resumed run's log replayed by
     /// sync, as wandb's sync does): steps never go back on the server.
     step_floor: Option<i64>,
@@ -163,6 +166,7 @@ impl RunStream {
                 self.config_changed = true;
             }
             RecordType::Alert(alert) => self.alerts.push(alert.clone()),
+            RecordType::Artifact(artifact) => self.artifacts.push(Artifact::from(artifact)),
             RecordType::Files(files) => {
                 for file in &files.files {
                     // NOW 0, END 1, LIVE 2.

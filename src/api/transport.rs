@@ -154,6 +154,17 @@ pub struct Viewer {
     pub username: Option<String>,
 }
 
+/// `["Name:Value", ...]` upload headers, as the server lists them, as pairs.
+pub fn upload_headers(list: &Json) -> Vec<(String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .filter_map(|h| h.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect()
+}
+
 /// A signed URL for one run file.
 #[derive(Clone, Debug)]
 pub struct UploadTarget {
@@ -362,7 +373,12 @@ impl Transport {
 
     /// A GraphQL operation's data. An answer with errors fails it, as in wandb-core, and is
     /// not retried: the server understood the request and refused it.
-    async fn graphql(&self, name: &str, query: &str, variables: Json) -> Result<Json, Error> {
+    pub(crate) async fn graphql(
+        &self,
+        name: &str,
+        query: &str,
+        variables: Json,
+    ) -> Result<Json, Error> {
         let body = json!({"query": query, "variables": variables, "operationName": name});
         let body = serde_json::to_vec(&body).expect("JSON values serialize");
         let mut reply = self
@@ -500,14 +516,7 @@ impl Transport {
             .graphql("CreateRunFiles", CREATE_RUN_FILES, variables)
             .await?;
         let answer = &data["createRunFiles"];
-        let headers: Vec<(String, String)> = answer["uploadHeaders"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Json::as_str)
-            .filter_map(|h| h.split_once(':'))
-            .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-            .collect();
+        let headers = upload_headers(&answer["uploadHeaders"]);
         let returned = answer["files"].as_array().cloned().unwrap_or_default();
         if returned.len() != files.len() {
             return Err(Error::Comm(format!(

@@ -23,6 +23,7 @@ use crate::log::records::{
     VersionInfo,
 };
 use crate::log::writer::{self, Event, EventSender, Online, Paths, RunFiles};
+use crate::media::store::Owner;
 
 /// About the Python process, gathered at the edge.
 #[derive(Clone, Debug, Default)]
@@ -257,8 +258,13 @@ impl Run {
             Paths {
                 log: info.log_path().expect("dir is set"),
                 files_dir: dir.join("files"),
+                staging_dir: dir.join("staging"),
             },
-            info.id.clone(),
+            Owner {
+                run_id: info.id.clone(),
+                project: settings.project.clone().unwrap_or_default(),
+                entity: settings.entity.clone().unwrap_or_default(),
+            },
             online,
         )?;
         let environment = environment_record(&settings, &process, &info.id, start_time);
@@ -516,6 +522,28 @@ impl Run {
         }
         self.send(Event::Config {
             update: data.into_iter().map(|(k, v)| (vec![k], v)).collect(),
+        });
+        Ok(())
+    }
+
+    /// A custom chart's panel: kept in the config under `_wandb.visualize.<key>`, where the
+    /// W&B UI looks for it.
+    pub fn visualize(&self, key: String, panel: Value) -> Result<(), Error> {
+        let mut state = self.live_state("log a chart")?;
+        let path = ["visualize".to_string(), key.clone()];
+        let mut internal = Tree::default();
+        if let Value::Map(entries) = std::mem::take(&mut state.internal_config) {
+            for (k, v) in entries {
+                internal.merge(&[k], v);
+            }
+        }
+        internal.set(&path, panel.clone());
+        state.internal_config = internal.to_value();
+        self.send(Event::Config {
+            update: vec![(
+                vec!["_wandb".to_string(), "visualize".to_string(), key],
+                panel,
+            )],
         });
         Ok(())
     }
@@ -1124,6 +1152,7 @@ mod tests {
             RecordType::OutputRaw(_) => "output_raw",
             RecordType::Files(_) => "files",
             RecordType::Alert(_) => "alert",
+            RecordType::Artifact(_) => "artifact",
         }
     }
 

@@ -2,8 +2,11 @@
 //! `Infinity`, `-Infinity` tokens), and the path tree that holds history rows, the summary
 //! and the config.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use rustc_hash::FxBuildHasher;
 
@@ -20,6 +23,70 @@ pub enum Value {
     Str(String),
     List(Vec<Value>),
     Map(Vec<(String, Value)>),
+    /// An image, table, ... whose JSON the writer fills in once it has stored its files.
+    Media(Arc<MediaValue>),
+}
+
+/// A media value as logged: the writer stores its files and then fills in its JSON, so the
+/// caller never waits for encoding or disk.
+pub struct MediaValue {
+    /// The leaf key and the step (or `summary`) it was logged at: they name its files.
+    pub key: String,
+    pub namespace: String,
+    /// The media itself (a `crate::media::Media`); opaque here, so values depend on nothing.
+    pub payload: Box<dyn Any + Send + Sync>,
+    json: Mutex<Option<Value>>,
+    stored: Condvar,
+}
+
+/// How long a reader waits for the writer to store a media value before giving up on it.
+const MEDIA_WAIT: Duration = Duration::from_secs(60);
+
+impl MediaValue {
+    pub fn new(key: String, namespace: String, payload: Box<dyn Any + Send + Sync>) -> Self {
+        Self {
+            key,
+            namespace,
+            payload,
+            json: Mutex::new(None),
+            stored: Condvar::new(),
+        }
+    }
+
+    /// The JSON once stored, if it is.
+    pub fn stored_json(&self) -> Option<Value> {
+        self.json
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_json(&self, json: Value) {
+        *self.json.lock().unwrap_or_else(PoisonError::into_inner) = Some(json);
+        self.stored.notify_all();
+    }
+
+    /// The JSON, waiting for the writer to store the value; null if it never does.
+    pub fn json(&self) -> Value {
+        let guard = self.json.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .stored
+            .wait_timeout_while(guard, MEDIA_WAIT, |json| json.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        guard.clone().unwrap_or(Value::Null)
+    }
+}
+
+impl std::fmt::Debug for MediaValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MediaValue({:?} at {})", self.key, self.namespace)
+    }
+}
+
+impl PartialEq for MediaValue {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
 }
 
 impl Value {
@@ -48,6 +115,17 @@ impl Value {
                 out.push(']');
             }
             Value::Map(entries) => write_json_object(entries.iter().map(|(k, v)| (k, v)), out),
+            Value::Media(media) => media.json().write_json(out),
+        }
+    }
+
+    /// Whether the value holds media anywhere.
+    pub fn has_media(&self) -> bool {
+        match self {
+            Value::Media(_) => true,
+            Value::List(items) => items.iter().any(Value::has_media),
+            Value::Map(entries) => entries.iter().any(|(_, v)| v.has_media()),
+            _ => false,
         }
     }
 
@@ -662,6 +740,16 @@ impl Tree {
             out.push((leaf_path(parents, key), value));
         });
         out
+    }
+
+    /// Hands each leaf's value to `leaf` to change in place, in order.
+    pub fn visit_values_mut(&mut self, leaf: &mut impl FnMut(&mut Value)) {
+        for slot in self.0.list.iter_mut() {
+            match &mut slot.node {
+                Node::Leaf(value) => leaf(value),
+                Node::Branch(tree) => tree.visit_values_mut(leaf),
+            }
+        }
     }
 
     /// Hands each leaf to `leaf` with the keys of the branches above it (empty for a

@@ -5,6 +5,7 @@
 
 use prost::{Message, Oneof};
 
+use crate::artifact::{Artifact, Entry};
 use crate::core::values::{leaf_path, Tree, Value};
 
 #[derive(Clone, PartialEq, Message)]
@@ -13,7 +14,7 @@ pub struct Record {
     pub num: i64,
     #[prost(
         oneof = "RecordType",
-        tags = "2, 3, 5, 6, 10, 11, 12, 13, 17, 18, 21, 26"
+        tags = "2, 3, 5, 6, 8, 10, 11, 12, 13, 17, 18, 21, 26"
     )]
     pub record_type: Option<RecordType>,
     #[prost(message, optional, tag = "200")]
@@ -30,6 +31,8 @@ pub enum RecordType {
     Config(ConfigRecord),
     #[prost(message, tag = "6")]
     Files(FilesRecord),
+    #[prost(message, tag = "8")]
+    Artifact(ArtifactRecord),
     #[prost(message, tag = "10")]
     Alert(AlertRecord),
     #[prost(message, tag = "11")]
@@ -215,6 +218,128 @@ pub struct FilesItem {
     /// 0 OTHER, 1 WANDB, 2 MEDIA, 3 ARTIFACT.
     #[prost(int32, tag = "3")]
     pub r#type: i32,
+}
+
+/// An artifact to save (a table's `run_table`); written in every mode, so delivery and
+/// `wandb sync` both find it in the log.
+#[derive(Clone, PartialEq, Message)]
+pub struct ArtifactRecord {
+    #[prost(string, tag = "1")]
+    pub run_id: String,
+    #[prost(string, tag = "2")]
+    pub project: String,
+    #[prost(string, tag = "3")]
+    pub entity: String,
+    #[prost(string, tag = "4")]
+    pub r#type: String,
+    #[prost(string, tag = "5")]
+    pub name: String,
+    #[prost(string, tag = "6")]
+    pub digest: String,
+    #[prost(string, repeated, tag = "11")]
+    pub aliases: Vec<String>,
+    #[prost(message, optional, tag = "12")]
+    pub manifest: Option<ArtifactManifest>,
+    #[prost(bool, tag = "14")]
+    pub finalize: bool,
+    #[prost(string, tag = "15")]
+    pub client_id: String,
+    #[prost(string, tag = "16")]
+    pub sequence_client_id: String,
+    #[prost(string, tag = "20")]
+    pub digest_algorithm: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ArtifactManifest {
+    #[prost(int32, tag = "1")]
+    pub version: i32,
+    #[prost(string, tag = "2")]
+    pub storage_policy: String,
+    #[prost(message, repeated, tag = "3")]
+    pub storage_policy_config: Vec<StoragePolicyConfigItem>,
+    #[prost(message, repeated, tag = "4")]
+    pub contents: Vec<ArtifactManifestEntry>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StoragePolicyConfigItem {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value_json: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ArtifactManifestEntry {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(string, tag = "2")]
+    pub digest: String,
+    #[prost(int64, tag = "4")]
+    pub size: i64,
+    #[prost(string, tag = "6")]
+    pub local_path: String,
+}
+
+impl From<&Artifact> for ArtifactRecord {
+    fn from(artifact: &Artifact) -> Self {
+        Self {
+            run_id: artifact.run_id.clone(),
+            project: artifact.project.clone(),
+            entity: artifact.entity.clone(),
+            r#type: artifact.artifact_type.clone(),
+            name: artifact.name.clone(),
+            digest: artifact.digest(),
+            aliases: artifact.aliases.clone(),
+            manifest: Some(ArtifactManifest {
+                version: 1,
+                storage_policy: crate::artifact::STORAGE_POLICY.into(),
+                storage_policy_config: vec![StoragePolicyConfigItem {
+                    key: "storageLayout".into(),
+                    value_json: "\"V2\"".into(),
+                }],
+                contents: artifact
+                    .entries
+                    .iter()
+                    .map(|entry| ArtifactManifestEntry {
+                        path: entry.path.clone(),
+                        digest: entry.digest.clone(),
+                        size: entry.size as i64,
+                        local_path: entry.local_path.to_string_lossy().into_owned(),
+                    })
+                    .collect(),
+            }),
+            finalize: true,
+            client_id: artifact.client_id.clone(),
+            sequence_client_id: artifact.sequence_client_id.clone(),
+            digest_algorithm: crate::artifact::DIGEST_ALGORITHM.into(),
+        }
+    }
+}
+
+impl From<&ArtifactRecord> for Artifact {
+    fn from(record: &ArtifactRecord) -> Self {
+        let entries = record.manifest.iter().flat_map(|m| &m.contents);
+        Self {
+            run_id: record.run_id.clone(),
+            project: record.project.clone(),
+            entity: record.entity.clone(),
+            artifact_type: record.r#type.clone(),
+            name: record.name.clone(),
+            aliases: record.aliases.clone(),
+            client_id: record.client_id.clone(),
+            sequence_client_id: record.sequence_client_id.clone(),
+            entries: entries
+                .map(|entry| Entry {
+                    path: entry.path.clone(),
+                    digest: entry.digest.clone(),
+                    size: entry.size.max(0) as u64,
+                    local_path: entry.local_path.clone().into(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]

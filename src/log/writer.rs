@@ -19,10 +19,11 @@ use crate::core::system;
 use crate::core::values::{Entry, Tree, Value};
 use crate::error::Error;
 use crate::log::records::{
-    history_record, ConfigRecord, HistoryEncoder, Item, OutputRawRecord, Record, RecordInfo,
-    RecordType, Row, SummaryRecord, Timestamp,
+    history_record, ArtifactRecord, ConfigRecord, FilesItem, FilesRecord, HistoryEncoder, Item,
+    OutputRawRecord, Record, RecordInfo, RecordType, Row, SummaryRecord, Timestamp,
 };
 use crate::log::txlog::LogWriter;
+use crate::media::store::{MediaStore, Owner, Stored};
 
 pub enum Event {
     /// A record built by the run (header, run, environment, metric, exit, ...); boxed, as
@@ -90,6 +91,8 @@ pub struct RunFiles {
 pub struct Paths {
     pub log: PathBuf,
     pub files_dir: PathBuf,
+    /// Artifact copies of logged tables, until they are uploaded.
+    pub staging_dir: PathBuf,
 }
 
 /// How long the writer lets events gather after a batch before it looks again; log() calls
@@ -241,11 +244,7 @@ impl Drop for EventSender {
 
 /// Opens the log and starts the writer thread (and, online, the delivery task); events sent
 /// before the first error are stored.
-pub fn start(
-    paths: Paths,
-    stream_id: String,
-    online: Option<Online>,
-) -> Result<EventSender, Error> {
+pub fn start(paths: Paths, owner: Owner, online: Option<Online>) -> Result<EventSender, Error> {
     let log = LogWriter::create(&paths.log)
         .map_err(|e| Error::io(format!("cannot create {}", paths.log.display()), e))?;
     let output_path = paths.files_dir.join("output.log");
@@ -269,8 +268,15 @@ pub fn start(
         uploads,
         deliver_at_finish,
         output: BufWriter::new(output),
+        media: MediaStore {
+            files_dir: paths.files_dir.clone(),
+            staging_dir: paths.staging_dir,
+            owner: owner.clone(),
+        },
         files_dir: paths.files_dir,
-        info: RecordInfo { stream_id },
+        info: RecordInfo {
+            stream_id: owner.run_id,
+        },
         num: 0,
         encoded: Vec::new(),
         history: HistoryEncoder::default(),
@@ -299,6 +305,8 @@ struct Sender {
     deliver_at_finish: bool,
     output: BufWriter<File>,
     files_dir: PathBuf,
+    /// Stores the media values of rows and summaries before they are written.
+    media: MediaStore,
     info: RecordInfo,
     num: i64,
     /// The record being appended, encoded; kept to reuse its allocation.
@@ -350,14 +358,25 @@ impl Sender {
     fn handle(&mut self, event: Event) -> Option<FinishRequest> {
         let record = match event {
             Event::Record(record) => *record,
-            Event::History(row) => {
+            Event::History(mut row) => {
+                let mut stored = Vec::new();
+                row.values
+                    .visit_values_mut(&mut |value| self.media.resolve(value, &mut stored));
+                self.append_stored(stored);
                 self.append_history(&row);
                 return None;
             }
-            Event::Summary { update, remove } => RecordType::Summary(SummaryRecord {
-                update: items(update),
-                remove: remove.into_iter().map(removal_item).collect(),
-            }),
+            Event::Summary { mut update, remove } => {
+                let mut stored = Vec::new();
+                for (_, value) in &mut update {
+                    self.media.resolve(value, &mut stored);
+                }
+                self.append_stored(stored);
+                RecordType::Summary(SummaryRecord {
+                    update: items(update),
+                    remove: remove.into_iter().map(removal_item).collect(),
+                })
+            }
             Event::Config { update } => RecordType::Config(ConfigRecord {
                 update: items(update),
                 remove: Vec::new(),
@@ -398,6 +417,27 @@ impl Sender {
             .expect("a Vec grows to fit any record");
         self.write_encoded();
         self.deliver(record);
+    }
+
+    /// Records what storing media produced, before the row or summary that refers to it:
+    /// an artifact, then one FilesRecord per file, as wandb records them.
+    fn append_stored(&mut self, stored: Vec<Stored>) {
+        for item in stored {
+            match item {
+                Stored::File(path) => self.append(RecordType::Files(FilesRecord {
+                    files: vec![FilesItem {
+                        path,
+                        policy: 0,
+                        r#type: 0,
+                    }],
+                })),
+                Stored::Artifact(artifact) => {
+                    self.append(RecordType::Artifact(ArtifactRecord::from(&artifact)))
+                }
+                // The value is logged as null; what was logged before is kept.
+                Stored::Failed(problem) => eprintln!("wandb-nexus: {problem}"),
+            }
+        }
     }
 
     fn append_history(&mut self, row: &Row) {

@@ -1,12 +1,56 @@
 //! Python objects to [`Value`]s and back. Exact built-in types are tried first (the common,
-//! fast path); numpy values and datetimes are recognised by their type's module, so numpy is
-//! never imported here.
+//! fast path); numpy values, datetimes and our media are recognised by their type's module,
+//! so numpy is never imported here.
+
+use std::cell::OnceCell;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{IntoPyDict, PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::core::values::{Key, Tree, Value};
+use crate::core::values::{Key, MediaValue, Tree, Value};
 use crate::error::Error;
+use crate::media::histogram::{Histogram, AUTO_BINS};
+use crate::media::table::Cell;
+use crate::media::{FileKind, Media};
+use crate::py::media::{is_array, read_array, MediaCore};
+
+/// Where converted values go, which decides how arrays and media are logged.
+pub enum Target<'a> {
+    /// A history row: media files are named by the step, long arrays become histograms.
+    History(&'a dyn Fn() -> i64),
+    /// The summary: media files are named `summary`, long arrays become statistics.
+    Summary,
+    /// The config: arrays become lists, media are refused.
+    Config,
+}
+
+/// numpy arrays longer than this are summarised (history, summary) rather than stored whole.
+const ARRAY_AS_LIST_MAX: usize = 32;
+
+struct Context<'a> {
+    target: Target<'a>,
+    /// The step (or `summary`) media files are named by, read once when first needed.
+    namespace: OnceCell<String>,
+}
+
+impl Context<'_> {
+    fn new(target: Target<'_>) -> Context<'_> {
+        Context {
+            target,
+            namespace: OnceCell::new(),
+        }
+    }
+
+    fn namespace(&self) -> String {
+        self.namespace
+            .get_or_init(|| match &self.target {
+                Target::History(step) => step().to_string(),
+                _ => "summary".to_string(),
+            })
+            .clone()
+    }
+}
 
 /// Deeper structures are refused: wandb's UI cannot show them, and a cycle ends here too.
 pub const MAX_DEPTH: usize = 100;
@@ -46,22 +90,41 @@ impl Unsupported {
 pub fn dict_items(
     data: &Bound<'_, PyAny>,
     action: &'static str,
+    target: Target<'_>,
 ) -> Result<Vec<(String, Value)>, Error> {
+    let context = Context::new(target);
     as_dict(data, action)?
         .iter()
         .map(|(key, value)| {
-            let (key, value) = dict_item(&key, &value, action)?;
+            let (key, value) = dict_item(&key, &value, action, &context)?;
             Ok((key.to_owned(), value))
         })
         .collect()
 }
 
-/// The values of one `log()` call, converted straight into a row's tree.
-pub fn row_values(data: &Bound<'_, PyAny>) -> Result<Tree, Error> {
+/// The values of one `log()` call, converted straight into a row's tree; `step` tells the
+/// step the row's media files are named by.
+/// Custom charts (`wandb_nexus.plot`) among them are logged as wandb logs them: their table
+/// under `<key>_table`, and their panel config returned with their key, for the run's config.
+pub fn row_values(
+    data: &Bound<'_, PyAny>,
+    step: &dyn Fn() -> i64,
+    charts: &mut Vec<(String, Value)>,
+) -> Result<Tree, Error> {
     let dict = as_dict(data, "log")?;
+    let context = Context::new(Target::History(step));
     let mut values = Tree::with_capacity(dict.len());
     for (key, value) in dict.iter() {
-        let (key, value) = dict_item(&key, &value, "log")?;
+        let (key, value) = match chart(&key, &value)? {
+            Some((chart_key, table, config)) => {
+                let config = to_value(&config, 1, "", &Context::new(Target::Config))
+                    .map_err(|e| e.into_error("log", &chart_key))?;
+                charts.push((chart_key, config));
+                let table_key = key_text(&table.0)?;
+                dict_item(&table.0, &table.1, "log", &context).map(|(_, v)| (table_key, v))?
+            }
+            None => dict_item(&key, &value, "log", &context).map(|(k, v)| (k.to_owned(), v))?,
+        };
         // A dict's keys are distinct: nothing to look for.
         values.merge_new_key(Key::from(key), value);
     }
@@ -79,19 +142,74 @@ fn as_dict<'a, 'py>(
     })
 }
 
+type Chart<'py> = (
+    String,
+    (Bound<'py, PyAny>, Bound<'py, PyAny>),
+    Bound<'py, PyAny>,
+);
+
+/// A custom chart's key, its table (with the key it goes under) and its panel config.
+fn chart<'py>(
+    key: &Bound<'py, PyAny>,
+    value: &Bound<'py, PyAny>,
+) -> Result<Option<Chart<'py>>, Error> {
+    let ours = value
+        .get_type()
+        .module()
+        .is_ok_and(|m| m.to_str().is_ok_and(|m| m.starts_with("wandb_nexus.")));
+    if !ours || !value.hasattr("_chart")? {
+        return Ok(None);
+    }
+    let key = key_text(key)?;
+    let (table_key, table, config): (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>) =
+        value.call_method1("_chart", (&key,))?.extract()?;
+    Ok(Some((key, (table_key, table), config)))
+}
+
+fn key_text(key: &Bound<'_, PyAny>) -> Result<String, Error> {
+    dict_key(key)
+        .map(str::to_owned)
+        .map_err(|e| Error::UnsupportedValue {
+            action: "log",
+            key: String::new(),
+            reason: e.reason,
+        })
+}
+
 /// One item of a dict of top-level keys: its key as text and its value converted.
 fn dict_item<'a>(
     key: &'a Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     action: &'static str,
+    context: &Context<'_>,
 ) -> Result<(&'a str, Value), Error> {
     let key = dict_key(key).map_err(|e| Error::UnsupportedValue {
         action,
         key: String::new(),
         reason: e.reason,
     })?;
-    let value = to_value(value, 1).map_err(|e| e.into_error(action, key))?;
+    let value = to_value(value, 1, key, context).map_err(|e| e.into_error(action, key))?;
     Ok((key, value))
+}
+
+/// A table cell: a plain value, or an image (HTML, audio) in the cell.
+pub fn table_cell(obj: &Bound<'_, PyAny>) -> Result<Cell, Error> {
+    if let Some(core) = media_core(obj) {
+        let core = core.map_err(|e| e.into_error("add to a table", ""))?;
+        if let Ok(core) = core.cast::<MediaCore>() {
+            return match &core.get().media {
+                Media::File(file) => Ok(Cell::Media(file.clone())),
+                _ => Err(Error::InvalidValue(
+                    "a table cell can hold an image, HTML or audio, not a table".into(),
+                )),
+            };
+        }
+        return table_cell(&core);
+    }
+    let context = Context::new(Target::Config);
+    to_value(obj, 1, "", &context)
+        .map(Cell::Value)
+        .map_err(|e| e.into_error("add to a table", ""))
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -114,7 +232,12 @@ fn dict_key<'a>(key: &'a Bound<'_, PyAny>) -> Result<&'a str, Unsupported> {
     }
 }
 
-fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Unsupported> {
+fn to_value(
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+    key: &str,
+    context: &Context<'_>,
+) -> Result<Value, Unsupported> {
     if depth > MAX_DEPTH {
         return Err(Unsupported::new(format!(
             "nested deeper than {MAX_DEPTH} levels (is the structure cyclic?)"
@@ -145,46 +268,121 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Unsupported> 
         let mut entries = Vec::with_capacity(dict.len());
         for (key, value) in dict.iter() {
             let key = dict_key(&key)?.to_owned();
-            let value = to_value(&value, depth + 1).map_err(|e| e.under(key.clone()))?;
+            let value =
+                to_value(&value, depth + 1, &key, context).map_err(|e| e.under(key.clone()))?;
             entries.push((key, value));
         }
         return Ok(Value::Map(entries));
     }
     if let Ok(list) = obj.cast::<PyList>() {
-        return sequence(list.iter(), depth);
+        return sequence(list.iter(), depth, key, context);
     }
     if let Ok(tuple) = obj.cast::<PyTuple>() {
-        return sequence(tuple.iter(), depth);
+        return sequence(tuple.iter(), depth, key, context);
     }
-    foreign(obj, depth)
+    foreign(obj, depth, key, context)
 }
 
 fn sequence<'py>(
     items: impl Iterator<Item = Bound<'py, PyAny>>,
     depth: usize,
+    key: &str,
+    context: &Context<'_>,
 ) -> Result<Value, Unsupported> {
-    items
+    let items = items
         .enumerate()
-        .map(|(i, item)| to_value(&item, depth + 1).map_err(|e| e.under(format!("[{i}]"))))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Value::List)
+        .map(|(i, item)| {
+            to_value(&item, depth + 1, key, context).map_err(|e| e.under(format!("[{i}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(grouped(&items, key, context).unwrap_or(Value::List(items)))
 }
 
-/// numpy scalars and arrays (through `tolist()`), and datetime values (ISO 8601 text, as
-/// wandb stores them).
-fn foreign(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Unsupported> {
+/// A list of images (or of HTML pages) becomes one grouped value, as in wandb.
+fn grouped(items: &[Value], key: &str, context: &Context<'_>) -> Option<Value> {
+    let mut files = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Media(media) = item else {
+            return None;
+        };
+        match media.payload.downcast_ref::<Media>()? {
+            Media::File(file) if file.kind != FileKind::Audio => files.push(file.clone()),
+            _ => return None,
+        }
+    }
+    let kind = files.first()?.kind;
+    if files.iter().any(|f| f.kind != kind) {
+        return None;
+    }
+    Some(media_value(Media::Files(files), key, context))
+}
+
+fn media_value(media: Media, key: &str, context: &Context<'_>) -> Value {
+    Value::Media(Arc::new(MediaValue::new(
+        key.to_string(),
+        context.namespace(),
+        Box::new(media),
+    )))
+}
+
+/// Our data types hand over what the core logs through `_to_core()`: a native media value,
+/// or plain data (a histogram's JSON).
+fn media_core<'py>(obj: &Bound<'py, PyAny>) -> Option<Result<Bound<'py, PyAny>, Unsupported>> {
+    let module = obj.get_type().module().ok()?;
+    if !module.to_str().ok()?.starts_with("wandb_nexus.") {
+        return None;
+    }
+    obj.hasattr("_to_core")
+        .ok()?
+        .then(|| obj.call_method0("_to_core").map_err(python_error))
+}
+
+/// Our media, numpy scalars and arrays (through `tolist()`, long arrays summarised as wandb
+/// does), and datetime values (ISO 8601 text, as wandb stores them).
+fn foreign(
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+    key: &str,
+    context: &Context<'_>,
+) -> Result<Value, Unsupported> {
+    if let Some(core) = media_core(obj) {
+        let core = core?;
+        let Ok(native) = core.cast::<MediaCore>() else {
+            return to_value(&core, depth + 1, key, context);
+        };
+        if matches!(context.target, Target::Config) {
+            return Err(Unsupported::new(format!(
+                "{} cannot be stored in the config (log it instead)",
+                type_name(obj)
+            )));
+        }
+        return Ok(media_value(native.get().media.clone(), key, context));
+    }
     let module = obj
         .get_type()
         .module()
         .map(|m| m.to_string())
         .unwrap_or_default();
+    if module.starts_with("pandas.") && type_name(obj) == "DataFrame" {
+        // A DataFrame is logged as a Table of its columns, as in wandb.
+        let table = obj
+            .py()
+            .import("wandb_nexus._media")
+            .and_then(|media| media.getattr("Table"))
+            .and_then(|table| table.call((), Some(&[("dataframe", obj)].into_py_dict(obj.py())?)))
+            .map_err(python_error)?;
+        return to_value(&table, depth + 1, key, context);
+    }
     if module == "numpy" || module.starts_with("numpy.") {
+        if let Some(summarised) = long_array(obj, context)? {
+            return Ok(summarised);
+        }
         let plain = obj.call_method0("tolist").map_err(python_error)?;
         // tolist() of a numpy scalar returns a Python scalar; never a numpy object again.
         if plain.get_type().is(obj.get_type()) {
             return Err(unsupported_type(obj));
         }
-        return to_value(&plain, depth + 1);
+        return to_value(&plain, depth + 1, key, context);
     }
     if module == "datetime" {
         if let Ok(text) = obj.call_method0("isoformat") {
@@ -196,10 +394,30 @@ fn foreign(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Unsupported> {
     Err(unsupported_type(obj))
 }
 
+/// wandb's rule for a numpy array of more than 32 elements: a 32-bin histogram in history,
+/// statistics in the summary. None when the array is kept as a list.
+fn long_array(obj: &Bound<'_, PyAny>, context: &Context<'_>) -> Result<Option<Value>, Unsupported> {
+    if matches!(context.target, Target::Config) || !is_array(obj) {
+        return Ok(None);
+    }
+    let size: usize = obj.getattr("size").and_then(|s| s.extract()).unwrap_or(0);
+    if size <= ARRAY_AS_LIST_MAX {
+        return Ok(None);
+    }
+    let array = read_array(obj).map_err(|e| Unsupported::new(e.to_string()))?;
+    let data = array.to_f64();
+    Ok(Some(match context.target {
+        Target::History(_) => Histogram::from_data(&data, AUTO_BINS)
+            .map_err(Unsupported::new)?
+            .to_value(),
+        _ => crate::media::histogram::array_stats(&data, !array.dtype.is_float()),
+    }))
+}
+
 fn unsupported_type(obj: &Bound<'_, PyAny>) -> Unsupported {
     Unsupported::new(format!(
         "{} is not a supported value type (use int, float, bool, str, None, dict, list, \
-         tuple, numpy values or datetime)",
+         tuple, numpy values, datetime or wandb_nexus media such as Image and Table)",
         type_name(obj)
     ))
 }
@@ -231,5 +449,6 @@ pub fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyA
             }
             dict.into_any()
         }
+        Value::Media(media) => to_python(py, &py.detach(|| media.json()))?,
     })
 }

@@ -4,4 +4,5 @@
 pub mod aio;
 pub mod convert;
 pub mod lambda;
+pub mod media;
 pub mod run;

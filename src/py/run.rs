@@ -44,7 +44,11 @@ pub fn init(
     api_key: Option<String>,
 ) -> PyResult<RunCore> {
     let config = match config {
-        Some(c) if !c.is_none() => Value::Map(convert::dict_items(c, "set config")?),
+        Some(c) if !c.is_none() => Value::Map(convert::dict_items(
+            c,
+            "set config",
+            convert::Target::Config,
+        )?),
         _ => Value::Map(Vec::new()),
     };
     let args = InitArgs {
@@ -115,7 +119,12 @@ impl RunCore {
         step: Option<i64>,
         commit: Option<bool>,
     ) -> PyResult<()> {
-        let values = convert::row_values(data)?;
+        let run = &self.run;
+        let mut charts = Vec::new();
+        let values = convert::row_values(data, &|| run.step(), &mut charts)?;
+        for (key, config) in charts {
+            self.after_change(py, self.run.visualize(key, config))?;
+        }
         let timestamp = crate::core::system::unix_now();
         let logged = self.after_change(py, self.run.log(values, step, commit, timestamp))?;
         if let Some(warning) = logged.warning() {
@@ -127,12 +136,12 @@ impl RunCore {
     }
 
     fn config_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let items = convert::dict_items(data, "set config")?;
+        let items = convert::dict_items(data, "set config", convert::Target::Config)?;
         self.after_change(py, self.run.config_update(items))
     }
 
     fn summary_update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let items = convert::dict_items(data, "set summary")?;
+        let items = convert::dict_items(data, "set summary", convert::Target::Summary)?;
         self.after_change(py, self.run.summary_update(items))
     }
 

@@ -1,0 +1,208 @@
+//! `wandb.Histogram`: counts in equal-width bins, computed as `numpy.histogram` computes them
+//! (same edges, same bin for every value), so both clients log the same numbers.
+
+use crate::core::values::Value;
+
+/// wandb's limit on the number of bins.
+pub const MAX_BINS: usize = 512;
+/// Bins of the histogram a long numpy array in a history row becomes.
+pub const AUTO_BINS: usize = 32;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub values: Vec<i64>,
+    pub bins: Vec<f64>,
+}
+
+impl Histogram {
+    /// Bins `data` into `num_bins` equal bins spanning its range, as `numpy.histogram(data,
+    /// bins=num_bins)` does.
+    pub fn from_data(data: &[f64], num_bins: usize) -> Result<Self, String> {
+        check_bins(num_bins)?;
+        if data.is_empty() {
+            return Err("cannot make a histogram of an empty sequence".into());
+        }
+        let (mut first, mut last) = data
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        if data.iter().any(|x| !x.is_finite()) {
+            return Err(if data.iter().all(|x| x.is_nan()) {
+                "cannot make a histogram of a sequence that is all NaN".into()
+            } else {
+                "cannot make a histogram of a sequence with NaN or infinite values".into()
+            });
+        }
+        if first == last {
+            first -= 0.5;
+            last += 0.5;
+        }
+        let bins = linspace(first, last, num_bins + 1);
+        let mut values = vec![0i64; num_bins];
+        let span = last - first;
+        let n = num_bins as f64;
+        for &x in data {
+            values[bin_index(x, first, span, n, &bins)] += 1;
+        }
+        Ok(Self { values, bins })
+    }
+
+    /// `np_histogram=(values, bins)`: taken as given, after wandb's checks.
+    pub fn from_counts(values: Vec<i64>, bins: Vec<f64>) -> Result<Self, String> {
+        check_bins(values.len())?;
+        if bins.len() != values.len() + 1 {
+            return Err(format!(
+                "len(bins) must be len(values) + 1, got {} bins for {} values",
+                bins.len(),
+                values.len()
+            ));
+        }
+        Ok(Self { values, bins })
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Map(vec![
+            ("_type".into(), Value::Str("histogram".into())),
+            (
+                "values".into(),
+                Value::List(self.values.iter().map(|&v| Value::Int(v)).collect()),
+            ),
+            (
+                "bins".into(),
+                Value::List(self.bins.iter().map(|&b| Value::Float(b)).collect()),
+            ),
+        ])
+    }
+}
+
+fn check_bins(num_bins: usize) -> Result<(), String> {
+    if num_bins == 0 {
+        Err("a histogram needs at least one bin".into())
+    } else if num_bins > MAX_BINS {
+        Err(format!(
+            "a histogram has at most {MAX_BINS} bins, got {num_bins}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What wandb keeps in the summary of a long numpy array: its statistics, not its values.
+/// `integers` keeps min and max integral, as numpy's `.item()` of an integer array does.
+pub fn array_stats(data: &[f64], integers: bool) -> Value {
+    let n = data.len() as f64;
+    let mean = data.iter().sum::<f64>() / n;
+    let var = data.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    let mut sorted = data.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let extreme = |x: f64| {
+        if integers {
+            Value::Int(x as i64)
+        } else {
+            Value::Float(x)
+        }
+    };
+    let mut stats = vec![
+        ("_type".to_string(), Value::Str("numpy.ndarray".into())),
+        ("var".to_string(), Value::Float(var)),
+        ("mean".to_string(), Value::Float(mean)),
+        ("min".to_string(), extreme(sorted[0])),
+        ("max".to_string(), extreme(sorted[sorted.len() - 1])),
+    ];
+    for q in [10, 25, 75, 90] {
+        stats.push((format!("{q}%"), Value::Float(percentile(&sorted, q as f64))));
+    }
+    stats.push(("size".to_string(), Value::Int(data.len() as i64)));
+    Value::Map(stats)
+}
+
+/// numpy's default (linear) percentile of sorted data, with its interpolation formula.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let index = q / 100.0 * (sorted.len() - 1) as f64;
+    let lower = index.floor() as usize;
+    let upper = (lower + 1).min(sorted.len() - 1);
+    let t = index - lower as f64;
+    let (a, b) = (sorted[lower], sorted[upper]);
+    if t >= 0.5 {
+        b - (b - a) * (1.0 - t)
+    } else {
+        a + (b - a) * t
+    }
+}
+
+/// `numpy.linspace(start, stop, num)`: multiples of the step plus the start, the last edge
+/// exactly `stop`.
+fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
+    let step = (stop - start) / (num - 1) as f64;
+    let mut edges: Vec<f64> = (0..num).map(|i| i as f64 * step + start).collect();
+    edges[num - 1] = stop;
+    edges
+}
+
+/// numpy's bin of `x`: the scaled offset, then corrected against the edges themselves, so
+/// a value on an edge lands where the edges say.
+fn bin_index(x: f64, first: f64, span: f64, n: f64, edges: &[f64]) -> usize {
+    let last_bin = edges.len() - 2;
+    let mut index = (((x - first) / span) * n) as usize;
+    if index > last_bin {
+        index = last_bin;
+    }
+    if x < edges[index] {
+        index -= 1;
+    } else if x >= edges[index + 1] && index != last_bin {
+        index += 1;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_as_numpy_does() {
+        // numpy.histogram([1, 2, 2, 3], bins=4) -> ([1, 0, 2, 1], [1.0, 1.5, 2.0, 2.5, 3.0])
+        let h = Histogram::from_data(&[1.0, 2.0, 2.0, 3.0], 4).unwrap();
+        assert_eq!(h.values, vec![1, 0, 2, 1]);
+        assert_eq!(h.bins, vec![1.0, 1.5, 2.0, 2.5, 3.0]);
+        assert_eq!(
+            h.to_value().to_json(),
+            r#"{"_type":"histogram","values":[1,0,2,1],"bins":[1.0,1.5,2.0,2.5,3.0]}"#
+        );
+    }
+
+    #[test]
+    fn long_array_statistics_as_wandb() {
+        let data: Vec<f64> = (0..40).map(f64::from).collect();
+        // wandb 0.31.0's summary of numpy.arange(40.0).
+        assert_eq!(
+            array_stats(&data, false).to_json(),
+            r#"{"_type":"numpy.ndarray","var":133.25,"mean":19.5,"min":0.0,"max":39.0,"10%":3.9000000000000004,"25%":9.75,"75%":29.25,"90%":35.1,"size":40}"#
+        );
+    }
+
+    #[test]
+    fn a_single_value_spans_one_unit() {
+        let h = Histogram::from_data(&[5.0, 5.0], 2).unwrap();
+        assert_eq!(h.bins, vec![4.5, 5.0, 5.5]);
+        assert_eq!(h.values, vec![0, 2]);
+    }
+
+    #[test]
+    fn refuses_what_numpy_or_wandb_refuse() {
+        assert!(Histogram::from_data(&[], 4).unwrap_err().contains("empty"));
+        assert!(Histogram::from_data(&[f64::NAN], 4)
+            .unwrap_err()
+            .contains("all NaN"));
+        assert!(Histogram::from_data(&[1.0, f64::INFINITY], 4)
+            .unwrap_err()
+            .contains("infinite"));
+        assert!(Histogram::from_data(&[1.0], 513)
+            .unwrap_err()
+            .contains("512"));
+        assert!(Histogram::from_counts(vec![1, 2], vec![0.0, 1.0])
+            .unwrap_err()
+            .contains("len(bins)"));
+    }
+}

@@ -1,0 +1,301 @@
+//! The writer's side of media: stores each media value's files under the run's `files/`
+//! (and a table's artifact copy under `staging/`) and fills in the JSON wandb logs for it.
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use crate::artifact::{self, Artifact, Entry};
+use crate::core::values::{MediaValue, Value};
+use crate::media::table::Table;
+use crate::media::{Media, MediaFile};
+
+/// What storing media produced, in the order wandb records it.
+#[derive(Debug)]
+pub enum Stored {
+    /// A run file, by its path under `files/`.
+    File(String),
+    Artifact(Artifact),
+    /// A media value that could not be stored (it is logged as null).
+    Failed(String),
+}
+
+/// The run a store works for.
+#[derive(Clone, Debug, Default)]
+pub struct Owner {
+    pub run_id: String,
+    pub project: String,
+    pub entity: String,
+}
+
+pub struct MediaStore {
+    pub files_dir: PathBuf,
+    /// Artifact copies, kept until they are uploaded (a `wandb sync` reads them from here).
+    pub staging_dir: PathBuf,
+    pub owner: Owner,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    artifact::hex(&Sha256::digest(bytes))
+}
+
+impl MediaStore {
+    /// Replaces each media value inside `value` by its JSON, storing its files first.
+    pub fn resolve(&self, value: &mut Value, out: &mut Vec<Stored>) {
+        match value {
+            Value::Media(media) => {
+                let json = match media.stored_json() {
+                    Some(json) => json,
+                    None => {
+                        let json = self.store(media, out);
+                        media.set_json(json.clone());
+                        json
+                    }
+                };
+                *value = json;
+            }
+            Value::List(items) => items.iter_mut().for_each(|v| self.resolve(v, out)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(_, v)| self.resolve(v, out)),
+            _ => {}
+        }
+    }
+
+    fn store(&self, value: &MediaValue, out: &mut Vec<Stored>) -> Value {
+        let Some(media) = value.payload.downcast_ref::<Media>() else {
+            return Value::Null;
+        };
+        let prefix = format!("{}_{}", upload_safe(&value.key), value.namespace);
+        let result = match media {
+            Media::File(file) => self.file_json(file, &prefix, out),
+            Media::Files(files) => self.group_json(files, &prefix, out),
+            Media::Table(table) => match table.logged.get() {
+                Some(json) => Ok(json.clone()),
+                None => self
+                    .table_json(table, &value.key, &prefix, out)
+                    .inspect(|json| {
+                        let _ = table.logged.set(json.clone());
+                    }),
+            },
+        };
+        result.unwrap_or_else(|err| {
+            out.push(Stored::Failed(format!(
+                "cannot store {:?}: {err}",
+                value.key
+            )));
+            Value::Null
+        })
+    }
+
+    fn file_json(
+        &self,
+        file: &MediaFile,
+        prefix: &str,
+        out: &mut Vec<Stored>,
+    ) -> Result<Value, String> {
+        let (relpath, stored) = file.store(&self.files_dir, |sha| {
+            format!("{}/{prefix}_{}{}", file.kind.subdir(), &sha[..20], file.ext)
+        })?;
+        out.push(Stored::File(relpath.clone()));
+        let mut json = Vec::new();
+        if let Some(caption) = &file.caption {
+            json.push(("caption".to_string(), Value::Str(caption.clone())));
+        }
+        json.extend([
+            (
+                "_type".to_string(),
+                Value::Str(file.kind.type_name().into()),
+            ),
+            ("sha256".to_string(), Value::Str(stored.sha256)),
+            ("size".to_string(), Value::Int(stored.size as i64)),
+            ("path".to_string(), Value::Str(relpath)),
+        ]);
+        json.extend(file.fields.iter().cloned());
+        Ok(Value::Map(json))
+    }
+
+    /// A list of images as wandb groups it (one entry with every file name), a list of
+    /// HTML pages likewise; other lists stay lists.
+    fn group_json(
+        &self,
+        files: &[std::sync::Arc<MediaFile>],
+        prefix: &str,
+        out: &mut Vec<Stored>,
+    ) -> Result<Value, String> {
+        let items = files
+            .iter()
+            .map(|file| self.file_json(file, prefix, out))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = files.first() else {
+            return Ok(Value::List(Vec::new()));
+        };
+        let field = |item: &Value, name: &str| match item {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or(Value::Null, |(_, v)| v.clone()),
+            _ => Value::Null,
+        };
+        let count = Value::Int(files.len() as i64);
+        Ok(match first.kind {
+            crate::media::FileKind::Image => {
+                let mut json = vec![
+                    ("_type".to_string(), Value::Str("images/separated".into())),
+                    ("width".to_string(), field(&items[0], "width")),
+                    ("height".to_string(), field(&items[0], "height")),
+                    ("format".to_string(), field(&items[0], "format")),
+                    ("count".to_string(), count),
+                    (
+                        "filenames".to_string(),
+                        Value::List(items.iter().map(|i| field(i, "path")).collect()),
+                    ),
+                ];
+                if first.caption.is_some() {
+                    let captions = files
+                        .iter()
+                        .map(|f| f.caption.clone().map_or(Value::Null, Value::Str))
+                        .collect();
+                    json.push(("captions".to_string(), Value::List(captions)));
+                }
+                Value::Map(json)
+            }
+            crate::media::FileKind::Html => Value::Map(vec![
+                ("_type".to_string(), Value::Str("html".into())),
+                ("count".to_string(), count),
+                ("html".to_string(), Value::List(items)),
+            ]),
+            crate::media::FileKind::Audio => Value::List(items),
+        })
+    }
+
+    /// A table: its `run_table` artifact (the typed copy and the media in its cells), its
+    /// run file, and the `table-file` JSON that points at both.
+    fn table_json(
+        &self,
+        table: &Table,
+        key: &str,
+        prefix: &str,
+        out: &mut Vec<Stored>,
+    ) -> Result<Value, String> {
+        let client_id = artifact::client_id();
+        let staging = self.staging_dir.join(&client_id[..16]);
+        let mut entries = Vec::new();
+        let mut cell_paths = std::collections::HashMap::new();
+        for file in table.media_files() {
+            let key = std::sync::Arc::as_ptr(file) as usize;
+            if cell_paths.contains_key(&key) {
+                continue;
+            }
+            let (_, stored) = file.store(&staging, |sha| format!("cells/{sha}{}", file.ext))?;
+            let (digest, size) = artifact::md5_file(&stored.at)
+                .map_err(|e| format!("cannot read {}: {e}", stored.at.display()))?;
+            let md5 = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &digest)
+                .map_err(|e| e.to_string())?;
+            let path = format!(
+                "{}/{}{}",
+                file.kind.subdir(),
+                &artifact::hex(&md5)[..20],
+                file.ext
+            );
+            cell_paths.insert(key, (path.clone(), stored.sha256.clone()));
+            entries.push(Entry {
+                path,
+                digest,
+                size,
+                local_path: stored.at,
+            });
+        }
+        let artifact_json = table.artifact_json(|file| {
+            let (path, sha256) = &cell_paths[&(file as *const MediaFile as usize)];
+            let mut json = vec![
+                (
+                    "_type".to_string(),
+                    Value::Str(file.kind.type_name().into()),
+                ),
+                ("path".to_string(), Value::Str(path.clone())),
+                ("sha256".to_string(), Value::Str(sha256.clone())),
+            ];
+            if let Some(caption) = &file.caption {
+                json.push(("caption".to_string(), Value::Str(caption.clone())));
+            }
+            json.extend(file.fields.iter().cloned());
+            Value::Map(json)
+        });
+        let entry_name = format!("{key}.table.json");
+        let local_path = staging.join(&entry_name);
+        crate::media::write_whole(&local_path, artifact_json.as_bytes())?;
+        entries.push(Entry {
+            path: entry_name.clone(),
+            digest: artifact::md5_b64(artifact_json.as_bytes()),
+            size: artifact_json.len() as u64,
+            local_path,
+        });
+        let mut artifact = Artifact {
+            run_id: self.owner.run_id.clone(),
+            project: self.owner.project.clone(),
+            entity: self.owner.entity.clone(),
+            artifact_type: "run_table".into(),
+            name: artifact::sanitize_name(&format!("run-{}-{key}", self.owner.run_id)),
+            aliases: vec!["latest".into()],
+            client_id,
+            sequence_client_id: artifact::client_id(),
+            entries,
+        };
+        artifact.sort_entries();
+        let run_file = table.run_file_json();
+        let sha256 = sha256_hex(run_file.as_bytes());
+        let relpath = format!("media/table/{prefix}_{}.table.json", &sha256[..20]);
+        crate::media::write_whole(&self.files_dir.join(&relpath), run_file.as_bytes())?;
+        let json = Value::Map(vec![
+            ("_type".into(), Value::Str("table-file".into())),
+            ("sha256".into(), Value::Str(sha256)),
+            ("size".into(), Value::Int(run_file.len() as i64)),
+            (
+                "artifact_path".into(),
+                Value::Str(format!(
+                    "wandb-client-artifact://{}/{entry_name}",
+                    artifact.client_id
+                )),
+            ),
+            (
+                "_latest_artifact_path".into(),
+                Value::Str(format!(
+                    "wandb-client-artifact://{}:latest/{entry_name}",
+                    artifact.sequence_client_id
+                )),
+            ),
+            ("path".into(), Value::Str(relpath.clone())),
+            ("ncols".into(), Value::Int(table.columns.len() as i64)),
+            ("nrows".into(), Value::Int(table.rows.len() as i64)),
+            ("log_mode".into(), Value::Str("IMMUTABLE".into())),
+        ]);
+        out.push(Stored::Artifact(artifact));
+        out.push(Stored::File(relpath));
+        Ok(json)
+    }
+}
+
+/// wandb's file-name form of a key: no leading `/`, and `.` or `..` components replaced,
+/// so a key cannot name a file outside the media directory.
+pub fn upload_safe(key: &str) -> String {
+    key.trim_start_matches('/')
+        .split('/')
+        .map(|part| match part {
+            "." => "_",
+            ".." => "__",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_become_safe_file_names() {
+        assert_eq!(upload_safe("img"), "img");
+        assert_eq!(upload_safe("../evil"), "__/evil");
+        assert_eq!(upload_safe("/a/./b"), "a/_/b");
+    }
+}
