@@ -7,9 +7,22 @@
   creates or updates a run; RunResumeStatus, answered from the stored run as W&B does, so that
   the official SDK resumes runs against the fake; CreateRunFiles, which hands out upload URLs;
   and NotifyScriptableRunAlert (``run.alert``), whose alerts are kept in `RunState.alerts`.
+  Artifacts (wandb-artifacts-resume.md §1.5): CreateArtifact, CreateArtifactManifest,
+  CreateArtifactFiles and CommitArtifact, which keep versions in `ArtifactState`s
+  (`FakeWandb.artifacts`); UseArtifact; ClientIDMapping, which resolves the client ids behind
+  ``wandb-client-artifact://`` references (`FakeWandb.resolve_client_artifact_url`).
+  And the queries the official ``wandb.Api()`` and the SDK's own checks send
+  (`READ_OPERATIONS`: a run with its config, summary, history, files and logged artifacts,
+  scan_history through wandb-core's history reader, an artifact by name or id, its manifest
+  and file URLs), answered from the stored runs and artifacts.
 - ``POST /files/<entity>/<project>/<run>/file_stream``: the file stream.
 - ``PUT /upload/<entity>/<project>/<run>/<path>``: the "signed" URLs that CreateRunFiles hands
-  out. They point back at this server so that uploads can be checked too.
+  out. They point back at this server so that uploads can be checked too. A GET of the same
+  URL (a run file's ``directUrl``) or of ``/files/<entity>/<project>/<run>/<path>`` (its
+  ``url``, which needs the API key as W&B's does) downloads the file.
+- ``PUT /artifacts/<n>/files/<path>`` and ``PUT /artifacts/<n>/wandb_manifest.json``: the
+  signed URLs of artifact files (CreateArtifactFiles) and manifests (CreateArtifactManifest);
+  a GET of them (their ``directUrl``) downloads.
 
 Anything else gets a 404; that includes the SDK's telemetry probe to ``/sdk/otel/...``, after
 which the SDK sends no telemetry.
@@ -17,20 +30,36 @@ which the SDK sends no telemetry.
 It is deliberately strict, so that a client bug fails a test instead of passing silently:
 
 - GraphQL and file_stream requests need ``Authorization: Basic base64("api:" + key)`` (401
-  otherwise); uploads must carry no ``Authorization`` at all (400), since the key must never
-  reach a storage host.
-- Malformed bodies, unknown operations, wrongly typed variables, unknown file_stream keys or
-  file names, history/events offsets that skip ahead, resent history/events lines that differ
-  from what was stored, ``uploaded`` names that were never PUT, PUTs to URLs that were never
-  issued and bodies without Content-Length are all rejected with a 4xx status that the official
-  client does not retry (400, 403 or 404), so a test fails fast.
+  otherwise); uploads and downloads through signed URLs must carry no ``Authorization`` at
+  all (400), since the key must never reach a storage host.
+- Malformed bodies, unknown operations, wrongly typed variables or unknown input fields,
+  unknown file_stream keys or file names, history/events offsets that skip ahead, resent
+  history/events lines that differ from what was stored, ``uploaded`` names that were never
+  PUT, PUTs to URLs that were never issued and bodies without Content-Length are all rejected
+  with a 4xx status that the official client does not retry (400, 403 or 404), so a test
+  fails fast.
+- Artifacts are checked as W&B checks them. CreateArtifactFiles needs a PENDING artifact and
+  its manifest (from the first CreateArtifactManifest). Artifact file and manifest URLs are
+  signed for the MD5 given (CreateArtifactFiles ``md5``, the second CreateArtifactManifest's
+  ``digest``): a PUT without the issued ``Content-MD5`` header (uploadHeaders) is a 403, one
+  whose body has another MD5 a 400. CommitArtifact fails unless the manifest was uploaded,
+  its digests add up to the artifact digest given to CreateArtifact, and every file it
+  stores was uploaded with the digest and size it states. Other refusals (unknown artifact,
+  run or entity, a collection of another type, an artifact no longer PENDING) are GraphQL
+  errors: HTTP 200 with ``errors`` and no data, as W&B answers them.
 - gzip'd file_stream bodies are only accepted if the FILESTREAM_GZIP feature is advertised.
 - W&B's file_stream size limits hold: a body over `MAX_REQUEST_BYTES` is refused with 413, a
   line (history, events, summary or console) over `MAX_LINE_BYTES` with 400.
 - A bug in the fake itself is answered with 400 and its traceback kept in `internal_errors`.
 
-Not checked: GraphQL selection sets. Operations are recognised by name and answered with the
-fields wandb-core selects, so a misspelt field in a client's query goes unnoticed.
+Selection sets are checked for `READ_OPERATIONS` only: those are executed (fields, aliases,
+arguments, fragments, @include/@skip), and selecting a field the fake does not serve is a 400
+naming it. The other operations are recognised by name and answered with the fields
+wandb-core selects, so a misspelt field in a client's mutation goes unnoticed.
+
+Not modelled: multipart artifact uploads, incremental and distributed (PATCH) manifests,
+XXH128 digests, file-level deduplication (CreateArtifactFiles always asks for an upload),
+history exported to parquet (every row is "live"), pagination limits of the real server.
 
 Every request is recorded (`FakeWandb.requests`), and each run's state is kept in a `RunState`
 (`FakeWandb.run_state`, `FakeWandb.single_run`). Faults can be injected per request kind with
@@ -379,11 +408,6 @@ class ArtifactState:
         """The uploaded manifest, parsed."""
         return None if self.manifest_bytes is None else json.loads(self.manifest_bytes)
 
-    @property
-    def qualified_name(self) -> str:
-        """ "<name>:v<N>", or "<name>:<id>" while it has no version."""
-        return f"{self.name}:{self.version or self.id}"
-
 
 @dataclass
 class ArtifactCollection:
@@ -559,6 +583,43 @@ class FakeWandb:
         """Operation names of all GraphQL requests, in arrival order."""
         with self._lock:
             return [r.operation for r in self.requests if r.kind == "graphql"]
+
+    def artifacts(self, name: str | None = None) -> list[ArtifactState]:
+        """Every artifact version (PENDING ones too) in creation order; `name` keeps those of
+        collections with that name."""
+        with self._lock:
+            return [a for a in self._artifacts if name is None or a.name == name]
+
+    def collection(self, entity: str, project: str, name: str) -> ArtifactCollection:
+        with self._lock:
+            try:
+                return self._collections[(entity, project, name)]
+            except KeyError:
+                raise KeyError(
+                    f"no artifact collection {entity}/{project}/{name}; known:"
+                    f" {sorted(self._collections)}"
+                ) from None
+
+    def resolve_client_artifact_url(self, url: str) -> tuple[ArtifactState | None, str]:
+        """What W&B makes of a ``wandb-client-artifact://<client id>[:<alias>]/<path>``
+        reference (a table's artifact_path, or with the sequence client id and ":latest" its
+        _latest_artifact_path): the artifact version (None if the id maps to nothing) and
+        the path in it."""
+        match = re.fullmatch(r"wandb-client-artifact://([^/:]+)(?::([^/]+))?/(.+)", url)
+        if match is None:
+            raise ValueError(f"not a wandb-client-artifact URL: {url!r}")
+        client_id, alias, path = match.groups()
+        with self._lock:
+            server_id = self._client_ids.get(client_id)
+            if server_id is None:
+                return None, path
+            if alias is None:
+                return self._artifact_by_id(server_id), path
+            collection = next(c for c in self._collections.values() if c.id == server_id)
+            found = self._resolve_artifact(
+                collection.entity, collection.project, f"{collection.name}:{alias}"
+            )
+            return found, path
 
     # ------------------------------------------------------------------ HTTP plumbing
 
@@ -1654,15 +1715,16 @@ class FakeWandb:
         return 200, None
 
     def _download(self, params: tuple[str, ...], record: Request) -> tuple[int, Any]:
-        """GET of a run file (`url` of RunFiles) or of an artifact file or manifest (their
-        `directUrl`, "signed" like the upload URLs, so no Authorization)."""
+        """GET of a run file: its `url` on the API host (needs the API key, as W&B's does) or
+        its `directUrl`; or of an artifact file or manifest (their `directUrl`). directUrls
+        are "signed" like the upload URLs, so they must not receive the key."""
         what, *rest = params
-        if what == "run":
+        if what == "run-api":
             self._check_auth(record.headers)
         elif "authorization" in record.headers:
             raise HttpError(400, "signed download URLs must not receive an Authorization header")
         with self._lock:
-            if what == "run":
+            if what in ("run", "run-api"):
                 entity, project, name, path = rest
                 run = self._runs.get((entity, project, name))
                 if run is None or path not in run.files:
@@ -1717,17 +1779,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _route(method: str, path: str) -> tuple[str, tuple[str, ...]]:
     """The request kind and its parameters. Uploads and downloads start with what they
-    address: "run" (entity, project, run, path), "artifact" (number, path) or "manifest"
-    (number)."""
+    address: "run" (entity, project, run, path) for a run file's signed URL, "run-api" (the
+    same) for its URL on the API host, "artifact" (number, path) or "manifest" (number)."""
+    transfer = "download" if method == "GET" else "upload"
     if path == "/graphql":
         return "graphql", ()
     if match := _FILE_STREAM_PATH.fullmatch(path):
         return "file_stream", tuple(unquote(p) for p in match.groups())
     if match := _UPLOAD_PATH.fullmatch(path):
-        return "upload", ("run", *(unquote(p) for p in match.groups()))
+        return transfer, ("run", *(unquote(p) for p in match.groups()))
     if method == "GET" and (match := _RUN_FILE_PATH.fullmatch(path)):
-        return "download", ("run", *(unquote(p) for p in match.groups()))
-    transfer = "download" if method == "GET" else "upload"
+        return "download", ("run-api", *(unquote(p) for p in match.groups()))
     if match := _ARTIFACT_FILE_PATH.fullmatch(path):
         return transfer, ("artifact", match[1], unquote(match[2]))
     if match := _ARTIFACT_MANIFEST_PATH.fullmatch(path):
@@ -2378,7 +2440,9 @@ class _Executor:
 
     def __init__(self, query: str, operation_name: str, variables: dict[str, Any]):
         operations, self.fragments = _GraphQLParser(query).document()
-        operation = next(o for o in operations if o.name == operation_name)
+        operation = next((o for o in operations if o.name == operation_name), None)
+        if operation is None:
+            raise HttpError(400, f"the document defines no operation {operation_name!r}")
         self.selections = operation.selections
         self.variables = {**operation.defaults, **variables}
 

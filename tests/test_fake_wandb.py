@@ -4,6 +4,7 @@ strictness and fault injection must behave as documented."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import importlib.util
 import json
@@ -20,6 +21,7 @@ from fake_wandb import (
     DEFAULT_ENTITY,
     DROP_AFTER_APPLY,
     RESET,
+    ArtifactState,
     FakeWandb,
     RunState,
     SyncFailed,
@@ -110,6 +112,62 @@ import wandb
 run = wandb.init(project="p")
 run.alert(title="Hi", text="body", level=wandb.AlertLevel.WARN, wait_duration=300)
 run.finish()
+"""
+
+# Logs a table (which the SDK stores as a run_table artifact run-<id>-tbl) and an image;
+# argv[1] is the entity, set explicitly so that an offline run's artifact record has it.
+TABLE_SCRIPT = """
+import sys
+
+import numpy as np
+import wandb
+
+run = wandb.init(entity=sys.argv[1], project="p", config={"lr": 0.1})
+table = wandb.Table(columns=["a", "b"], data=[[1, "x"], [2, "y"]])
+pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+run.log({"tbl": table, "img": wandb.Image(pixels), "loss": 0.5})
+run.log({"loss": 0.25})
+run.finish()
+"""
+
+# Reads run argv[1] ("entity/project/id") back with wandb.Api() and prints what it got as one
+# JSON line: history (both ways), summary, config, files, the image's bytes (downloaded) and
+# the table (from the run_table artifact, downloaded).
+READ_BACK_SCRIPT = """
+import hashlib
+import json
+import os
+import sys
+
+import wandb
+
+api = wandb.Api()
+run = api.run(sys.argv[1])
+image = run.summary["img"]["path"]
+run.file(image).download(root="downloads")
+with open(os.path.join("downloads", image), "rb") as f:
+    image_md5 = hashlib.md5(f.read()).hexdigest()
+entity, project, _ = sys.argv[1].split("/")
+artifact = api.artifact(f"{entity}/{project}/run-{run.id}-tbl:latest")
+table = artifact.get("tbl")
+root = artifact.download(root="artifact")
+result = {
+    "name": run.name,
+    "state": run.state,
+    "config": run.config,
+    "summary": run.summary_metrics,
+    "history": run.history(pandas=False),
+    "scan": list(run.scan_history()),
+    "scan_loss": list(run.scan_history(keys=["loss"])),
+    "history_loss": run.history(keys=["loss"], pandas=False),
+    "files": sorted(f.name for f in run.files()),
+    "image_md5": image_md5,
+    "logged": [[a.name, a.type] for a in run.logged_artifacts()],
+    "artifact": [artifact.name, artifact.type, artifact.version, artifact.digest],
+    "table": [table.columns, table.data],
+    "downloaded": sorted(os.listdir(root)),
+}
+print("RESULT", json.dumps(result))
 """
 
 # Console lines as streamed: "<UTC timestamp with microseconds> <text>".
@@ -384,6 +442,119 @@ def test_alert_offline_then_wandb_sync(fake, tmp_path):
     ]
 
 
+def assert_table_artifact_recorded(fake: FakeWandb, run: RunState) -> ArtifactState:
+    """What the fake must have recorded for TABLE_SCRIPT's table: a committed run_table
+    artifact whose manifest, files and digests agree, referenced from the history row."""
+    (artifact,) = fake.artifacts()
+    assert (artifact.entity, artifact.project) == (DEFAULT_ENTITY, "p")
+    assert (artifact.name, artifact.type) == (f"run-{run.name}-tbl", "run_table")
+    assert (artifact.state, artifact.version, artifact.aliases) == ("COMMITTED", "v0", ["latest"])
+    assert (artifact.run_name, artifact.logged_by) == (run.name, [run.name])
+
+    manifest = artifact.manifest
+    assert manifest is not None
+    assert manifest["storagePolicy"] == "wandb-storage-policy-v1"
+    contents = manifest["contents"]
+    assert set(contents) == set(artifact.files) == {"tbl.table.json"}
+    for path, data in artifact.files.items():
+        assert contents[path]["digest"] == b64md5(data)
+        assert contents[path]["size"] == len(data)
+    assert artifact.digest == artifact_digest({p: e["digest"] for p, e in contents.items()})
+    assert artifact.manifest_digest == b64md5(artifact.manifest_bytes or b"")
+    table = json.loads(artifact.files["tbl.table.json"])
+    assert (table["columns"], table["data"]) == (["a", "b"], [[1, "x"], [2, "y"]])
+
+    # The history row points at the artifact through the client ids W&B maps.
+    cell = run.history[0]["tbl"]
+    assert cell["_type"] == "table-file"
+    assert fake.resolve_client_artifact_url(cell["artifact_path"]) == (artifact, "tbl.table.json")
+    latest = fake.resolve_client_artifact_url(cell["_latest_artifact_path"])
+    assert latest == (artifact, "tbl.table.json")
+    image = run.history[0]["img"]
+    assert run.files[image["path"]].startswith(b"\x89PNG")
+    return artifact
+
+
+@needs_sdk
+def test_run_table_artifact_online_then_read_back(fake, tmp_path):
+    """The official SDK logs a table as a run_table artifact through the whole upload
+    sequence; wandb.Api() then reads history, summary, files and the table back."""
+    writer, reader = tmp_path / "writer", tmp_path / "reader"
+    writer.mkdir()
+    reader.mkdir()  # a HOME of its own: nothing comes from the writer's artifact cache
+    result = run_sdk(fake, writer, TABLE_SCRIPT, DEFAULT_ENTITY)
+    assert result.returncode == 0, result.stderr
+
+    run = fake.single_run()
+    artifact = assert_table_artifact_recorded(fake, run)
+    assert all(r.status == 200 for r in fake.requests if r.kind != "unknown")
+    operations = fake.graphql_operations()
+    sequence = [
+        "CreateArtifact",
+        "CreateArtifactManifest",
+        "CreateArtifactFiles",
+        "CreateArtifactManifest",
+        "CommitArtifact",
+    ]
+    assert [op for op in operations if op in sequence] == sequence
+    assert "ArtifactType" in operations  # the SDK's check before logging
+    (created,) = [
+        r.body["variables"]["input"] for r in fake.requests if r.operation == "CreateArtifact"
+    ]
+    assert created["clientID"] == artifact.client_ids[0]
+    assert created["sequenceClientID"] == artifact.sequence_client_ids[0]
+    assert created["historyStep"] is None  # step 0 is sent as null
+    before = len(fake.requests)
+
+    result = run_sdk(fake, reader, READ_BACK_SCRIPT, f"{DEFAULT_ENTITY}/p/{run.name}")
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    got = json.loads(line.removeprefix("RESULT "))
+
+    assert (got["name"], got["state"], got["config"]) == (run.display_name, "finished", {"lr": 0.1})
+    assert got["summary"] == run.summary
+    assert got["history"] == got["scan"] == run.history
+    assert [row["loss"] for row in got["history"]] == [0.5, 0.25]
+    expected_loss = [{"_step": 0, "loss": 0.5}, {"_step": 1, "loss": 0.25}]
+    assert got["scan_loss"] == got["history_loss"] == expected_loss
+    assert got["files"] == sorted(run.files)
+    image = run.history[0]["img"]["path"]
+    assert got["image_md5"] == hashlib.md5(run.files[image]).hexdigest()
+    assert got["logged"] == [[f"{artifact.name}:v0", "run_table"]]
+    assert got["artifact"] == [f"{artifact.name}:latest", "run_table", "v0", artifact.digest]
+    assert got["table"] == [["a", "b"], [[1, "x"], [2, "y"]]]
+    assert got["downloaded"] == ["tbl.table.json"]
+
+    reads = fake.requests[before:]
+    assert all(r.status == 200 for r in reads if r.kind != "unknown"), [
+        (r.path, r.operation, r.status) for r in reads if r.status != 200
+    ]
+    downloads = {r.path: r.headers.get("authorization") for r in reads if r.kind == "download"}
+    # The run file comes from its API URL, with the key; artifact storage URLs without it.
+    assert (
+        downloads[f"/files/{DEFAULT_ENTITY}/p/{run.name}/{image}"]
+        == basic_auth(fake.api_key)["Authorization"]
+    )
+    n = artifact.number
+    assert downloads[f"/artifacts/{n}/wandb_manifest.json"] is None
+    assert downloads[f"/artifacts/{n}/files/tbl.table.json"] is None
+
+
+@needs_sdk
+def test_run_table_artifact_offline_then_wandb_sync(fake, tmp_path):
+    """An offline run's artifact record is uploaded by wandb sync (from the staged copies)."""
+    result = run_sdk(fake, tmp_path, TABLE_SCRIPT, DEFAULT_ENTITY, env={"WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr
+    assert fake.requests == []
+
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    wandb_sync(run_dir, fake)
+
+    artifact = assert_table_artifact_recorded(fake, fake.single_run())
+    assert artifact.history_step is None  # sync never sends one
+    assert all(r.status == 200 for r in fake.requests if r.kind != "unknown")
+
+
 # --------------------------------------------------------------------------- raw HTTP
 
 
@@ -422,6 +593,12 @@ def graphql(fake: FakeWandb, operation: str, variables: dict[str, Any], **kwargs
     return request(fake, "POST", "/graphql", {**body, "operationName": operation}, **kwargs)
 
 
+def graphql_query(fake: FakeWandb, query: str, variables: dict[str, Any]):
+    """A whole GraphQL document, sent as the Python SDK sends its queries (operationName "")."""
+    body = {"query": query, "variables": variables, "operationName": ""}
+    return request(fake, "POST", "/graphql", body)
+
+
 def create_run(fake: FakeWandb, name: str = "r1") -> str:
     """Create run fake-entity/p/<name>; returns its file_stream path."""
     config = json.dumps({"lr": {"value": 0.1}})
@@ -433,6 +610,143 @@ def create_run(fake: FakeWandb, name: str = "r1") -> str:
 def history_chunk(offset: int, steps: range) -> dict[str, Any]:
     lines = [json.dumps({"_step": step, "loss": float("nan")}) for step in steps]
     return {"files": {"wandb-history.jsonl": {"offset": offset, "content": lines}}}
+
+
+def b64md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def artifact_digest(digests: dict[str, str]) -> str:
+    """W&B's artifact digest over {path: entry digest} (wandb-artifacts-resume.md §1.3)."""
+    lines = "".join(f"{path}:{digests[path]}\n" for path in sorted(digests))
+    return hashlib.md5(f"wandb-artifact-manifest-v1\n{lines}".encode()).hexdigest()
+
+
+def manifest_bytes(files: dict[str, bytes]) -> bytes:
+    contents = {p: {"digest": b64md5(data), "size": len(data)} for p, data in files.items()}
+    manifest = {
+        "version": 1,
+        "storagePolicy": "wandb-storage-policy-v1",
+        "storagePolicyConfig": {"storageLayout": "V2"},
+        "contents": contents,
+    }
+    return json.dumps(manifest).encode()
+
+
+def graphql_data(fake: FakeWandb, operation: str, variables: dict[str, Any]) -> Any:
+    """An operation that must succeed; returns its data."""
+    code, body, _ = graphql(fake, operation, variables)
+    assert code == 200 and body.get("errors") is None, body
+    return body["data"]
+
+
+def graphql_error_message(fake: FakeWandb, operation: str, variables: dict[str, Any]) -> str:
+    """An operation that must fail as GraphQL does (200, no data); returns the message."""
+    code, body, _ = graphql(fake, operation, variables)
+    assert code == 200 and body["data"] is None, body
+    return body["errors"][0]["message"]
+
+
+def create_artifact_input(name: str, digest: str, client_id: str, **extra: Any) -> dict[str, Any]:
+    """CreateArtifact variables as wandb-core sends them, for run r1 of project p."""
+    return {
+        "input": {
+            "entityName": DEFAULT_ENTITY,
+            "projectName": "p",
+            "runName": "r1",
+            "artifactTypeName": "dataset",
+            "artifactCollectionName": name,
+            "digest": digest,
+            "digestAlgorithm": "MANIFEST_MD5",
+            "aliases": [{"alias": "latest", "artifactCollectionName": name}],
+            "clientID": client_id,
+            "sequenceClientID": f"seq-{name}",
+            "enableDigestDeduplication": True,
+            "historyStep": None,
+            **extra,
+        }
+    }
+
+
+def manifest_variables(artifact_id: str, digest: str, include_upload: bool) -> dict[str, Any]:
+    return {
+        "artifactID": artifact_id,
+        "baseArtifactID": None,
+        "name": "wandb_manifest.json",
+        "digest": digest,
+        "entityName": DEFAULT_ENTITY,
+        "projectName": "p",
+        "runName": "r1",
+        "manifestType": "FULL",
+        "includeUpload": include_upload,
+    }
+
+
+def artifact_files_variables(
+    artifact_id: str, manifest_id: str, files: dict[str, bytes]
+) -> dict[str, Any]:
+    specs = [
+        {
+            "artifactID": artifact_id,
+            "artifactManifestID": manifest_id,
+            "name": path,
+            "md5": b64md5(data),
+            "mimetype": None,
+            "uploadPartsInput": None,
+        }
+        for path, data in files.items()
+    ]
+    return {"input": {"artifactFiles": specs, "storageLayout": "V2", "cloudRegionID": None}}
+
+
+def put_signed(fake: FakeWandb, url: str, data: bytes, headers: list[str]) -> int:
+    """PUT to an issued URL with its uploadHeaders ("Name:Value"), as wandb-core does."""
+    sent = dict(header.split(":", 1) for header in headers)
+    return request(fake, "PUT", url.removeprefix(fake.base_url), data, auth=False, headers=sent)[0]
+
+
+def start_artifact(
+    fake: FakeWandb, name: str, files: dict[str, bytes], client_id: str
+) -> tuple[str, str]:
+    """CreateArtifact and the first CreateArtifactManifest; returns (artifact, manifest) ids."""
+    digests = {path: b64md5(data) for path, data in files.items()}
+    created = graphql_data(
+        fake, "CreateArtifact", create_artifact_input(name, artifact_digest(digests), client_id)
+    )["createArtifact"]["artifact"]
+    assert created["state"] == "PENDING"
+    manifest = graphql_data(
+        fake, "CreateArtifactManifest", manifest_variables(created["id"], "", False)
+    )["createArtifactManifest"]["artifactManifest"]
+    assert "uploadUrl" not in manifest["file"]  # @include(if: $includeUpload)
+    return created["id"], manifest["id"]
+
+
+def upload_files(fake: FakeWandb, artifact_id: str, manifest_id: str, files: dict[str, bytes]):
+    edges = graphql_data(
+        fake, "CreateArtifactFiles", artifact_files_variables(artifact_id, manifest_id, files)
+    )["createArtifactFiles"]["files"]["edges"]
+    for (path, data), edge in zip(files.items(), edges, strict=True):
+        node = edge["node"]
+        assert node["artifact"]["id"] == artifact_id
+        assert put_signed(fake, node["uploadUrl"], data, node["uploadHeaders"]) == 200, path
+
+
+def upload_manifest(fake: FakeWandb, artifact_id: str, manifest: bytes) -> None:
+    variables = manifest_variables(artifact_id, b64md5(manifest), True)
+    file = graphql_data(fake, "CreateArtifactManifest", variables)["createArtifactManifest"][
+        "artifactManifest"
+    ]["file"]
+    assert put_signed(fake, file["uploadUrl"], manifest, file["uploadHeaders"]) == 200
+
+
+def log_artifact(fake: FakeWandb, name: str, files: dict[str, bytes], client_id: str) -> str:
+    """The whole sequence of wandb-core's artifact saver; returns the artifact id."""
+    artifact_id, manifest_id = start_artifact(fake, name, files, client_id)
+    upload_files(fake, artifact_id, manifest_id, files)
+    upload_manifest(fake, artifact_id, manifest_bytes(files))
+    commit = graphql_data(fake, "CommitArtifact", {"artifactID": artifact_id})
+    assert commit["commitArtifact"]["artifact"]["id"] == artifact_id
+    return artifact_id
 
 
 def test_requests_need_the_api_key(fake):
@@ -587,3 +901,154 @@ def test_alerts_are_validated(fake):
         {"title": "Hi", "text": "body", "severity": "INFO", "wait_duration": None},
         {"title": "Hi", "text": "body", "severity": "ERROR", "wait_duration": 60000},
     ]
+
+
+def test_artifact_uploads_are_checked(fake):
+    """Artifact files and the manifest go to URLs signed for their MD5: the uploadHeaders must
+    be sent, the body must match, and nothing is accepted before its URL was issued."""
+    create_run(fake)
+    files = {"a.txt": b"hello world\n"}
+    artifact_id, manifest_id = start_artifact(fake, "ds", files, "client-1")
+    variables = artifact_files_variables(artifact_id, manifest_id, files)
+    spec = variables["input"]["artifactFiles"][0]
+
+    wrong_manifest = artifact_files_variables(artifact_id, artifact_id, files)
+    assert "manifest" in graphql_error_message(fake, "CreateArtifactFiles", wrong_manifest)
+    bad_md5 = {"input": {**variables["input"], "artifactFiles": [{**spec, "md5": "abc"}]}}
+    assert "md5" in graphql_error_message(fake, "CreateArtifactFiles", bad_md5)
+    # "digest" only exists on servers with the ARTIFACT_DIGEST_ALGORITHM feature.
+    with_digest = {"input": {**variables["input"], "artifactFiles": [{**spec, "digest": "x"}]}}
+    assert graphql(fake, "CreateArtifactFiles", with_digest)[0] == 400
+
+    (edge,) = graphql_data(fake, "CreateArtifactFiles", variables)["createArtifactFiles"]["files"][
+        "edges"
+    ]
+    node = edge["node"]
+    assert node["uploadUrl"].startswith(f"{fake.base_url}/artifacts/")
+    assert node["uploadHeaders"] == [f"Content-MD5:{b64md5(files['a.txt'])}"]
+    url = node["uploadUrl"].removeprefix(fake.base_url)
+    signed = {"Content-MD5": b64md5(files["a.txt"])}
+    assert request(fake, "PUT", url, files["a.txt"], auth=True, headers=signed)[0] == 400
+    assert request(fake, "PUT", url, files["a.txt"], auth=False)[0] == 403  # header missing
+    assert put_signed(fake, node["uploadUrl"], b"other bytes\n", node["uploadHeaders"]) == 400
+    unissued = url.replace("a.txt", "b.txt")
+    assert put_signed(fake, fake.base_url + unissued, files["a.txt"], node["uploadHeaders"]) == 403
+    (artifact,) = fake.artifacts()
+    assert artifact.files == {}
+    assert put_signed(fake, node["uploadUrl"], files["a.txt"], node["uploadHeaders"]) == 200
+    assert artifact.files == files
+
+    message = graphql_error_message(fake, "CommitArtifact", {"artifactID": artifact_id})
+    assert "manifest was never uploaded" in message
+    no_digest = manifest_variables(artifact_id, "", True)
+    assert "digest" in graphql_error_message(fake, "CreateArtifactManifest", no_digest)
+    manifest = manifest_bytes(files)
+    file = graphql_data(
+        fake, "CreateArtifactManifest", manifest_variables(artifact_id, b64md5(manifest), True)
+    )["createArtifactManifest"]["artifactManifest"]["file"]
+    assert put_signed(fake, file["uploadUrl"], manifest + b" ", file["uploadHeaders"]) == 400
+    assert put_signed(fake, file["uploadUrl"], manifest, file["uploadHeaders"]) == 200
+
+    commit = graphql_data(fake, "CommitArtifact", {"artifactID": artifact_id})
+    assert commit["commitArtifact"]["artifact"]["id"] == artifact_id
+    assert (artifact.state, artifact.version, artifact.aliases) == ("COMMITTED", "v0", ["latest"])
+    # A committed artifact's files are final; a repeated commit changes nothing.
+    assert put_signed(fake, node["uploadUrl"], files["a.txt"], node["uploadHeaders"]) == 403
+    assert "PENDING" in graphql_error_message(fake, "CreateArtifactFiles", variables)
+    assert graphql_data(fake, "CommitArtifact", {"artifactID": artifact_id}) == commit
+    assert fake.artifacts() == [artifact]
+
+
+def test_commit_checks_the_manifest_against_uploads(fake):
+    """CommitArtifact fails (the artifact stays PENDING) unless every stored file of the
+    manifest was uploaded with its digest and the manifest matches the artifact's digest."""
+    create_run(fake)
+    files = {"a.txt": b"a\n", "d/b.txt": b"b\n"}
+    artifact_id, manifest_id = start_artifact(fake, "ds", files, "client-1")
+    upload_files(fake, artifact_id, manifest_id, {"a.txt": files["a.txt"]})  # not d/b.txt
+    upload_manifest(fake, artifact_id, manifest_bytes(files))
+    message = graphql_error_message(fake, "CommitArtifact", {"artifactID": artifact_id})
+    assert "'d/b.txt' was not uploaded" in message
+
+    # A manifest that does not add up to the digest given to CreateArtifact.
+    other_id, other_manifest = start_artifact(fake, "other", files, "client-2")
+    upload_files(fake, other_id, other_manifest, files)
+    upload_manifest(fake, other_id, manifest_bytes({"a.txt": files["a.txt"]}))
+    message = graphql_error_message(fake, "CommitArtifact", {"artifactID": other_id})
+    assert "differs from the digest" in message
+
+    assert [a.state for a in fake.artifacts()] == ["PENDING", "PENDING"]
+    assert "not found" in graphql_error_message(fake, "CommitArtifact", {"artifactID": "QQ=="})
+
+
+def test_artifact_versions_dedup_and_client_ids(fake):
+    create_run(fake)
+    first = log_artifact(fake, "ds", {"a.txt": b"1\n"}, "client-1")
+
+    # The same content again: W&B answers the committed version and makes no new one.
+    same = create_artifact_input("ds", artifact_digest({"a.txt": b64md5(b"1\n")}), "client-2")
+    created = graphql_data(fake, "CreateArtifact", same)["createArtifact"]["artifact"]
+    assert (created["id"], created["state"]) == (first, "COMMITTED")
+    assert len(fake.artifacts()) == 1
+
+    second = log_artifact(fake, "ds", {"a.txt": b"2\n"}, "client-3")
+    v0, v1 = fake.artifacts()
+    assert (v0.version, v0.aliases, v1.version, v1.aliases) == ("v0", [], "v1", ["latest"])
+    assert (v0.client_ids, v1.client_ids) == (["client-1", "client-2"], ["client-3"])
+    for client_id, server_id in (("client-2", first), ("client-3", second)):
+        mapping = graphql_data(fake, "ClientIDMapping", {"clientID": client_id})
+        assert mapping == {"clientIDMapping": {"serverID": server_id}}
+    assert graphql_data(fake, "ClientIDMapping", {"clientID": "nope"}) == {"clientIDMapping": None}
+    assert fake.resolve_client_artifact_url("wandb-client-artifact://seq-ds:latest/a.txt") == (
+        v1,
+        "a.txt",
+    )
+    assert fake.collection(DEFAULT_ENTITY, "p", "ds").versions == [v0, v1]
+
+    typed = create_artifact_input("ds", "0" * 32, "client-4", artifactTypeName="model")
+    assert "has type dataset" in graphql_error_message(fake, "CreateArtifact", typed)
+    no_run = create_artifact_input("ds", "0" * 32, "client-5", runName="nope")
+    assert "not found" in graphql_error_message(fake, "CreateArtifact", no_run)
+    unknown_field = create_artifact_input("ds", "0" * 32, "client-6", color="red")
+    assert graphql(fake, "CreateArtifact", unknown_field)[0] == 400
+    bad_digest = create_artifact_input("ds", "not-hex", "client-7")
+    assert "digest" in graphql_error_message(fake, "CreateArtifact", bad_digest)
+    assert len(fake.artifacts()) == 2
+
+
+def test_read_queries_run_their_selection_sets(fake):
+    """The public API's queries are executed: aliases, fragments, @include and arguments
+    work, and a field the fake does not serve is a 400 that names it."""
+    stream = create_run(fake)
+    assert request(fake, "POST", stream, history_chunk(0, range(3)))[0] == 200
+    query = """
+        query Run($entity: String!, $project: String!, $name: String!, $keys: Boolean = false) {
+            project(name: $project, entityName: $entity) {
+                __typename
+                r: run(name: $name) { ...R historyKeys @include(if: $keys) }
+                missing: run(name: "nope") { name }
+            }
+        }
+        fragment R on Run { name history(samples: 2) }
+    """
+    variables = {"entity": DEFAULT_ENTITY, "project": "p", "name": "r1"}
+    code, body, _ = graphql_query(fake, query, variables)
+    assert code == 200, body
+    history = [json.dumps({"_step": s, "loss": float("nan")}) for s in (0, 2)]
+    assert body == {
+        "data": {
+            "project": {
+                "__typename": "Project",
+                "r": {"name": "r1", "history": history},
+                "missing": None,
+            }
+        }
+    }
+    code, body, _ = graphql_query(fake, query, {**variables, "keys": True})
+    assert body["data"]["project"]["r"]["historyKeys"]["lastStep"] == 2
+
+    unknown = query.replace("name history", "name color")
+    code, body, _ = graphql_query(fake, unknown, variables)
+    assert code == 400 and "Run.color" in body["errors"][0]["message"]
+    code, body, _ = graphql_query(fake, query.replace("fragment R", "fragment S"), variables)
+    assert code == 400 and "unknown fragment" in body["errors"][0]["message"]

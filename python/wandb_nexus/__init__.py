@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from . import plot
     from ._alert import AlertLevel
     from ._media import Audio, Histogram, Html, Image, Table
+    from .plot import plot_table
 
 __version__: str = _core.__version__
 
@@ -74,6 +75,7 @@ __all__ = [
     "log",
     "login",
     "plot",
+    "plot_table",
     "run",
     "save",
     "summary",
@@ -224,10 +226,11 @@ def __getattr__(name: str) -> Any:
         from . import _media
 
         return getattr(_media, name)
-    if name == "plot":
+    if name in ("plot", "plot_table"):
         import importlib
 
-        return importlib.import_module(".plot", __name__)
+        plot = importlib.import_module(".plot", __name__)
+        return plot if name == "plot" else plot.plot_table
     raise AttributeError(f"module 'wandb_nexus' has no attribute {name!r}")
 
 

@@ -50,6 +50,9 @@ class Image(Media):
 
     MAX_ITEMS = 108
 
+    _caption: str | None
+    _source: Any
+
     def __init__(
         self,
         data_or_path: Any,
@@ -211,7 +214,9 @@ class Table(Media):
             dataframe, data = data, None
         if dataframe is not None:
             columns = list(dataframe.columns)
-            data = [list(row) for row in zip(*(dataframe[c].tolist() for c in columns))]
+            data = [
+                list(row) for row in zip(*(dataframe[c].tolist() for c in columns), strict=True)
+            ]
         elif _is_array(data):
             data = data.tolist()
         if columns is None:
@@ -234,8 +239,7 @@ class Table(Media):
         table is logged."""
         if len(data) != len(self.columns):
             raise InvalidValueError(
-                f"This table expects {len(self.columns)} columns: {self.columns}, "
-                f"found {len(data)}"
+                f"This table expects {len(self.columns)} columns: {self.columns}, found {len(data)}"
             )
         self.data.append(list(data))
 
@@ -250,7 +254,7 @@ class Table(Media):
                 f"column {name!r} has {len(data)} values for {len(self.data)} rows"
             )
         if self.data:
-            rows = [[*row, cell] for row, cell in zip(self.data, data)]
+            rows = [[*row, cell] for row, cell in zip(self.data, data, strict=True)]
         else:
             rows = [[cell] for cell in data]
         self.columns, self.data = [*self.columns, name], rows

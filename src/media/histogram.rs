@@ -16,34 +16,34 @@ pub struct Histogram {
 
 impl Histogram {
     /// Bins `data` into `num_bins` equal bins spanning its range, as `numpy.histogram(data,
-    /// bins=num_bins)` does.
-    pub fn from_data(data: &[f64], num_bins: usize) -> Result<Self, String> {
+    /// bins=num_bins)` does: for float32 data, numpy's edges are float32 too.
+    pub fn from_data<T: Element>(data: &[T], num_bins: usize) -> Result<Self, String> {
         check_bins(num_bins)?;
         if data.is_empty() {
             return Err("cannot make a histogram of an empty sequence".into());
         }
-        let (mut first, mut last) = data
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            });
-        if data.iter().any(|x| !x.is_finite()) {
-            return Err(if data.iter().all(|x| x.is_nan()) {
-                "cannot make a histogram of a sequence that is all NaN".into()
-            } else {
-                "cannot make a histogram of a sequence with NaN or infinite values".into()
-            });
-        }
-        if first == last {
-            first -= 0.5;
-            last += 0.5;
-        }
-        let bins = linspace(first, last, num_bins + 1);
-        let mut values = vec![0i64; num_bins];
-        let span = last - first;
-        let n = num_bins as f64;
+        // One pass for the range; NaN fails every comparison, so it is counted apart.
+        let (mut first, mut last, mut nans) = (data[0], data[0], 0usize);
         for &x in data {
-            values[bin_index(x, first, span, n, &bins)] += 1;
+            first = if x < first { x } else { first };
+            last = if x > last { x } else { last };
+            nans += usize::from(x != x);
+        }
+        if nans == data.len() {
+            return Err("cannot make a histogram of a sequence that is all NaN".into());
+        }
+        let (lo, hi) = (first.into(), last.into());
+        if nans > 0 || !lo.is_finite() || !hi.is_finite() {
+            return Err("cannot make a histogram of a sequence with NaN or infinite values".into());
+        }
+        let bins = T::linspace(first, last, num_bins + 1);
+        let (first, last) = (bins[0], bins[num_bins]);
+        let mut values = vec![0i64; num_bins];
+        // The first guess may be a bin off at an edge; `bin_index` settles it by the edges,
+        // as numpy does, so a multiplication serves where numpy divides.
+        let scale = num_bins as f64 / (last - first);
+        for &x in data {
+            values[bin_index(x.into(), first, scale, &bins)] += 1;
         }
         Ok(Self { values, bins })
     }
@@ -131,26 +131,43 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
-/// `numpy.linspace(start, stop, num)`: multiples of the step plus the start, the last edge
-/// exactly `stop`.
-fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
-    let step = (stop - start) / (num - 1) as f64;
-    let mut edges: Vec<f64> = (0..num).map(|i| i as f64 * step + start).collect();
-    edges[num - 1] = stop;
-    edges
+/// The element types numpy bins in their own precision.
+pub trait Element: Copy + PartialOrd + Into<f64> {
+    /// numpy's edges from the data's range, widened by a half on each side when it is a
+    /// single value: `numpy.linspace(first, last, num)` in the element's precision, the step
+    /// multiplied and the start added, the last edge exactly `last`.
+    fn linspace(first: Self, last: Self, num: usize) -> Vec<f64>;
 }
+
+macro_rules! element {
+    ($t:ty) => {
+        impl Element for $t {
+            fn linspace(mut first: $t, mut last: $t, num: usize) -> Vec<f64> {
+                if first == last {
+                    first -= 0.5;
+                    last += 0.5;
+                }
+                let step = (last - first) / (num - 1) as $t;
+                let mut edges: Vec<f64> = (0..num)
+                    .map(|i| f64::from(i as $t * step + first))
+                    .collect();
+                edges[num - 1] = f64::from(last);
+                edges
+            }
+        }
+    };
+}
+element!(f64);
+element!(f32);
 
 /// numpy's bin of `x`: the scaled offset, then corrected against the edges themselves, so
 /// a value on an edge lands where the edges say.
-fn bin_index(x: f64, first: f64, span: f64, n: f64, edges: &[f64]) -> usize {
+fn bin_index(x: f64, first: f64, scale: f64, edges: &[f64]) -> usize {
     let last_bin = edges.len() - 2;
-    let mut index = (((x - first) / span) * n) as usize;
-    if index > last_bin {
-        index = last_bin;
-    }
+    let mut index = (((x - first) * scale) as usize).min(last_bin);
     if x < edges[index] {
         index -= 1;
-    } else if x >= edges[index + 1] && index != last_bin {
+    } else if index != last_bin && x >= edges[index + 1] {
         index += 1;
     }
     index
@@ -163,7 +180,7 @@ mod tests {
     #[test]
     fn bins_as_numpy_does() {
         // numpy.histogram([1, 2, 2, 3], bins=4) -> ([1, 0, 2, 1], [1.0, 1.5, 2.0, 2.5, 3.0])
-        let h = Histogram::from_data(&[1.0, 2.0, 2.0, 3.0], 4).unwrap();
+        let h = Histogram::from_data(&[1.0f64, 2.0, 2.0, 3.0], 4).unwrap();
         assert_eq!(h.values, vec![1, 0, 2, 1]);
         assert_eq!(h.bins, vec![1.0, 1.5, 2.0, 2.5, 3.0]);
         assert_eq!(
@@ -184,21 +201,23 @@ mod tests {
 
     #[test]
     fn a_single_value_spans_one_unit() {
-        let h = Histogram::from_data(&[5.0, 5.0], 2).unwrap();
+        let h = Histogram::from_data(&[5.0f64, 5.0], 2).unwrap();
         assert_eq!(h.bins, vec![4.5, 5.0, 5.5]);
         assert_eq!(h.values, vec![0, 2]);
     }
 
     #[test]
     fn refuses_what_numpy_or_wandb_refuse() {
-        assert!(Histogram::from_data(&[], 4).unwrap_err().contains("empty"));
+        assert!(Histogram::from_data::<f64>(&[], 4)
+            .unwrap_err()
+            .contains("empty"));
         assert!(Histogram::from_data(&[f64::NAN], 4)
             .unwrap_err()
             .contains("all NaN"));
         assert!(Histogram::from_data(&[1.0, f64::INFINITY], 4)
             .unwrap_err()
             .contains("infinite"));
-        assert!(Histogram::from_data(&[1.0], 513)
+        assert!(Histogram::from_data(&[1.0f64], 513)
             .unwrap_err()
             .contains("512"));
         assert!(Histogram::from_counts(vec![1, 2], vec![0.0, 1.0])

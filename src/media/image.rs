@@ -226,7 +226,10 @@ mod tests {
         // numpy's squeeze: 1x2x3 is a 2x3 grey image, as in wandb.
         let squeezed = Array::new(DType::U8, vec![1, 2, 3], vec![10; 6]).unwrap();
         let pixels = Pixels::from_array(&squeezed, None).unwrap();
-        assert_eq!((pixels.width, pixels.height, pixels.color), (3, 2, Color::L));
+        assert_eq!(
+            (pixels.width, pixels.height, pixels.color),
+            (3, 2, Color::L)
+        );
         let rgb = Array::new(DType::U8, vec![2, 2, 3], vec![10; 12]).unwrap();
         let pixels = Pixels::from_array(&rgb, Some(Color::L)).unwrap();
         assert_eq!((pixels.color, pixels.data.len()), (Color::L, 4));

@@ -12,7 +12,7 @@ use crate::core::values::Value;
 use crate::error::Error;
 use crate::media::array::{Array, DType};
 use crate::media::audio::Samples;
-use crate::media::histogram::Histogram;
+use crate::media::histogram::{Element, Histogram};
 use crate::media::image::{Color, ImageFile, Pixels};
 use crate::media::table::{Cell, Table};
 use crate::media::{Content, FileKind, Media, MediaFile};
@@ -49,42 +49,69 @@ fn file(file: MediaFile) -> MediaCore {
     }
 }
 
+/// What `__array_interface__` tells of an array: its element type, shape, and the address
+/// of its elements when they are contiguous in C order.
+struct Interface {
+    dtype: DType,
+    shape: Vec<usize>,
+    address: Option<usize>,
+}
+
+impl Interface {
+    fn of(obj: &Bound<'_, PyAny>) -> Result<Self, Error> {
+        let interface = obj.getattr("__array_interface__")?;
+        let interface = interface
+            .cast::<PyDict>()
+            .map_err(|_| invalid("__array_interface__ is not a dict"))?;
+        let get = |name: &str| -> Result<Bound<'_, PyAny>, Error> {
+            interface
+                .get_item(name)?
+                .ok_or_else(|| invalid(format!("__array_interface__ has no {name:?}")))
+        };
+        let dtype = DType::parse(&get("typestr")?.extract::<String>()?).map_err(invalid)?;
+        let shape: Vec<usize> = get("shape")?.extract()?;
+        let contiguous = interface.get_item("strides")?.is_none_or(|s| s.is_none());
+        let address = match get("data")?.cast::<PyTuple>() {
+            Ok(pointer) if contiguous => Some(pointer.get_item(0)?.extract::<usize>()?),
+            _ => None,
+        };
+        Ok(Self {
+            dtype,
+            shape,
+            address,
+        })
+    }
+
+    fn byte_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size()
+    }
+
+    /// The elements in place. SAFETY: the caller keeps the array alive meanwhile (numpy
+    /// then cannot free or move them: resizing an array that is referenced is refused).
+    unsafe fn bytes(&self) -> Option<&[u8]> {
+        match (self.address, self.byte_len()) {
+            (_, 0) => Some(&[]),
+            (Some(address), len) => Some(std::slice::from_raw_parts(address as *const u8, len)),
+            (None, _) => None,
+        }
+    }
+}
+
 /// A numpy array's type, shape and bytes (C order), copied while the GIL is held.
 pub fn read_array(obj: &Bound<'_, PyAny>) -> Result<Array, Error> {
-    let interface = obj.getattr("__array_interface__")?;
-    let interface = interface
-        .cast::<PyDict>()
-        .map_err(|_| invalid("__array_interface__ is not a dict"))?;
-    let get = |name: &str| -> Result<Bound<'_, PyAny>, Error> {
-        interface
-            .get_item(name)?
-            .ok_or_else(|| invalid(format!("__array_interface__ has no {name:?}")))
-    };
-    let dtype = DType::parse(&get("typestr")?.extract::<String>()?).map_err(invalid)?;
-    let shape: Vec<usize> = get("shape")?.extract()?;
-    let contiguous = interface.get_item("strides")?.is_none_or(|s| s.is_none());
-    let data = get("data")?;
-    let bytes = match data.cast::<PyTuple>() {
-        Ok(pointer) if contiguous => {
-            let address: usize = pointer.get_item(0)?.extract()?;
-            let len = shape.iter().product::<usize>() * dtype.size();
-            if len == 0 {
-                Vec::new()
-            } else {
-                // SAFETY: numpy's array interface promises `len` readable bytes at `address`
-                // for as long as the array lives; we hold it (and the GIL) while copying.
-                unsafe { std::slice::from_raw_parts(address as *const u8, len) }.to_vec()
-            }
-        }
+    let interface = Interface::of(obj)?;
+    // SAFETY: `obj` is borrowed for the whole copy.
+    let bytes = match unsafe { interface.bytes() } {
+        Some(bytes) => bytes.to_vec(),
         // Strided views (and exotic exporters): numpy's own C-order copy.
-        _ => obj
+        None => obj
             .call_method0("tobytes")?
             .cast::<PyBytes>()
             .map_err(|_| invalid("tobytes() did not return bytes"))?
             .as_bytes()
             .to_vec(),
     };
-    Array::new(dtype, shape, bytes).map_err(invalid)
+    Array::new(interface.dtype, interface.shape, bytes).map_err(invalid)
 }
 
 pub fn is_array(obj: &Bound<'_, PyAny>) -> bool {
@@ -210,16 +237,50 @@ pub fn audio_from_file(path: PathBuf, caption: Option<String>) -> PyResult<Media
 }
 
 /// `(values, bins)` of a histogram of `sequence`.
+/// A histogram of float elements read where they are, when they are aligned.
+fn in_place<T: Element + Sync>(
+    py: Python<'_>,
+    bytes: &[u8],
+    num_bins: usize,
+) -> Option<Result<Result<Histogram, String>, Error>> {
+    // SAFETY: every bit pattern is a valid float; align_to only hands out aligned ones.
+    match unsafe { bytes.align_to::<T>() } {
+        ([], floats, []) => Some(Ok(py.detach(|| Histogram::from_data(floats, num_bins)))),
+        _ => None,
+    }
+}
+
 #[pyfunction]
 pub fn histogram(
     py: Python<'_>,
     sequence: &Bound<'_, PyAny>,
     num_bins: usize,
 ) -> PyResult<(Vec<i64>, Vec<f64>)> {
-    let data = numbers(py, sequence)?;
-    let histogram = py
-        .detach(|| Histogram::from_data(&data, num_bins))
-        .map_err(invalid)?;
+    let histogram = if is_array(sequence) {
+        let interface = Interface::of(sequence)?;
+        // SAFETY: `sequence` is borrowed for the whole call. As in numpy's own loops, the
+        // elements are read in place with the GIL released: a float array is not copied.
+        let bytes = unsafe { interface.bytes() };
+        match (interface.dtype, bytes) {
+            (DType::F64, Some(bytes)) => in_place::<f64>(py, bytes, num_bins),
+            (DType::F32, Some(bytes)) => in_place::<f32>(py, bytes, num_bins),
+            _ => None,
+        }
+        .unwrap_or_else(|| {
+            let array = read_array(sequence)?;
+            Ok(match array.dtype {
+                DType::F32 => {
+                    let floats: Vec<f32> = array.to_f64().iter().map(|&x| x as f32).collect();
+                    py.detach(|| Histogram::from_data(&floats, num_bins))
+                }
+                _ => py.detach(|| Histogram::from_data(&array.to_f64(), num_bins)),
+            })
+        })?
+    } else {
+        let data = numbers(py, sequence)?;
+        py.detach(|| Histogram::from_data(&data, num_bins))
+    }
+    .map_err(invalid)?;
     Ok((histogram.values, histogram.bins))
 }
 
