@@ -27,7 +27,7 @@ impl Histogram {
         for &x in data {
             first = if x < first { x } else { first };
             last = if x > last { x } else { last };
-            nans += usize::from(x != x);
+            nans += usize::from(x.is_nan());
         }
         if nans == data.len() {
             return Err("cannot make a histogram of a sequence that is all NaN".into());
@@ -137,6 +137,7 @@ pub trait Element: Copy + PartialOrd + Into<f64> {
     /// single value: `numpy.linspace(first, last, num)` in the element's precision, the step
     /// multiplied and the start added, the last edge exactly `last`.
     fn linspace(first: Self, last: Self, num: usize) -> Vec<f64>;
+    fn is_nan(self) -> bool;
 }
 
 macro_rules! element {
@@ -153,6 +154,10 @@ macro_rules! element {
                     .collect();
                 edges[num - 1] = f64::from(last);
                 edges
+            }
+
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
             }
         }
     };
