@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use crate::api::artifacts;
+use crate::artifact::Artifact;
 use crate::api::file_stream::{
     config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES,
 };
@@ -376,22 +377,12 @@ impl Delivery {
         }
     }
 
-    /// Saves the artifacts logged since the last round, one after another (their files go
-    /// in parallel); those saved are done with, whatever happens to the others.
+    /// Saves the artifacts logged since the last round; those not saved stay for the next.
     async fn save_artifacts(&mut self, target: &RunTarget) -> Result<(), Error> {
-        let mut problems = Vec::new();
-        let mut kept = Vec::new();
-        for artifact in std::mem::take(&mut self.stream.artifacts) {
-            if let Err(err) = artifacts::save(&self.transport, target, &artifact).await {
-                problems.push(format!("artifact {}: {err}", artifact.name));
-                kept.push(artifact);
-            }
-        }
+        let pending = std::mem::take(&mut self.stream.artifacts);
+        let (kept, saved) = save_artifacts(&self.transport, target, pending).await;
         self.stream.artifacts = kept;
-        match problems.is_empty() {
-            true => Ok(()),
-            false => Err(Error::Comm(problems.join("; "))),
-        }
+        saved
     }
 
     /// One round: what changed of the run (config, fields), alerts and saved files, then the
@@ -443,7 +434,7 @@ impl Delivery {
     /// rounds: the run's changes, alerts and upload URLs together; the uploads; file_stream.
     pub async fn finish(&mut self, exit_code: i32) -> Result<(), Error> {
         let target = self.connect().await?;
-        let artifacts_saved = self.save_artifacts(&target).await;
+        let pending_artifacts = std::mem::take(&mut self.stream.artifacts);
         let names: Vec<String> = run_files(&self.files_dir)
             .into_iter()
             .filter(|name| {
@@ -454,7 +445,8 @@ impl Delivery {
             .collect();
         let update = self.run_update(&target);
         let transport = &self.transport;
-        let (updated, alerted, (mut uploaded, mut problems)) = tokio::join!(
+        // Artifacts are saved beside the other requests of the round, not before them.
+        let (updated, alerted, (mut uploaded, mut problems), (kept, artifacts_saved)) = tokio::join!(
             async {
                 match &update {
                     Some(update) => transport.upsert_run(update).await.map(drop),
@@ -463,7 +455,9 @@ impl Delivery {
             },
             send_alerts(transport, &target, &self.stream.alerts),
             upload_files(transport, &target, &self.files_dir, &names),
+            save_artifacts(transport, &target, pending_artifacts),
         );
+        self.stream.artifacts = kept;
         uploaded.sort();
         // The last request carries the uploaded files and the exit code; what does not fit
         // in it with them goes first.
@@ -499,6 +493,28 @@ impl Delivery {
             )))
         }
     }
+}
+
+/// Saves artifacts one after another (each one's files go in parallel); returns those not
+/// saved, and what went wrong with them.
+async fn save_artifacts(
+    transport: &Arc<Transport>,
+    target: &RunTarget,
+    pending: Vec<Artifact>,
+) -> (Vec<Artifact>, Result<(), Error>) {
+    let mut problems = Vec::new();
+    let mut kept = Vec::new();
+    for artifact in pending {
+        if let Err(err) = artifacts::save(transport, target, &artifact).await {
+            problems.push(format!("artifact {}: {err}", artifact.name));
+            kept.push(artifact);
+        }
+    }
+    let saved = match problems.is_empty() {
+        true => Ok(()),
+        false => Err(Error::Comm(problems.join("; "))),
+    };
+    (kept, saved)
 }
 
 /// Sends alerts one after another, in the order they were raised.
