@@ -19,11 +19,11 @@ use tokio::task::JoinSet;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use crate::api::artifacts;
-use crate::artifact::Artifact;
 use crate::api::file_stream::{
     config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES,
 };
 use crate::api::transport::{RunTarget, RunUpsert, Transport};
+use crate::artifact::Artifact;
 use crate::core::resume::{self, Continuation, LineCounts};
 use crate::core::settings::{Resume, Settings};
 use crate::core::values::Value;

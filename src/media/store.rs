@@ -290,7 +290,118 @@ pub fn upload_safe(key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::media::image::{Color, Pixels};
+    use crate::media::table::Cell;
+    use crate::media::{Content, FileKind};
+
+    fn store_in(name: &str) -> MediaStore {
+        let root = std::env::temp_dir().join(format!("nexus-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        MediaStore {
+            files_dir: root.join("files"),
+            staging_dir: root.join("staging"),
+            owner: Owner {
+                run_id: "abc123".into(),
+                project: "p".into(),
+                entity: "e".into(),
+            },
+        }
+    }
+
+    fn logged(media: Media, key: &str, namespace: &str) -> Value {
+        Value::Media(Arc::new(MediaValue::new(
+            key.into(),
+            namespace.into(),
+            Box::new(media),
+        )))
+    }
+
+    fn field<'a>(json: &'a Value, name: &str) -> &'a Value {
+        let Value::Map(entries) = json else {
+            panic!("not an object: {json:?}")
+        };
+        &entries.iter().find(|(k, _)| k == name).unwrap().1
+    }
+
+    fn image() -> Arc<MediaFile> {
+        let pixels = Pixels::new(2, 1, Color::Rgb, vec![1, 2, 3, 4, 5, 6]).unwrap();
+        Arc::new(MediaFile::image(pixels, Some("c".into())))
+    }
+
+    #[test]
+    fn an_image_is_written_whole_and_named_by_its_digest() {
+        let store = store_in("image");
+        let file = image();
+        let mut value = logged(Media::File(file.clone()), "../img", "3");
+        let mut stored = Vec::new();
+        store.resolve(&mut value, &mut stored);
+        let Value::Str(path) = field(&value, "path") else {
+            panic!()
+        };
+        let bytes = std::fs::read(store.files_dir.join(path)).unwrap();
+        let Value::Str(sha) = field(&value, "sha256") else {
+            panic!()
+        };
+        assert_eq!(sha, &sha256_hex(&bytes));
+        assert_eq!(path, &format!("media/images/__/img_3_{}.png", &sha[..20]));
+        assert_eq!(field(&value, "size"), &Value::Int(bytes.len() as i64));
+        assert!(matches!(&stored[..], [Stored::File(p)] if p == path));
+        // Logged again at another step: the same bytes, copied under the new name.
+        let mut again = logged(Media::File(file), "img", "4");
+        store.resolve(&mut again, &mut stored);
+        let Value::Str(second) = field(&again, "path") else {
+            panic!()
+        };
+        assert_eq!(std::fs::read(store.files_dir.join(second)).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_table_gets_its_run_file_and_artifact() {
+        let store = store_in("table");
+        let rows = vec![vec![Cell::Value(Value::Int(1)), Cell::Media(image())]];
+        let columns = vec![Value::Str("n".into()), Value::Str("img".into())];
+        let table = Table::new(columns, rows, false).unwrap();
+        let mut value = logged(Media::Table(Arc::new(table)), "tbl", "0");
+        let mut stored = Vec::new();
+        store.resolve(&mut value, &mut stored);
+        let [Stored::Artifact(artifact), Stored::File(run_file)] = &stored[..] else {
+            panic!("{stored:?}")
+        };
+        assert_eq!(artifact.name, "run-abc123-tbl");
+        assert_eq!(field(&value, "path"), &Value::Str(run_file.clone()));
+        let paths: Vec<_> = artifact.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths.len(), 2);
+        assert!(paths[0].starts_with("media/images/") && paths[1] == "tbl.table.json");
+        for entry in &artifact.entries {
+            let (digest, size) = crate::artifact::md5_file(&entry.local_path).unwrap();
+            assert_eq!((digest, size), (entry.digest.clone(), entry.size));
+        }
+        let expected = format!(
+            "wandb-client-artifact://{}/tbl.table.json",
+            artifact.client_id
+        );
+        assert_eq!(field(&value, "artifact_path"), &Value::Str(expected));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_logged_as_null_and_reported() {
+        let store = store_in("missing");
+        let gone = MediaFile::new(
+            FileKind::Audio,
+            ".wav",
+            None,
+            Vec::new(),
+            Content::Copy("/nonexistent/a.wav".into()),
+        );
+        let mut value = logged(Media::File(Arc::new(gone)), "a", "0");
+        let mut stored = Vec::new();
+        store.resolve(&mut value, &mut stored);
+        assert_eq!(value, Value::Null);
+        assert!(matches!(&stored[..], [Stored::Failed(problem)] if problem.contains("\"a\"")));
+    }
 
     #[test]
     fn keys_become_safe_file_names() {

@@ -25,6 +25,9 @@ pub enum Target<'a> {
     Config,
 }
 
+/// Images of a list logged under one key, as wandb keeps them.
+const MAX_IMAGES_PER_KEY: usize = 108;
+
 /// numpy arrays longer than this are summarised (history, summary) rather than stored whole.
 const ARRAY_AS_LIST_MAX: usize = 32;
 
@@ -313,6 +316,10 @@ fn grouped(items: &[Value], key: &str, context: &Context<'_>) -> Option<Value> {
     let kind = files.first()?.kind;
     if files.iter().any(|f| f.kind != kind) {
         return None;
+    }
+    if kind == FileKind::Image {
+        // wandb keeps the first 108 images of a list; the UI shows no more.
+        files.truncate(MAX_IMAGES_PER_KEY);
     }
     Some(media_value(Media::Files(files), key, context))
 }
