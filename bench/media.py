@@ -32,6 +32,8 @@ from typing import Any
 # bench/run.py, beside this script: its figures, rows, table, runner and clean environment.
 from run import (
     LAYER_SITE,
+    MEDIA_END,
+    MEDIA_START,
     PY,
     REPO,
     Figure,
@@ -49,7 +51,6 @@ sys.path.insert(0, str(REPO / "tests"))
 import wandb_log
 
 MODULES = ("wandb_nexus", "wandb")  # ours, the official SDK
-START, END = "<!-- media:start -->", "<!-- media:end -->"
 
 IMAGE_CALLS, IMAGE_WARMUP = 50, 5
 TABLE_CALLS, TABLE_WARMUP = 3, 1
@@ -411,7 +412,7 @@ def section(rows: list[Row], repeats: int, path: str, changed: bool) -> str:
         if changed
         else ""
     )
-    return f"""{START}
+    return f"""{MEDIA_START}
 ## Rich data types
 
 Caller's cost of logging an Image, a Table and a Histogram, and a whole run logging images,
@@ -428,15 +429,15 @@ pipenv run python bench/media.py          # about 2 minutes with the default 5 r
 - {provenance(path)} The official SDK is imported from the development environment.
 {NOTES.format(rows=TABLE_ROWS, images=RUN_IMAGES)}{warning}
 {render(rows)}
-{END}"""
+{MEDIA_END}"""
 
 
 def write_section(output: Path, text: str) -> None:
     """Replaces the section between the markers, or appends it; the rest stays as it is."""
     current = output.read_text() if output.exists() else ""
-    start, end = current.find(START), current.find(END)
+    start, end = current.find(MEDIA_START), current.find(MEDIA_END)
     if 0 <= start < end:
-        updated = current[:start] + text + current[end + len(END) :]
+        updated = current[:start] + text + current[end + len(MEDIA_END) :]
     else:
         updated = current + ("\n" if current and not current.endswith("\n") else "")
         updated += ("\n" if current else "") + text + "\n"

@@ -642,6 +642,19 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+# The section bench/media.py writes into BENCHMARKS.md; a run of this script keeps it.
+MEDIA_START, MEDIA_END = "<!-- media:start -->", "<!-- media:end -->"
+
+
+def media_section(path: Path) -> str:
+    """The media benchmark's section of the current file, with a blank line before it."""
+    current = path.read_text() if path.exists() else ""
+    start, end = current.find(MEDIA_START), current.find(MEDIA_END)
+    if 0 <= start < end:
+        return "\n" + current[start : end + len(MEDIA_END)] + "\n"
+    return ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="whole-process runs per figure")
@@ -662,9 +675,8 @@ def main() -> None:
     print(table)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     template = (REPO / "bench" / "BENCHMARKS.template.md").read_text()
-    args.output.write_text(
-        template.format(date=date, machine=machine(), repeats=args.repeats, table=table)
-    )
+    text = template.format(date=date, machine=machine(), repeats=args.repeats, table=table)
+    args.output.write_text(text + media_section(args.output))
     print(f"wrote {args.output}")
 
 
