@@ -1446,14 +1446,20 @@ class FakeWandb:
             found = [n for n in names if n in run.files]
             return _connection(found, args, file_node)
 
+        def in_run_project(artifact: ArtifactState) -> bool:
+            # Run ids are unique per project only.
+            return (artifact.entity, artifact.project) == (run.entity, run.project)
+
         def output_artifacts(args: dict[str, Any]) -> dict[str, Any]:
             logged = [
-                a for a in self._artifacts if run.name in a.logged_by and a.state == "COMMITTED"
+                a
+                for a in self._artifacts
+                if run.name in a.logged_by and a.state == "COMMITTED" and in_run_project(a)
             ]
             return _connection(logged, args, self._artifact_node)
 
         def input_artifacts(args: dict[str, Any]) -> dict[str, Any]:
-            used = [a for a in self._artifacts if run.name in a.used_by]
+            used = [a for a in self._artifacts if run.name in a.used_by and in_run_project(a)]
             return _connection(used, args, self._artifact_node)
 
         return {

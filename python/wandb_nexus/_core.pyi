@@ -126,6 +126,7 @@ def deliver_invocation(
 class MediaCore:
     @property
     def size(self) -> tuple[int, int] | None: ...
+    def relogged(self, nrows: int) -> MediaCore: ...
 
 def image_from_array(
     array: Any, mode: str | None = None, caption: str | None = None

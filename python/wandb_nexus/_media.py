@@ -32,7 +32,7 @@ def _is_pil_image(value: object) -> bool:
 
 
 def _is_dataframe(value: object) -> bool:
-    return type(value).__module__.startswith("pandas.") and hasattr(value, "columns")
+    return type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "columns")
 
 
 class Media:
@@ -226,6 +226,7 @@ class Table(Media):
         self.columns: list[Any] = columns
         rows_in = data if data is not None else rows if rows is not None else []
         self.data: list[list[Any]] = [list(row) for row in rows_in]
+        self._logged = False
         self._check()
 
     def _check(self) -> _core.MediaCore:
@@ -267,6 +268,11 @@ class Table(Media):
         return [row[index] for row in self.data]
 
     def _to_core(self) -> _core.MediaCore:
-        if self._checked_shape != (len(self.data), len(self.columns)):
-            return self._check()
+        # Once logged, the table is what was logged (wandb's IMMUTABLE mode): logging it
+        # again refers to the same file and artifact, rows added since or not.
+        if not self._logged and self._checked_shape != (len(self.data), len(self.columns)):
+            self._check()
+        elif self._logged and self._checked_shape[0] != len(self.data):
+            return self._checked.relogged(len(self.data))
+        self._logged = True
         return self._checked

@@ -55,7 +55,9 @@ pub async fn save(
         "artifactTypeName": artifact.artifact_type, "artifactCollectionName": artifact.name,
         "artifactCollectionNames": null, "runName": target.run_id, "digest": digest,
         "digestAlgorithm": artifact::DIGEST_ALGORITHM, "aliases": aliases,
-        "enableDigestDeduplication": true, "historyStep": null,
+        "enableDigestDeduplication": true,
+        // As wandb-core: the step the artifact was logged at, null for step 0.
+        "historyStep": artifact.history_step.filter(|&step| step > 0),
         "clientID": artifact.client_id, "sequenceClientID": artifact.sequence_client_id,
         "clientMutationId": null, "description": null, "metadata": null, "labels": null,
         "ttlDurationSeconds": null, "distributedID": null, "storageRegion": null,

@@ -76,6 +76,8 @@ pub struct RunStream {
     pub files_live: Vec<String>,
     /// Artifacts (logged tables) not yet saved.
     pub artifacts: Vec<Artifact>,
+    /// The step after the last row's: where an artifact logged now belongs.
+    next_step: i64,
     /// Rows logged before this step are renumbered to it (a resumed run's log replayed by
     /// sync, as wandb's sync does): steps never go back on the server.
     step_floor: Option<i64>,
@@ -166,7 +168,12 @@ impl RunStream {
                 self.config_changed = true;
             }
             RecordType::Alert(alert) => self.alerts.push(alert.clone()),
-            RecordType::Artifact(artifact) => self.artifacts.push(Artifact::from(artifact)),
+            RecordType::Artifact(artifact) => {
+                // Written just before the row that logs it: the step that row is at.
+                let mut artifact = Artifact::from(artifact);
+                artifact.history_step = Some(self.next_step);
+                self.artifacts.push(artifact);
+            }
             RecordType::Files(files) => {
                 for file in &files.files {
                     // NOW 0, END 1, LIVE 2.
@@ -204,6 +211,11 @@ impl RunStream {
                     row.merge(&item.path(), item.value());
                 }
                 self.renumber(&mut row);
+                if let Some(Value::Int(step)) =
+                    row.get(&["_step".to_string()]).map(|n| n.to_value())
+                {
+                    self.next_step = step + 1;
+                }
                 let line = Line::new(row.to_json());
                 if self.fits_a_line(&line, || {
                     format!("the history row of step {}", step(history))

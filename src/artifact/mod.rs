@@ -25,6 +25,8 @@ pub struct Artifact {
     pub sequence_client_id: String,
     /// Sorted by path.
     pub entries: Vec<Entry>,
+    /// The run's step when it was logged, when known (it is not part of the `.wandb` record).
+    pub history_step: Option<i64>,
 }
 
 /// A file of the artifact: its path inside it, the base64 MD5 of its bytes, and where the
@@ -169,6 +171,7 @@ mod tests {
             client_id: client_id(),
             sequence_client_id: client_id(),
             entries: vec![entry("df_tbl.table.json", "FSmxg6ehJyFyWzgN4v2lVg==")],
+            history_step: None,
         };
         // Digest observed from wandb 0.31.0 for this one entry.
         assert_eq!(artifact.digest(), "f94d8513e74e076c1095863e855ed3b1");

@@ -338,6 +338,7 @@ impl From<&ArtifactRecord> for Artifact {
                     local_path: entry.local_path.clone().into(),
                 })
                 .collect(),
+            history_step: None,
         }
     }
 }

@@ -432,7 +432,7 @@ impl Sender {
                     }],
                 })),
                 Stored::Artifact(artifact) => {
-                    self.append(RecordType::Artifact(ArtifactRecord::from(&artifact)))
+                    self.append(RecordType::Artifact(ArtifactRecord::from(&*artifact)))
                 }
                 // The value is logged as null; what was logged before is kept.
                 Stored::Failed(problem) => eprintln!("wandb-nexus: {problem}"),

@@ -13,8 +13,8 @@ pub struct Samples {
 }
 
 impl Samples {
-    /// A 1-D array is mono; a 2-D array is frames x channels. Floats are full scale at 1.0
-    /// (clipped beyond it); int16 is taken as it is.
+    /// A 1-D array is mono; a 2-D array is frames x channels. Floats are full scale at 1.0,
+    /// scaled and clipped as libsndfile (wandb's writer) does; int16 is taken as it is.
     pub fn from_array(array: &Array, rate: u32) -> Result<Self, String> {
         if rate == 0 {
             return Err("sample_rate must be positive".into());
@@ -45,7 +45,7 @@ impl Samples {
                 }
                 values
                     .iter()
-                    .map(|v| (v.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+                    .map(|v| (v * 32768.0).floor().clamp(-32768.0, 32767.0) as i16)
                     .collect()
             }
             other => {
@@ -93,7 +93,7 @@ mod tests {
             .collect();
         let array = Array::new(DType::F64, vec![4], bytes).unwrap();
         let samples = Samples::from_array(&array, 8000).unwrap();
-        assert_eq!(samples.data, vec![0, 16384, -32767, 32767]);
+        assert_eq!(samples.data, vec![0, 16384, -32768, 32767]);
         let wav = samples.to_wav();
         assert_eq!(&wav[..4], b"RIFF");
         assert_eq!(wav.len(), 44 + 8);

@@ -1,7 +1,7 @@
 //! `wandb.Image`: pixels from an array or a PIL image, encoded as PNG, or an image file taken
 //! as it is.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use crate::media::array::Array;
 
@@ -82,20 +82,8 @@ impl Pixels {
     /// An array as wandb reads it: singleton dimensions dropped, HxW grey, HxWx3 RGB, HxWx4
     /// RGBA, each element cast to a byte; then converted to `mode` if one is given.
     pub fn from_array(array: &Array, mode: Option<Color>) -> Result<Self, String> {
-        let shape: Vec<usize> = array.shape.iter().copied().filter(|&d| d != 1).collect();
-        let (height, width, color) = match shape[..] {
-            [h, w] => (h, w, Color::L),
-            [h, w, 3] => (h, w, Color::Rgb),
-            [h, w, 4] => (h, w, Color::Rgba),
-            _ => {
-                return Err(format!(
-                    "unsupported array shape {:?} for an image (use HxW, HxWx1, HxWx3 or HxWx4)",
-                    array.shape
-                ))
-            }
-        };
-        check_size(width as u64, height as u64)?;
-        let pixels = Self::new(width as u32, height as u32, color, array.to_u8()?)?;
+        let (height, width, color) = image_shape(&array.shape)?;
+        let pixels = Self::new(width, height, color, array.to_u8()?)?;
         Ok(match mode {
             Some(mode) => pixels.convert(mode),
             None => pixels,
@@ -154,6 +142,24 @@ impl Pixels {
     }
 }
 
+/// Height, width and mode of an image array of this shape, checked before its elements are
+/// read, so a refused image costs no copy.
+pub fn image_shape(shape: &[usize]) -> Result<(u32, u32, Color), String> {
+    let kept: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+    let (height, width, color) = match kept[..] {
+        [h, w] => (h, w, Color::L),
+        [h, w, 3] => (h, w, Color::Rgb),
+        [h, w, 4] => (h, w, Color::Rgba),
+        _ => {
+            return Err(format!(
+                "unsupported array shape {shape:?} for an image (use HxW, HxWx1, HxWx3 or HxWx4)"
+            ))
+        }
+    };
+    check_size(width as u64, height as u64)?;
+    Ok((height as u32, width as u32, color))
+}
+
 fn check_size(width: u64, height: u64) -> Result<(), String> {
     if width == 0 || height == 0 {
         return Err(format!("an image cannot be empty, got {width}x{height}"));
@@ -170,27 +176,24 @@ fn check_size(width: u64, height: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// An image file logged as it is: its format is its extension, as wandb records it.
+/// An image file logged as it is: its bytes as read when the value is made, its format its
+/// extension, as wandb records it.
 #[derive(Clone, Debug)]
 pub struct ImageFile {
-    pub path: PathBuf,
+    pub bytes: Vec<u8>,
     pub format: String,
     pub width: u32,
     pub height: u32,
 }
 
 impl ImageFile {
-    /// Reads the size from the file's header, so no decoder is needed.
-    pub fn open(path: PathBuf) -> Result<Self, String> {
+    /// Reads the file; its size comes from its header, so no decoder is needed.
+    pub fn open(path: &Path) -> Result<Self, String> {
         let format = path
             .extension()
             .and_then(|e| e.to_str())
             .unwrap_or_default()
             .to_string();
-        let size = imagesize::size(&path).map_err(|err| match err {
-            imagesize::ImageError::IoError(io) => format!("cannot read {}: {io}", path.display()),
-            _ => format!("{} is not an image file wandb can show", path.display()),
-        })?;
         if !matches!(
             format.to_ascii_lowercase().as_str(),
             "png" | "jpg" | "jpeg" | "gif" | "bmp" | "webp"
@@ -200,9 +203,17 @@ impl ImageFile {
                 path.display()
             ));
         }
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let size = imagesize::blob_size(&bytes).map_err(|_| {
+            format!(
+                "{} is not an image file wandb can show (empty, cut short or another format)",
+                path.display()
+            )
+        })?;
         check_size(size.width as u64, size.height as u64)?;
         Ok(Self {
-            path,
+            bytes,
             format,
             width: size.width as u32,
             height: size.height as u32,

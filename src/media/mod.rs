@@ -25,6 +25,12 @@ pub enum Media {
     /// A list of images (or of HTML pages) logged under one key, as wandb groups them.
     Files(Vec<Arc<MediaFile>>),
     Table(Arc<Table>),
+    /// A table logged again after rows were added: wandb refers to what was logged first,
+    /// with the row count it has now.
+    Relogged {
+        table: Arc<Table>,
+        nrows: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,19 +74,18 @@ impl FileKind {
 pub enum Content {
     Png(Pixels),
     Wav(Samples),
-    Text(String),
-    /// A file of the user's, copied as it is.
-    Copy(PathBuf),
+    /// Bytes as they are stored: an HTML page, or a file of the user's as it was when the
+    /// value was made (as wandb reads it then), whatever happens to the file later.
+    Bytes(Vec<u8>),
 }
 
 impl Content {
-    fn bytes(self) -> std::io::Result<Vec<u8>> {
-        Ok(match self {
+    fn bytes(self) -> Vec<u8> {
+        match self {
             Content::Png(pixels) => pixels.to_png(),
             Content::Wav(samples) => samples.to_wav(),
-            Content::Text(text) => text.into_bytes(),
-            Content::Copy(path) => std::fs::read(path)?,
-        })
+            Content::Bytes(bytes) => bytes,
+        }
     }
 }
 
@@ -147,7 +152,7 @@ impl MediaFile {
             &ext,
             caption,
             fields,
-            Content::Copy(file.path),
+            Content::Bytes(file.bytes),
         )
     }
 
@@ -182,17 +187,11 @@ impl MediaFile {
                 }
                 return Ok((relpath, Stored { at: dest, ..stored }));
             }
-            FileState::Pending(content) => match content.bytes() {
-                Ok(bytes) => {
-                    let sha256 = store::sha256_hex(&bytes);
-                    (bytes, sha256)
-                }
-                Err(err) => {
-                    let err = format!("cannot read the media file: {err}");
-                    *state = FileState::Failed(err.clone());
-                    return Err(err);
-                }
-            },
+            FileState::Pending(content) => {
+                let bytes = content.bytes();
+                let sha256 = store::sha256_hex(&bytes);
+                (bytes, sha256)
+            }
         };
         let relpath = name(&sha256);
         let dest = dir.join(&relpath);

@@ -15,7 +15,8 @@ use crate::media::{Media, MediaFile};
 pub enum Stored {
     /// A run file, by its path under `files/`.
     File(String),
-    Artifact(Artifact),
+    /// Boxed: artifacts are rare and large.
+    Artifact(Box<Artifact>),
     /// A media value that could not be stored (it is logged as null).
     Failed(String),
 }
@@ -68,14 +69,10 @@ impl MediaStore {
         let result = match media {
             Media::File(file) => self.file_json(file, &prefix, out),
             Media::Files(files) => self.group_json(files, &prefix, out),
-            Media::Table(table) => match table.logged.get() {
-                Some(json) => Ok(json.clone()),
-                None => self
-                    .table_json(table, &value.key, &prefix, out)
-                    .inspect(|json| {
-                        let _ = table.logged.set(json.clone());
-                    }),
-            },
+            Media::Table(table) => self.logged_table(table, &value.key, &prefix, out),
+            Media::Relogged { table, nrows } => self
+                .logged_table(table, &value.key, &prefix, out)
+                .map(|json| with_field(json, "nrows", Value::Int(*nrows as i64))),
         };
         result.unwrap_or_else(|err| {
             out.push(Stored::Failed(format!(
@@ -84,6 +81,22 @@ impl MediaStore {
             )));
             Value::Null
         })
+    }
+
+    /// A table's JSON: stored the first time, the same afterwards.
+    fn logged_table(
+        &self,
+        table: &Table,
+        key: &str,
+        prefix: &str,
+        out: &mut Vec<Stored>,
+    ) -> Result<Value, String> {
+        match table.logged.get() {
+            Some(json) => Ok(json.clone()),
+            None => self.table_json(table, key, prefix, out).inspect(|json| {
+                let _ = table.logged.set(json.clone());
+            }),
+        }
     }
 
     fn file_json(
@@ -239,6 +252,7 @@ impl MediaStore {
             client_id,
             sequence_client_id: artifact::client_id(),
             entries,
+            history_step: None,
         };
         artifact.sort_entries();
         let run_file = table.run_file_json();
@@ -268,9 +282,27 @@ impl MediaStore {
             ("nrows".into(), Value::Int(table.rows.len() as i64)),
             ("log_mode".into(), Value::Str("IMMUTABLE".into())),
         ]);
-        out.push(Stored::Artifact(artifact));
+        out.push(Stored::Artifact(Box::new(artifact)));
         out.push(Stored::File(relpath));
         Ok(json)
+    }
+}
+
+fn with_field(json: Value, name: &str, value: Value) -> Value {
+    match json {
+        Value::Map(entries) => Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == name {
+                        (k, value.clone())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -387,16 +419,20 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_cannot_be_read_is_logged_as_null_and_reported() {
-        let store = store_in("missing");
-        let gone = MediaFile::new(
-            FileKind::Audio,
-            ".wav",
+    fn a_file_that_cannot_be_written_is_logged_as_null_and_reported() {
+        let mut store = store_in("unwritable");
+        // A file where the files directory should be: nothing can be written under it.
+        std::fs::create_dir_all(store.files_dir.parent().unwrap()).unwrap();
+        std::fs::write(&store.files_dir, b"").unwrap();
+        store.staging_dir = store.files_dir.clone();
+        let page = MediaFile::new(
+            FileKind::Html,
+            ".html",
             None,
             Vec::new(),
-            Content::Copy("/nonexistent/a.wav".into()),
+            Content::Bytes(b"<p>".to_vec()),
         );
-        let mut value = logged(Media::File(Arc::new(gone)), "a", "0");
+        let mut value = logged(Media::File(Arc::new(page)), "a", "0");
         let mut stored = Vec::new();
         store.resolve(&mut value, &mut stored);
         assert_eq!(value, Value::Null);

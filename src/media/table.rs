@@ -71,8 +71,9 @@ impl ColumnType {
         Some(match (self, other) {
             (ColumnType::Any, _) => ColumnType::Any,
             (ColumnType::Unknown, t) | (t, ColumnType::Unknown) => t.clone(),
-            (ColumnType::List(a, la), ColumnType::List(b, lb)) => {
-                ColumnType::List(Box::new(a.merge(b)?), if la == lb { *la } else { None })
+            // A list column takes the latest list's length, as wandb's list type does.
+            (ColumnType::List(a, _), ColumnType::List(b, length)) => {
+                ColumnType::List(Box::new(a.merge(b)?), *length)
             }
             (a, b) if a == b => a.clone(),
             (ColumnType::Dict(_), ColumnType::Dict(_)) => other.clone(),
@@ -88,7 +89,7 @@ impl ColumnType {
             ColumnType::String => "string".into(),
             ColumnType::Boolean => "boolean".into(),
             ColumnType::List(..) => "list".into(),
-            ColumnType::Dict(_) => "dict".into(),
+            ColumnType::Dict(_) => "typedDict".into(),
             ColumnType::Media(kind) => kind.class_name().to_string(),
         }
     }
@@ -161,13 +162,24 @@ impl ColumnType {
         }
     }
 
-    /// The column's declared type: its values' type or None.
+    /// How wandb prints the type; a union lists its members in this order.
+    fn printed(&self) -> String {
+        match self {
+            ColumnType::List(element, _) => format!("{}[]", element.printed()),
+            ColumnType::Dict(_) => "{".into(),
+            ColumnType::Media(kind) => capitalized(kind.type_name()),
+            other => capitalized(&other.name()),
+        }
+    }
+
+    /// The column's declared type: its values' type or None, in wandb's order.
     fn optional_value(&self) -> Value {
-        let mut allowed = [
-            Value::Map(vec![("wb_type".into(), Value::Str("none".into()))]),
-            self.to_value(),
-        ];
-        allowed.sort_by_key(|v| python_json(v, false));
+        let none = Value::Map(vec![("wb_type".into(), Value::Str("none".into()))]);
+        let allowed = if self.printed().as_str() < "None" {
+            [self.to_value(), none]
+        } else {
+            [none, self.to_value()]
+        };
         Value::Map(vec![
             (
                 "params".into(),
@@ -312,6 +324,14 @@ impl Table {
             Cell::Value(_) => None,
         })
     }
+}
+
+fn capitalized(name: &str) -> String {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 fn column_key(column: &Value) -> String {

@@ -370,7 +370,7 @@ fn foreign(
         .module()
         .map(|m| m.to_string())
         .unwrap_or_default();
-    if module.starts_with("pandas.") && type_name(obj) == "DataFrame" {
+    if module.split('.').next() == Some("pandas") && type_name(obj) == "DataFrame" {
         // A DataFrame is logged as a Table of its columns, as in wandb.
         let table = obj
             .py()

@@ -12,8 +12,8 @@ use crate::core::values::Value;
 use crate::error::Error;
 use crate::media::array::{Array, DType};
 use crate::media::audio::Samples;
-use crate::media::histogram::{Element, Histogram};
-use crate::media::image::{Color, ImageFile, Pixels};
+use crate::media::histogram::{Element, Histogram, MAX_BINS};
+use crate::media::image::{image_shape, Color, ImageFile, Pixels};
 use crate::media::table::{Cell, Table};
 use crate::media::{Content, FileKind, Media, MediaFile};
 use crate::py::convert;
@@ -26,6 +26,19 @@ pub struct MediaCore {
 
 #[pymethods]
 impl MediaCore {
+    /// This table again, now of `nrows` rows: logged, it refers to what was logged first.
+    fn relogged(&self, nrows: usize) -> PyResult<MediaCore> {
+        match &self.media {
+            Media::Table(table) | Media::Relogged { table, .. } => Ok(MediaCore {
+                media: Media::Relogged {
+                    table: table.clone(),
+                    nrows,
+                },
+            }),
+            _ => Err(invalid("only a table can be logged again with more rows").into()),
+        }
+    }
+
     /// Width and height of an image (None for other media).
     #[getter]
     fn size(&self) -> Option<(i64, i64)> {
@@ -146,6 +159,7 @@ pub fn image_from_array(
     caption: Option<String>,
 ) -> PyResult<MediaCore> {
     let mode = mode.map(Color::parse).transpose().map_err(invalid)?;
+    image_shape(&Interface::of(array)?.shape).map_err(invalid)?;
     let array = read_array(array)?;
     let pixels = py
         .detach(|| Pixels::from_array(&array, mode))
@@ -174,7 +188,7 @@ pub fn image_from_file(
     path: PathBuf,
     caption: Option<String>,
 ) -> PyResult<MediaCore> {
-    let image = py.detach(|| ImageFile::open(path)).map_err(invalid)?;
+    let image = py.detach(|| ImageFile::open(&path)).map_err(invalid)?;
     Ok(file(MediaFile::image_file(image, caption)))
 }
 
@@ -191,7 +205,7 @@ pub fn html(text: &str, inject: bool) -> MediaCore {
         ".html",
         None,
         Vec::new(),
-        Content::Text(text),
+        Content::Bytes(text.into_bytes()),
     ))
 }
 
@@ -218,10 +232,14 @@ pub fn audio_from_array(
 
 #[pyfunction]
 #[pyo3(signature = (path, caption=None))]
-pub fn audio_from_file(path: PathBuf, caption: Option<String>) -> PyResult<MediaCore> {
-    if !path.is_file() {
-        return Err(invalid(format!("{} is not a file", path.display())).into());
-    }
+pub fn audio_from_file(
+    py: Python<'_>,
+    path: PathBuf,
+    caption: Option<String>,
+) -> PyResult<MediaCore> {
+    let bytes = py
+        .detach(|| std::fs::read(&path))
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -232,7 +250,7 @@ pub fn audio_from_file(path: PathBuf, caption: Option<String>) -> PyResult<Media
         &ext,
         caption,
         Vec::new(),
-        Content::Copy(path),
+        Content::Bytes(bytes),
     )))
 }
 
@@ -254,8 +272,19 @@ fn in_place<T: Element + Sync>(
 pub fn histogram(
     py: Python<'_>,
     sequence: &Bound<'_, PyAny>,
-    num_bins: usize,
+    num_bins: &Bound<'_, PyAny>,
 ) -> PyResult<(Vec<i64>, Vec<f64>)> {
+    let num_bins = num_bins
+        .extract::<i64>()
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| {
+            invalid(format!(
+                "num_bins must be a whole number from 1 to {MAX_BINS}, got {}",
+                num_bins.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?;
     let histogram = if is_array(sequence) {
         let interface = Interface::of(sequence)?;
         // SAFETY: `sequence` is borrowed for the whole call. As in numpy's own loops, the
@@ -317,7 +346,8 @@ pub fn table(
         let row = row
             .try_iter()
             .map_err(|_| invalid(format!("row {i} of the table is not a sequence")))?
-            .map(|cell| convert::table_cell(&cell?).map_err(|e| at_row(e, i)))
+            .enumerate()
+            .map(|(j, cell)| convert::table_cell(&cell?).map_err(|e| at_cell(e, i, columns.get(j))))
             .collect::<Result<Vec<_>, Error>>()?;
         cells.push(row);
     }
@@ -329,10 +359,12 @@ pub fn table(
     })
 }
 
-fn at_row(err: Error, row: usize) -> Error {
+fn at_cell(err: Error, row: usize, column: Option<&Value>) -> Error {
+    let column = column.map_or_else(|| "(extra)".to_string(), Value::to_json);
     match err {
-        Error::InvalidValue(reason) => invalid(format!("row {row}: {reason}")),
-        Error::UnsupportedValue { reason, .. } => invalid(format!("row {row}: {reason}")),
+        Error::InvalidValue(reason) | Error::UnsupportedValue { reason, .. } => {
+            invalid(format!("row {row}, column {column}: {reason}"))
+        }
         other => other,
     }
 }
