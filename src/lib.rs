@@ -25,8 +25,11 @@ mod _core {
     #[pymodule_export]
     use crate::py::media::{
         audio_from_array, audio_from_file, histogram, histogram_from_counts, html,
-        image_from_array, image_from_file, image_from_pixels, table, MediaCore,
+        image_from_array, image_from_file, image_from_pixels, table,
     };
+
+    #[pymodule_export]
+    use crate::py::media_core::MediaCore;
 
     #[pymodule_export]
     #[allow(non_upper_case_globals)]

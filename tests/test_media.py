@@ -1048,3 +1048,28 @@ def test_relogging_a_table_changed_by_add_data(media_fake: FakeWandb, tmp_path: 
     assert len(ours["artifacts"]) == 1
     strip = [re.sub(r"[0-9a-z]{128}", "<id>", row) for row in ours["rows"]]
     assert strip == [re.sub(r"[0-9a-z]{128}", "<id>", row) for row in official["rows"]]
+
+
+# --------------------------------------------------------------------------- histograms
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.int16, np.uint8])
+@pytest.mark.parametrize("bins", [1, 3, 64, 512])
+def test_histograms_bin_as_numpy_does(dtype: type, bins: int) -> None:
+    """The same counts and edges as numpy.histogram, float32 data in float32, values on edges
+    included, contiguous, strided and list input alike."""
+    rng = np.random.default_rng(bins)
+    samples = [
+        rng.normal(size=100_003) * 100,
+        np.array([5.0, 5.0]),
+        rng.integers(0, 200, size=1001),
+        np.arange(7),
+        np.array([0.1] * 5 + [0.3]),
+    ]
+    for data in (sample.astype(dtype) for sample in samples):
+        expected = [part.tolist() for part in np.histogram(data, bins=bins)]
+        for given in (data, data[::-1][::-1].copy(), np.repeat(data, 2)[::2]):
+            histogram = wandb_nexus.Histogram(given, num_bins=bins)
+            assert [histogram.histogram, histogram.bins] == expected
+    as_list = wandb_nexus.Histogram([1, 2, 2, 3], num_bins=4)
+    assert (as_list.histogram, as_list.bins) == ([1, 0, 2, 1], [1.0, 1.5, 2.0, 2.5, 3.0])

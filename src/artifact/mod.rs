@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use md5::{Digest, Md5};
 
-use crate::core::values::{write_json_string, Value};
+use crate::core::values::Value;
 
 pub const STORAGE_POLICY: &str = "wandb-storage-policy-v1";
 pub const DIGEST_ALGORITHM: &str = "MANIFEST_MD5";
@@ -136,13 +136,6 @@ pub fn md5_file(path: &Path) -> std::io::Result<(String, u64)> {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `s` as a JSON string, for hand-built GraphQL variables.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::new();
-    write_json_string(s, &mut out);
-    out
 }
 
 #[cfg(test)]

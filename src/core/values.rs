@@ -33,7 +33,7 @@ pub struct MediaValue {
     /// The leaf key and the step (or `summary`) it was logged at: they name its files.
     pub key: String,
     pub namespace: String,
-    /// The media itself (a `crate::media::Media`); opaque here, so values depend on nothing.
+    /// The media itself (a `media::Media`); opaque here, so values depend on nothing.
     pub payload: Box<dyn Any + Send + Sync>,
     json: Mutex<Option<Value>>,
     stored: Condvar,

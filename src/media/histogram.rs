@@ -22,13 +22,7 @@ impl Histogram {
         if data.is_empty() {
             return Err("cannot make a histogram of an empty sequence".into());
         }
-        // One pass for the range; NaN fails every comparison, so it is counted apart.
-        let (mut first, mut last, mut nans) = (data[0], data[0], 0usize);
-        for &x in data {
-            first = if x < first { x } else { first };
-            last = if x > last { x } else { last };
-            nans += usize::from(x.is_nan());
-        }
+        let (first, last, nans) = range(data);
         if nans == data.len() {
             return Err("cannot make a histogram of a sequence that is all NaN".into());
         }
@@ -38,13 +32,29 @@ impl Histogram {
         }
         let bins = T::linspace(first, last, num_bins + 1);
         let (first, last) = (bins[0], bins[num_bins]);
-        let mut values = vec![0i64; num_bins];
-        // The first guess may be a bin off at an edge; `bin_index` settles it by the edges,
-        // as numpy does, so a multiplication serves where numpy divides.
-        let scale = num_bins as f64 / (last - first);
-        for &x in data {
-            values[bin_index(x.into(), first, scale, &bins)] += 1;
+        if !(last - first).is_finite() || bins.windows(2).any(|pair| pair[0] >= pair[1]) {
+            // numpy refuses these ranges too.
+            return Err(format!(
+                "the values' range [{first}, {last}] cannot be split into {num_bins} finite bins"
+            ));
         }
+        // The first guess may be a bin off at an edge; `bin_index` settles it by the edges,
+        // as numpy does, so a multiplication serves where numpy divides. Bounded, so that
+        // every guess is a finite number from 0 to about `num_bins`.
+        let scale = (num_bins as f64 / (last - first)).min(f64::MAX);
+        // Four sets of counts, one per lane: neighbouring values often share a bin, and one
+        // set would make each count wait for the one before.
+        let mut lanes = vec![[0i64; 4]; num_bins];
+        let mut chunks = data.chunks_exact(4);
+        for chunk in &mut chunks {
+            for (lane, &x) in chunk.iter().enumerate() {
+                lanes[bin_index(x.into(), first, scale, &bins)][lane] += 1;
+            }
+        }
+        for &x in chunks.remainder() {
+            lanes[bin_index(x.into(), first, scale, &bins)][0] += 1;
+        }
+        let values = lanes.iter().map(|lane| lane.iter().sum()).collect();
         Ok(Self { values, bins })
     }
 
@@ -167,9 +177,39 @@ element!(f32);
 
 /// numpy's bin of `x`: the scaled offset, then corrected against the edges themselves, so
 /// a value on an edge lands where the edges say.
+/// The smallest and largest values and the number of NaNs (which fail every comparison),
+/// in one pass of four independent lanes.
+fn range<T: Element>(data: &[T]) -> (T, T, usize) {
+    let (mut low, mut high, mut nans) = ([data[0]; 4], [data[0]; 4], [0usize; 4]);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        for lane in 0..4 {
+            let x = chunk[lane];
+            low[lane] = if x < low[lane] { x } else { low[lane] };
+            high[lane] = if x > high[lane] { x } else { high[lane] };
+            nans[lane] += usize::from(x.is_nan());
+        }
+    }
+    for &x in chunks.remainder() {
+        low[0] = if x < low[0] { x } else { low[0] };
+        high[0] = if x > high[0] { x } else { high[0] };
+        nans[0] += usize::from(x.is_nan());
+    }
+    let pick = |lanes: [T; 4], better: fn(&T, &T) -> bool| {
+        lanes
+            .into_iter()
+            .reduce(|a, b| if better(&b, &a) { b } else { a })
+            .expect("four lanes")
+    };
+    (pick(low, T::lt), pick(high, T::gt), nans.iter().sum())
+}
+
 fn bin_index(x: f64, first: f64, scale: f64, edges: &[f64]) -> usize {
     let last_bin = edges.len() - 2;
-    let mut index = (((x - first) * scale) as usize).min(last_bin);
+    let guess = (x - first) * scale;
+    // SAFETY: x lies in [first, last] and scale is finite, so the guess is a finite number
+    // from 0 to about the number of bins.
+    let mut index = (unsafe { guess.to_int_unchecked::<i64>() } as usize).min(last_bin);
     if x < edges[index] {
         index -= 1;
     } else if index != last_bin && x >= edges[index + 1] {
@@ -222,6 +262,9 @@ mod tests {
         assert!(Histogram::from_data(&[1.0, f64::INFINITY], 4)
             .unwrap_err()
             .contains("infinite"));
+        assert!(Histogram::from_data(&[-1e308f64, 1e308], 4)
+            .unwrap_err()
+            .contains("finite bins"));
         assert!(Histogram::from_data(&[1.0f64], 513)
             .unwrap_err()
             .contains("512"));

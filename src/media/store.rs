@@ -3,12 +3,11 @@
 
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
-
 use crate::artifact::{self, Artifact, Entry};
 use crate::core::values::{MediaValue, Value};
+use crate::media::file::{sha256_hex, MediaFile};
 use crate::media::table::Table;
-use crate::media::{Media, MediaFile};
+use crate::media::Media;
 
 /// What storing media produced, in the order wandb records it.
 #[derive(Debug)]
@@ -34,10 +33,6 @@ pub struct MediaStore {
     /// Artifact copies, kept until they are uploaded (a `wandb sync` reads them from here).
     pub staging_dir: PathBuf,
     pub owner: Owner,
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    artifact::hex(&Sha256::digest(bytes))
 }
 
 impl MediaStore {
@@ -150,7 +145,7 @@ impl MediaStore {
         };
         let count = Value::Int(files.len() as i64);
         Ok(match first.kind {
-            crate::media::FileKind::Image => {
+            crate::media::file::FileKind::Image => {
                 let mut json = vec![
                     ("_type".to_string(), Value::Str("images/separated".into())),
                     ("width".to_string(), field(&items[0], "width")),
@@ -171,12 +166,12 @@ impl MediaStore {
                 }
                 Value::Map(json)
             }
-            crate::media::FileKind::Html => Value::Map(vec![
+            crate::media::file::FileKind::Html => Value::Map(vec![
                 ("_type".to_string(), Value::Str("html".into())),
                 ("count".to_string(), count),
                 ("html".to_string(), Value::List(items)),
             ]),
-            crate::media::FileKind::Audio => Value::List(items),
+            crate::media::file::FileKind::Audio => Value::List(items),
         })
     }
 
@@ -235,7 +230,7 @@ impl MediaStore {
         });
         let entry_name = format!("{key}.table.json");
         let local_path = staging.join(&entry_name);
-        crate::media::write_whole(&local_path, artifact_json.as_bytes())?;
+        crate::media::file::write_whole(&local_path, artifact_json.as_bytes())?;
         entries.push(Entry {
             path: entry_name.clone(),
             digest: artifact::md5_b64(artifact_json.as_bytes()),
@@ -258,7 +253,7 @@ impl MediaStore {
         let run_file = table.run_file_json();
         let sha256 = sha256_hex(run_file.as_bytes());
         let relpath = format!("media/table/{prefix}_{}.table.json", &sha256[..20]);
-        crate::media::write_whole(&self.files_dir.join(&relpath), run_file.as_bytes())?;
+        crate::media::file::write_whole(&self.files_dir.join(&relpath), run_file.as_bytes())?;
         let json = Value::Map(vec![
             ("_type".into(), Value::Str("table-file".into())),
             ("sha256".into(), Value::Str(sha256)),
@@ -325,9 +320,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::media::file::{Content, FileKind};
     use crate::media::image::{Color, Pixels};
     use crate::media::table::Cell;
-    use crate::media::{Content, FileKind};
 
     fn store_in(name: &str) -> MediaStore {
         let root = std::env::temp_dir().join(format!("nexus-store-{name}-{}", std::process::id()));

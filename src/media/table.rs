@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::core::values::Value;
-use crate::media::{FileKind, MediaFile};
+use crate::media::file::{FileKind, MediaFile};
 
 /// Rows in the run file; the artifact holds them all.
 pub const MAX_ROWS: usize = 10_000;

@@ -10,10 +10,12 @@ use pyo3::types::{IntoPyDict, PyBool, PyDict, PyFloat, PyInt, PyList, PyString, 
 
 use crate::core::values::{Key, MediaValue, Tree, Value};
 use crate::error::Error;
+use crate::media::file::FileKind;
 use crate::media::histogram::{Histogram, AUTO_BINS};
 use crate::media::table::Cell;
-use crate::media::{FileKind, Media};
-use crate::py::media::{is_array, read_array, MediaCore};
+use crate::media::Media;
+use crate::py::arrays::{is_array, read_array};
+use crate::py::media_core::MediaCore;
 
 /// Where converted values go, which decides how arrays and media are logged.
 pub enum Target<'a> {

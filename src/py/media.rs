@@ -1,56 +1,25 @@
-//! The Python edge of media: reads numpy arrays through `__array_interface__` (numpy is
-//! never imported), PIL pixels through `tobytes()`, and hands owned data to `media`.
-//! Checks and conversions run with the GIL released.
+//! The constructors of media values behind `Image`, `Table`, `Histogram`, `Html` and `Audio`:
+//! numpy arrays come through `py::arrays`, PIL pixels through `tobytes()`; owned data goes
+//! to `media`. Checks and conversions run with the GIL released.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::PyList;
 
 use crate::core::values::Value;
 use crate::error::Error;
-use crate::media::array::{Array, DType};
+use crate::media::array::DType;
 use crate::media::audio::Samples;
+use crate::media::file::{Content, FileKind, MediaFile};
 use crate::media::histogram::{Element, Histogram, MAX_BINS};
 use crate::media::image::{image_shape, Color, ImageFile, Pixels};
 use crate::media::table::{Cell, Table};
-use crate::media::{Content, FileKind, Media, MediaFile};
+use crate::media::Media;
+use crate::py::arrays::{is_array, read_array, Interface};
 use crate::py::convert;
-
-/// A media value built from the user's data, held by the Python `Image`, `Table`, ...
-#[pyclass(module = "wandb_nexus._core", name = "MediaCore", frozen)]
-pub struct MediaCore {
-    pub(crate) media: Media,
-}
-
-#[pymethods]
-impl MediaCore {
-    /// This table again, now of `nrows` rows: logged, it refers to what was logged first.
-    fn relogged(&self, nrows: usize) -> PyResult<MediaCore> {
-        match &self.media {
-            Media::Table(table) | Media::Relogged { table, .. } => Ok(MediaCore {
-                media: Media::Relogged {
-                    table: table.clone(),
-                    nrows,
-                },
-            }),
-            _ => Err(invalid("only a table can be logged again with more rows").into()),
-        }
-    }
-
-    /// Width and height of an image (None for other media).
-    #[getter]
-    fn size(&self) -> Option<(i64, i64)> {
-        let Media::File(file) = &self.media else {
-            return None;
-        };
-        match (file.dimension("width"), file.dimension("height")) {
-            (Some(Value::Int(w)), Some(Value::Int(h))) => Some((*w, *h)),
-            _ => None,
-        }
-    }
-}
+use crate::py::media_core::MediaCore;
 
 fn invalid(reason: impl Into<String>) -> Error {
     Error::InvalidValue(reason.into())
@@ -60,75 +29,6 @@ fn file(file: MediaFile) -> MediaCore {
     MediaCore {
         media: Media::File(Arc::new(file)),
     }
-}
-
-/// What `__array_interface__` tells of an array: its element type, shape, and the address
-/// of its elements when they are contiguous in C order.
-struct Interface {
-    dtype: DType,
-    shape: Vec<usize>,
-    address: Option<usize>,
-}
-
-impl Interface {
-    fn of(obj: &Bound<'_, PyAny>) -> Result<Self, Error> {
-        let interface = obj.getattr("__array_interface__")?;
-        let interface = interface
-            .cast::<PyDict>()
-            .map_err(|_| invalid("__array_interface__ is not a dict"))?;
-        let get = |name: &str| -> Result<Bound<'_, PyAny>, Error> {
-            interface
-                .get_item(name)?
-                .ok_or_else(|| invalid(format!("__array_interface__ has no {name:?}")))
-        };
-        let dtype = DType::parse(&get("typestr")?.extract::<String>()?).map_err(invalid)?;
-        let shape: Vec<usize> = get("shape")?.extract()?;
-        let contiguous = interface.get_item("strides")?.is_none_or(|s| s.is_none());
-        let address = match get("data")?.cast::<PyTuple>() {
-            Ok(pointer) if contiguous => Some(pointer.get_item(0)?.extract::<usize>()?),
-            _ => None,
-        };
-        Ok(Self {
-            dtype,
-            shape,
-            address,
-        })
-    }
-
-    fn byte_len(&self) -> usize {
-        self.shape.iter().product::<usize>() * self.dtype.size()
-    }
-
-    /// The elements in place. SAFETY: the caller keeps the array alive meanwhile (numpy
-    /// then cannot free or move them: resizing an array that is referenced is refused).
-    unsafe fn bytes(&self) -> Option<&[u8]> {
-        match (self.address, self.byte_len()) {
-            (_, 0) => Some(&[]),
-            (Some(address), len) => Some(std::slice::from_raw_parts(address as *const u8, len)),
-            (None, _) => None,
-        }
-    }
-}
-
-/// A numpy array's type, shape and bytes (C order), copied while the GIL is held.
-pub fn read_array(obj: &Bound<'_, PyAny>) -> Result<Array, Error> {
-    let interface = Interface::of(obj)?;
-    // SAFETY: `obj` is borrowed for the whole copy.
-    let bytes = match unsafe { interface.bytes() } {
-        Some(bytes) => bytes.to_vec(),
-        // Strided views (and exotic exporters): numpy's own C-order copy.
-        None => obj
-            .call_method0("tobytes")?
-            .cast::<PyBytes>()
-            .map_err(|_| invalid("tobytes() did not return bytes"))?
-            .as_bytes()
-            .to_vec(),
-    };
-    Array::new(interface.dtype, interface.shape, bytes).map_err(invalid)
-}
-
-pub fn is_array(obj: &Bound<'_, PyAny>) -> bool {
-    obj.hasattr("__array_interface__").unwrap_or(false)
 }
 
 /// A sequence of numbers (a numpy array or any Python iterable of them) as f64.
@@ -254,7 +154,6 @@ pub fn audio_from_file(
     )))
 }
 
-/// `(values, bins)` of a histogram of `sequence`.
 /// A histogram of float elements read where they are, when they are aligned.
 fn in_place<T: Element + Sync>(
     py: Python<'_>,
@@ -268,6 +167,7 @@ fn in_place<T: Element + Sync>(
     }
 }
 
+/// `(values, bins)` of a histogram of `sequence`.
 #[pyfunction]
 pub fn histogram(
     py: Python<'_>,

@@ -2,7 +2,9 @@
 //! classes and functions of `wandb_nexus._core`.
 
 pub mod aio;
+pub mod arrays;
 pub mod convert;
 pub mod lambda;
 pub mod media;
+pub mod media_core;
 pub mod run;
