@@ -227,9 +227,10 @@ MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
-def test_an_oversized_image_array_is_refused_before_it_is_copied(tmp_path: Path) -> None:
-    script = tmp_path / "memory.py"
-    script.write_text(MEMORY_SCRIPT)
+def run_script(tmp_path: Path, source: str) -> Any:
+    """Runs `source` in a fresh interpreter with this one's path; returns its JSON output."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
     out = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
@@ -238,7 +239,11 @@ def test_an_oversized_image_array_is_refused_before_it_is_copied(tmp_path: Path)
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def test_an_oversized_image_array_is_refused_before_it_is_copied(tmp_path: Path) -> None:
+    result = run_script(tmp_path, MEMORY_SCRIPT)
     assert "at most 100 megapixels" in result["error"]
     assert result["grew_mb"] < 30, result
 
@@ -615,17 +620,7 @@ LAZY_SCRIPT = textwrap.dedent(
 def test_import_loads_no_data_libraries_and_media_types_load_on_first_use(
     tmp_path: Path,
 ) -> None:
-    script = tmp_path / "lazy.py"
-    script.write_text(LAZY_SCRIPT)
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = run_script(tmp_path, LAZY_SCRIPT)
     assert result["after_import"] == []
     assert result["kinds"] == ["Image", "Audio", "Html", "Table", "Histogram"]
     assert result["histogram"] == [1, 1, 1] and result["html"]

@@ -174,11 +174,7 @@ async fn upload_files(
         let (transport, limit, path) = (transport.clone(), limit.clone(), entry.local_path.clone());
         uploads.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let contents = tokio::task::spawn_blocking(move || std::fs::read(path))
-                .await
-                .map_err(|e| Error::Comm(format!("reading {}: {e}", target.name)))?
-                .map_err(|e| Error::io(format!("reading {}", target.name), e))?;
-            transport.upload(&target, contents).await
+            transport.upload_file(&target, path).await
         });
     }
     while let Some(joined) = uploads.join_next().await {

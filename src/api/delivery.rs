@@ -548,11 +548,7 @@ async fn upload_files(
                     let path = files_dir.join(&target.name);
                     uploads.spawn(async move {
                         let _permit = limit.acquire_owned().await;
-                        let contents = tokio::task::spawn_blocking(move || std::fs::read(path))
-                            .await
-                            .map_err(|e| Error::Comm(format!("reading {}: {e}", target.name)))?
-                            .map_err(|e| Error::io(format!("reading {}", target.name), e))?;
-                        transport.upload(&target, contents).await?;
+                        transport.upload_file(&target, path).await?;
                         Ok::<_, Error>(target.name)
                     });
                 }

@@ -541,6 +541,19 @@ impl Transport {
     }
 
     /// PUTs a file to its signed URL. No Authorization header: the URL is the credential.
+    /// Uploads a file from disk (read off the async threads) to its signed URL.
+    pub async fn upload_file(
+        &self,
+        target: &UploadTarget,
+        path: std::path::PathBuf,
+    ) -> Result<(), Error> {
+        let contents = tokio::task::spawn_blocking(move || std::fs::read(path))
+            .await
+            .map_err(|e| Error::Comm(format!("reading {}: {e}", target.name)))?
+            .map_err(|e| Error::io(format!("reading {}", target.name), e))?;
+        self.upload(target, contents).await
+    }
+
     pub async fn upload(&self, target: &UploadTarget, contents: Vec<u8>) -> Result<(), Error> {
         let url = Url::parse(&target.url).map_err(|e| {
             Error::Comm(format!(
