@@ -1073,3 +1073,75 @@ def test_histograms_bin_as_numpy_does(dtype: type, bins: int) -> None:
             assert [histogram.histogram, histogram.bins] == expected
     as_list = wandb_nexus.Histogram([1, 2, 2, 3], num_bins=4)
     assert (as_list.histogram, as_list.bins) == ([1, 0, 2, 1], [1.0, 1.5, 2.0, 2.5, 3.0])
+
+
+# --------------------------------------------------------------------------- array-likes
+
+
+class FakeTensor:
+    """Enough of a torch tensor: its type's module is torch, and it converts as torch does."""
+
+    __module__ = "torch"
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.ndim = array.ndim
+
+    def detach(self) -> FakeTensor:
+        return self
+
+    def cpu(self) -> FakeTensor:
+        return self
+
+    def permute(self, *axes: int) -> FakeTensor:
+        return FakeTensor(self.array.transpose(axes))
+
+    def numpy(self) -> np.ndarray:
+        return self.array
+
+
+class FakeEagerTensor:
+    """A TensorFlow eager tensor's conversion: `.numpy()`."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def numpy(self) -> np.ndarray:
+        return self._array
+
+
+class FakeJaxArray:
+    """A JAX array's conversion: `__array__()`, and no `__array_interface__`."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def __array__(self) -> np.ndarray:
+        return self._array
+
+
+def test_tensors_and_other_array_likes_are_logged_as_their_arrays(clean_env: Path) -> None:
+    hwc = inputs()["RGB"]
+    chw = FakeTensor(hwc.transpose(2, 0, 1))
+    scores = np.linspace(0.0, 1.0, 40)
+    run = wandb_nexus.init(project="tensors", mode="offline")
+    run.log(
+        {
+            "numpy": wandb_nexus.Image(hwc),
+            "torch": wandb_nexus.Image(chw),
+            "eager": wandb_nexus.Image(FakeEagerTensor(hwc)),
+            "jax": wandb_nexus.Image(FakeJaxArray(hwc)),
+            "hist": wandb_nexus.Histogram(FakeTensor(scores)),
+            "auto": FakeTensor(scores),
+            "table": wandb_nexus.Table(columns=["a", "b"], data=FakeTensor(np.eye(2))),
+        }
+    )
+    run.finish()
+    (row,) = wandb_log.history_rows(run_records(run))
+    digests = {row[key]["sha256"] for key in ("numpy", "torch", "eager", "jax")}
+    assert len(digests) == 1, "every array-like gives the numpy array's image"
+    expected = [part.tolist() for part in np.histogram(scores, bins=64)]
+    assert [row["hist"]["values"], row["hist"]["bins"]] == expected
+    auto = [part.tolist() for part in np.histogram(scores, bins=32)]
+    assert [row["auto"]["values"], row["auto"]["bins"]] == auto
+    assert row["table"]["nrows"] == 2

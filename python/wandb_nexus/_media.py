@@ -26,6 +26,26 @@ def _is_array(value: object) -> bool:
     return hasattr(value, "__array_interface__")
 
 
+def _is_tensor(value: object) -> bool:
+    return type(value).__module__.split(".")[0] == "torch"
+
+
+def _as_array(value: Any) -> Any:
+    """`value` as an object with ``__array_interface__``, if it is array-like: a numpy array
+    as it is, a torch tensor (detached, on the CPU), a TensorFlow eager tensor or JAX array
+    through their own conversion; else None."""
+    if _is_array(value):
+        return value
+    if _is_tensor(value):
+        return value.detach().cpu().numpy()
+    for convert in ("numpy", "__array__"):
+        if callable(getattr(value, convert, None)):
+            converted = getattr(value, convert)()
+            if _is_array(converted):
+                return converted
+    return None
+
+
 def _is_pil_image(value: object) -> bool:
     module = type(value).__module__
     return module.startswith("PIL.") and hasattr(value, "tobytes") and hasattr(value, "mode")
@@ -46,7 +66,7 @@ class Media:
 
 class Image(Media):
     """An image: a numpy array (HxW, HxWx1, HxWx3 or HxWx4; uint8, or floats already in
-    0..255), a PIL image, a path to an image file, or another Image."""
+    0..255), a torch tensor (CHW), a PIL image, a path to an image file, or another Image."""
 
     MAX_ITEMS = 108
 
@@ -91,8 +111,12 @@ class Image(Media):
             self._core_value = _core.image_from_pixels(
                 width, height, image.mode, image.tobytes(), caption
             )
-        elif _is_array(data):
-            self._core_value = _core.image_from_array(data, mode, caption)
+        elif _is_tensor(data) and getattr(data, "ndim", 0) == 3:
+            # A CHW tensor, as torchvision makes them: HWC for the image, as in wandb.
+            array = data.detach().cpu().permute(1, 2, 0).numpy()
+            self._core_value = _core.image_from_array(array, mode, caption)
+        elif (array := _as_array(data)) is not None:
+            self._core_value = _core.image_from_array(array, mode, caption)
         else:
             raise InvalidValueError(
                 f"Image needs a numpy array, a PIL image or a path, got {type(data).__name__}"
@@ -146,12 +170,12 @@ class Audio(Media):
         self._sample_rate = sample_rate
         if isinstance(data_or_path, (str, os.PathLike)):
             self._core_value = _core.audio_from_file(os.fspath(data_or_path), caption)
-        elif _is_array(data_or_path):
+        elif (array := _as_array(data_or_path)) is not None:
             if sample_rate is None:
                 raise InvalidValueError(
                     'Argument "sample_rate" is required when instantiating Audio with raw data.'
                 )
-            self._core_value = _core.audio_from_array(data_or_path, sample_rate, caption)
+            self._core_value = _core.audio_from_array(array, sample_rate, caption)
         else:
             raise InvalidValueError(
                 f"Audio needs a numpy array or a path, got {type(data_or_path).__name__}"
@@ -175,7 +199,8 @@ class Histogram:
                 raise InvalidValueError("np_histogram must be a (values, bins) pair")
             values, bins = _core.histogram_from_counts(np_histogram[0], np_histogram[1])
         elif sequence is not None:
-            values, bins = _core.histogram(sequence, num_bins)
+            array = _as_array(sequence)
+            values, bins = _core.histogram(sequence if array is None else array, num_bins)
         else:
             raise InvalidValueError("Histogram needs a sequence or np_histogram")
         self.histogram: list[int] = values
@@ -217,8 +242,8 @@ class Table(Media):
             data = [
                 list(row) for row in zip(*(dataframe[c].tolist() for c in columns), strict=True)
             ]
-        elif _is_array(data):
-            data = data.tolist()
+        elif (array := _as_array(data)) is not None:
+            data = array.tolist()
         if columns is None:
             columns = ["Input", "Output", "Expected"]
         if not isinstance(columns, list):

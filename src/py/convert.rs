@@ -347,7 +347,8 @@ fn media_core<'py>(obj: &Bound<'py, PyAny>) -> Option<Result<Bound<'py, PyAny>, 
 }
 
 /// Our media, numpy scalars and arrays (through `tolist()`, long arrays summarised as wandb
-/// does), and datetime values (ISO 8601 text, as wandb stores them).
+/// does) and torch tensors (as numpy arrays), and datetime values (ISO 8601 text, as wandb
+/// stores them).
 fn foreign(
     obj: &Bound<'_, PyAny>,
     depth: usize,
@@ -381,6 +382,15 @@ fn foreign(
             .and_then(|table| table.call((), Some(&[("dataframe", obj)].into_py_dict(obj.py())?)))
             .map_err(python_error)?;
         return to_value(&table, depth + 1, key, context);
+    }
+    if module.split('.').next() == Some("torch") && obj.hasattr("numpy").unwrap_or(false) {
+        // A tensor is logged as its numpy array, as wandb logs it.
+        let array = obj
+            .call_method0("detach")
+            .and_then(|t| t.call_method0("cpu"))
+            .and_then(|t| t.call_method0("numpy"))
+            .map_err(python_error)?;
+        return to_value(&array, depth + 1, key, context);
     }
     if module == "numpy" || module.starts_with("numpy.") {
         if let Some(summarised) = long_array(obj, context)? {
