@@ -227,6 +227,37 @@ MEMORY_SCRIPT = textwrap.dedent(
 )
 
 
+# Logs 400 distinct 256x256x3 images (75 MiB of pixels) as fast as it can, each Image made
+# and dropped in the loop: the writer, encoding each in about a millisecond, falls behind.
+FLOOD_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import os
+    import numpy as np
+    import wandb_nexus as wandb
+
+    def status_kb(field):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith(field)).split()[1])
+
+    frames = np.random.default_rng(0).integers(0, 256, (8, 256, 256, 3), dtype=np.uint8)
+    run = wandb.init(project="flood", mode="offline")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    before = status_kb("VmRSS:")
+    for i in range(400):
+        frame = frames[i % 8].copy()
+        frame[0, 0, 0] = i % 256
+        frame[0, 0, 1] = i // 256
+        run.log({"img": wandb.Image(frame)})
+    grew = (status_kb("VmHWM:") - before) / 1024
+    run.finish()
+    images = os.listdir(os.path.join(run.dir, "media", "images"))
+    print(json.dumps({"grew_mb": grew, "images": len(images)}))
+    """
+)
+
+
 def run_script(tmp_path: Path, source: str) -> Any:
     """Runs `source` in a fresh interpreter with this one's path; returns its JSON output."""
     script = tmp_path / "script.py"
@@ -240,6 +271,14 @@ def run_script(tmp_path: Path, source: str) -> Any:
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def test_images_logged_faster_than_they_are_encoded_hold_bounded_memory(tmp_path: Path) -> None:
+    """Queued images weigh on the writer's backlog by their pixels, so `log()` waits for the
+    writer rather than holding every image logged in memory (75 MiB here)."""
+    result = run_script(tmp_path, FLOOD_SCRIPT)
+    assert result["images"] == 400
+    assert result["grew_mb"] < 35, result  # 65 MiB when queued images weighed nothing
 
 
 def test_an_oversized_image_array_is_refused_before_it_is_copied(tmp_path: Path) -> None:

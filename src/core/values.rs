@@ -33,6 +33,8 @@ pub struct MediaValue {
     /// The leaf key and the step (or `summary`) it was logged at: they name its files.
     pub key: String,
     pub namespace: String,
+    /// The bytes it holds until it is stored: queued media weigh on the writer's backlog.
+    pub bytes: usize,
     /// The media itself (a `media::Media`); opaque here, so values depend on nothing.
     pub payload: Box<dyn Any + Send + Sync>,
     json: Mutex<Option<Value>>,
@@ -43,10 +45,16 @@ pub struct MediaValue {
 const MEDIA_WAIT: Duration = Duration::from_secs(60);
 
 impl MediaValue {
-    pub fn new(key: String, namespace: String, payload: Box<dyn Any + Send + Sync>) -> Self {
+    pub fn new(
+        key: String,
+        namespace: String,
+        bytes: usize,
+        payload: Box<dyn Any + Send + Sync>,
+    ) -> Self {
         Self {
             key,
             namespace,
+            bytes,
             payload,
             json: Mutex::new(None),
             stored: Condvar::new(),
@@ -740,6 +748,18 @@ impl Tree {
             out.push((leaf_path(parents, key), value));
         });
         out
+    }
+
+    /// The bytes held by media values at the top level (a list of images is one value).
+    pub fn media_bytes(&self) -> usize {
+        self.0
+            .list
+            .iter()
+            .map(|slot| match &slot.node {
+                Node::Leaf(Value::Media(media)) => media.bytes,
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Hands each leaf's value to `leaf` to change in place, in order.

@@ -63,10 +63,10 @@ impl Event {
     }
 
     /// The event's share of the writer's backlog: a row counts its keys, as its memory grows
-    /// with them.
+    /// with them, and the bytes of the media it holds (an image's pixels until encoded).
     fn backlog_units(&self) -> usize {
         match self {
-            Event::History(row) => 1 + row.values.len(),
+            Event::History(row) => 1 + row.values.len() + row.values.media_bytes() / UNIT_BYTES,
             _ => 1,
         }
     }
@@ -105,6 +105,8 @@ const BATCH_WINDOW: Duration = Duration::from_micros(500);
 /// before senders wait for it: a loop logging faster than the disk takes rows must not grow
 /// memory without bound (a Lambda function may have 128 MB in all).
 const MAX_BACKLOG: usize = 1 << 16;
+/// The bytes a backlog unit stands for.
+const UNIT_BYTES: usize = 100;
 
 /// The events sent and not yet taken by the writer, and what senders and writer tell each
 /// other. A send is a push under the lock; the writer takes everything queued at once.

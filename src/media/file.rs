@@ -134,6 +134,16 @@ impl MediaFile {
         )
     }
 
+    /// The bytes of its content while it is not stored yet.
+    pub fn pending_bytes(&self) -> usize {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            FileState::Pending(Content::Png(pixels)) => pixels.data.len(),
+            FileState::Pending(Content::Wav(samples)) => samples.data.len() * 2,
+            FileState::Pending(Content::Bytes(bytes)) => bytes.len(),
+            _ => 0,
+        }
+    }
+
     /// Width and height of an image (from its JSON fields).
     pub fn dimension(&self, name: &str) -> Option<&Value> {
         self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)

@@ -16,6 +16,18 @@ use std::sync::Arc;
 use crate::media::file::MediaFile;
 use crate::media::table::Table;
 
+impl Media {
+    /// The bytes it holds until the writer has stored it.
+    pub fn pending_bytes(&self) -> usize {
+        match self {
+            Media::File(file) => file.pending_bytes(),
+            Media::Files(files) => files.iter().map(|f| f.pending_bytes()).sum(),
+            Media::Table(table) => table.pending_bytes(),
+            Media::Relogged { .. } => 0,
+        }
+    }
+}
+
 /// A value that the writer stores as files: one file, a list of them, or a table.
 #[derive(Clone, Debug)]
 pub enum Media {

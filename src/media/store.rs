@@ -342,6 +342,7 @@ mod tests {
         Value::Media(Arc::new(MediaValue::new(
             key.into(),
             namespace.into(),
+            media.pending_bytes(),
             Box::new(media),
         )))
     }

@@ -318,6 +318,15 @@ impl Table {
         python_json(&table, true)
     }
 
+    /// Roughly the memory of its cells, and all of the media in them, until it is stored.
+    pub fn pending_bytes(&self) -> usize {
+        if self.logged.get().is_some() {
+            return 0;
+        }
+        let cells = self.rows.len() * self.columns.len() * std::mem::size_of::<Cell>();
+        cells + self.media_files().map(|f| f.pending_bytes()).sum::<usize>()
+    }
+
     pub fn media_files(&self) -> impl Iterator<Item = &Arc<MediaFile>> {
         self.rows.iter().flatten().filter_map(|cell| match cell {
             Cell::Media(file) => Some(file),

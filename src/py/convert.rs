@@ -330,6 +330,7 @@ fn media_value(media: Media, key: &str, context: &Context<'_>) -> Value {
     Value::Media(Arc::new(MediaValue::new(
         key.to_string(),
         context.namespace(),
+        media.pending_bytes(),
         Box::new(media),
     )))
 }
