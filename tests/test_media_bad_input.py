@@ -258,17 +258,22 @@ FLOOD_SCRIPT = textwrap.dedent(
 )
 
 
-def run_script(tmp_path: Path, source: str) -> Any:
-    """Runs `source` in a fresh interpreter with this one's path; returns its JSON output."""
+def run_python(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+    """Runs `source` in a fresh interpreter with this one's path."""
     script = tmp_path / "script.py"
     script.write_text(source)
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         timeout=120,
     )
+
+
+def run_script(tmp_path: Path, source: str) -> Any:
+    """Runs `source` as `run_python` does; it must succeed. Returns its JSON output."""
+    out = run_python(tmp_path, source)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -602,15 +607,7 @@ CRASH_SCRIPT = textwrap.dedent(
 
 
 def test_bad_media_do_not_crash_the_interpreter(tmp_path: Path) -> None:
-    script = tmp_path / "bad.py"
-    script.write_text(CRASH_SCRIPT)
-    out = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        timeout=120,
-    )
+    out = run_python(tmp_path, CRASH_SCRIPT)
     # An uncaught exception exits with 1 and its traceback (no abort, no Rust panic).
     assert out.returncode == 1, (out.returncode, out.stderr)
     assert out.stderr.rstrip().endswith(
