@@ -54,6 +54,10 @@ fn key_part(key: &str) -> String {
 }
 
 impl Error {
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Error::InvalidValue(reason.into())
+    }
+
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),

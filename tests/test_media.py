@@ -1145,3 +1145,17 @@ def test_tensors_and_other_array_likes_are_logged_as_their_arrays(clean_env: Pat
     auto = [part.tolist() for part in np.histogram(scores, bins=32)]
     assert [row["auto"]["values"], row["auto"]["bins"]] == auto
     assert row["table"]["nrows"] == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32])
+def test_long_arrays_in_a_row_bin_as_numpy_does(clean_env: Path, dtype: type) -> None:
+    """More than 32 values in log() become wandb's 32-bin histogram of the array, binned as
+    numpy bins that dtype (float32 in float32)."""
+    scores = (np.random.default_rng(7).normal(size=1000) * 10).astype(dtype)
+    run = wandb_nexus.init(project="auto", mode="offline")
+    run.log({"scores": scores, "strided": scores[::2]})
+    run.finish()
+    (row,) = wandb_log.history_rows(run_records(run))
+    for key, data in (("scores", scores), ("strided", scores[::2])):
+        expected = [part.tolist() for part in np.histogram(data, bins=32)]
+        assert [row[key]["values"], row[key]["bins"]] == expected, key

@@ -111,11 +111,16 @@ pub fn client_id() -> String {
 }
 
 pub fn md5_b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Md5::digest(bytes))
+    b64(&Md5::digest(bytes))
 }
 
-/// The base64 MD5 and size of a file, read in pieces.
-pub fn md5_file(path: &Path) -> std::io::Result<(String, u64)> {
+/// Base64 (standard alphabet, padded), as W&B writes digests.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The MD5 and size of a file, read in pieces.
+pub fn md5_file(path: &Path) -> std::io::Result<([u8; 16], u64)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -128,10 +133,7 @@ pub fn md5_file(path: &Path) -> std::io::Result<(String, u64)> {
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((
-        base64::engine::general_purpose::STANDARD.encode(hasher.finalize()),
-        size,
-    ))
+    Ok((hasher.finalize().into(), size))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -120,7 +120,7 @@ struct State {
     /// wandb-metadata.json, written at finish.
     metadata: Value,
     /// The `_wandb` entry of config.yaml.
-    internal_config: Value,
+    internal_config: Tree,
     /// When the summary was last recorded (Unix seconds), and whether rows changed it since.
     summary_recorded: Option<f64>,
     summary_unrecorded: bool,
@@ -269,10 +269,10 @@ impl Run {
         )?;
         let environment = environment_record(&settings, &process, &info.id, start_time);
         state.metadata = metadata_json(&environment);
-        state.internal_config = Value::Map(vec![(
-            "python_version".to_string(),
+        state.internal_config.set(
+            &["python_version".to_string()],
             Value::Str(process.python_version.clone()),
-        )]);
+        );
         let opening = [
             RecordType::Header(HeaderRecord {
                 version_info: Some(VersionInfo {
@@ -531,14 +531,7 @@ impl Run {
     pub fn visualize(&self, key: String, panel: Value) -> Result<(), Error> {
         let mut state = self.live_state("log a chart")?;
         let path = ["visualize".to_string(), key.clone()];
-        let mut internal = Tree::default();
-        if let Value::Map(entries) = std::mem::take(&mut state.internal_config) {
-            for (k, v) in entries {
-                internal.merge(&[k], v);
-            }
-        }
-        internal.set(&path, panel.clone());
-        state.internal_config = internal.to_value();
+        state.internal_config.set(&path, panel.clone());
         self.send(Event::Config {
             update: vec![(
                 vec!["_wandb".to_string(), "visualize".to_string(), key],
@@ -736,7 +729,7 @@ impl Run {
             };
             let (reply_tx, reply_rx) = std_mpsc::sync_channel(1);
             let mut config = state.config.clone();
-            config.set(&["_wandb".to_string()], state.internal_config.clone());
+            config.set(&["_wandb".to_string()], state.internal_config.to_value());
             let files = Box::new(RunFiles {
                 config,
                 summary: state.summary.clone(),

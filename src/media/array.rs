@@ -83,10 +83,6 @@ impl Array {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.bytes.len() / self.dtype.size()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }

@@ -104,21 +104,7 @@ impl MediaStore {
             format!("{}/{prefix}_{}{}", file.kind.subdir(), &sha[..20], file.ext)
         })?;
         out.push(Stored::File(relpath.clone()));
-        let mut json = Vec::new();
-        if let Some(caption) = &file.caption {
-            json.push(("caption".to_string(), Value::Str(caption.clone())));
-        }
-        json.extend([
-            (
-                "_type".to_string(),
-                Value::Str(file.kind.type_name().into()),
-            ),
-            ("sha256".to_string(), Value::Str(stored.sha256)),
-            ("size".to_string(), Value::Int(stored.size as i64)),
-            ("path".to_string(), Value::Str(relpath)),
-        ]);
-        json.extend(file.fields.iter().cloned());
-        Ok(Value::Map(json))
+        Ok(file_value(file, relpath, stored.sha256, Some(stored.size)))
     }
 
     /// A list of images as wandb groups it (one entry with every file name), a list of
@@ -194,10 +180,8 @@ impl MediaStore {
                 continue;
             }
             let (_, stored) = file.store(&staging, |sha| format!("cells/{sha}{}", file.ext))?;
-            let (digest, size) = artifact::md5_file(&stored.at)
+            let (md5, size) = artifact::md5_file(&stored.at)
                 .map_err(|e| format!("cannot read {}: {e}", stored.at.display()))?;
-            let md5 = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &digest)
-                .map_err(|e| e.to_string())?;
             let path = format!(
                 "{}/{}{}",
                 file.kind.subdir(),
@@ -207,26 +191,15 @@ impl MediaStore {
             cell_paths.insert(key, (path.clone(), stored.sha256.clone()));
             entries.push(Entry {
                 path,
-                digest,
+                digest: artifact::b64(&md5),
                 size,
                 local_path: stored.at,
             });
         }
+        // In the artifact, a media cell is named by its path there and has no size.
         let artifact_json = table.artifact_json(|file| {
             let (path, sha256) = &cell_paths[&(file as *const MediaFile as usize)];
-            let mut json = vec![
-                (
-                    "_type".to_string(),
-                    Value::Str(file.kind.type_name().into()),
-                ),
-                ("path".to_string(), Value::Str(path.clone())),
-                ("sha256".to_string(), Value::Str(sha256.clone())),
-            ];
-            if let Some(caption) = &file.caption {
-                json.push(("caption".to_string(), Value::Str(caption.clone())));
-            }
-            json.extend(file.fields.iter().cloned());
-            Value::Map(json)
+            file_value(file, path.clone(), sha256.clone(), None)
         });
         let entry_name = format!("{key}.table.json");
         let local_path = staging.join(&entry_name);
@@ -281,6 +254,26 @@ impl MediaStore {
         out.push(Stored::File(relpath));
         Ok(json)
     }
+}
+
+/// A media file's JSON as wandb writes it: its caption first if it has one, its kind,
+/// digest, size (where one is given) and path, then the kind's own fields.
+fn file_value(file: &MediaFile, path: String, sha256: String, size: Option<u64>) -> Value {
+    let mut json = Vec::new();
+    if let Some(caption) = &file.caption {
+        json.push(("caption".to_string(), Value::Str(caption.clone())));
+    }
+    json.push((
+        "_type".to_string(),
+        Value::Str(file.kind.type_name().into()),
+    ));
+    json.push(("sha256".to_string(), Value::Str(sha256)));
+    if let Some(size) = size {
+        json.push(("size".to_string(), Value::Int(size as i64)));
+    }
+    json.push(("path".to_string(), Value::Str(path)));
+    json.extend(file.fields.iter().cloned());
+    Value::Map(json)
 }
 
 fn with_field(json: Value, name: &str, value: Value) -> Value {
@@ -404,8 +397,11 @@ mod tests {
         assert_eq!(paths.len(), 2);
         assert!(paths[0].starts_with("media/images/") && paths[1] == "tbl.table.json");
         for entry in &artifact.entries {
-            let (digest, size) = crate::artifact::md5_file(&entry.local_path).unwrap();
-            assert_eq!((digest, size), (entry.digest.clone(), entry.size));
+            let (md5, size) = crate::artifact::md5_file(&entry.local_path).unwrap();
+            assert_eq!(
+                (crate::artifact::b64(&md5), size),
+                (entry.digest.clone(), entry.size)
+            );
         }
         let expected = format!(
             "wandb-client-artifact://{}/tbl.table.json",

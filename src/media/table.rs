@@ -252,26 +252,24 @@ impl Table {
     /// The run file: `{"columns": ..., "data": ...}`, compact, at most `MAX_ROWS` rows,
     /// media cells as their class name.
     pub fn run_file_json(&self) -> String {
-        let data = self
-            .rows
-            .iter()
-            .take(MAX_ROWS)
-            .map(|row| {
-                Value::List(
-                    row.iter()
-                        .map(|cell| match cell {
-                            Cell::Value(v) => v.clone(),
-                            Cell::Media(file) => Value::Str(file.kind.class_name().into()),
-                        })
-                        .collect(),
-                )
-            })
-            .collect();
+        let data = self.data(MAX_ROWS, |file| Value::Str(file.kind.class_name().into()));
         Value::Map(vec![
             ("columns".into(), Value::List(self.columns.clone())),
-            ("data".into(), Value::List(data)),
+            ("data".into(), data),
         ])
         .to_json()
+    }
+
+    /// The first `rows` rows, each media cell as `media` gives it.
+    fn data(&self, rows: usize, media: impl Fn(&MediaFile) -> Value) -> Value {
+        let row = |cells: &Vec<Cell>| {
+            let values = cells.iter().map(|cell| match cell {
+                Cell::Value(v) => v.clone(),
+                Cell::Media(file) => media(file),
+            });
+            Value::List(values.collect())
+        };
+        Value::List(self.rows.iter().take(rows).map(row).collect())
     }
 
     /// The artifact's copy: typed, keys sorted, Python's `json.dump` spacing, NaN as null;
@@ -282,20 +280,6 @@ impl Table {
             .iter()
             .zip(&self.types)
             .map(|(column, t)| (column_key(column), t.optional_value()))
-            .collect();
-        let data = self
-            .rows
-            .iter()
-            .map(|row| {
-                Value::List(
-                    row.iter()
-                        .map(|cell| match cell {
-                            Cell::Value(v) => v.clone(),
-                            Cell::Media(file) => media(file),
-                        })
-                        .collect(),
-                )
-            })
             .collect();
         let table = Value::Map(vec![
             ("_type".into(), Value::Str("table".into())),
@@ -310,7 +294,7 @@ impl Table {
                 ]),
             ),
             ("columns".into(), Value::List(self.columns.clone())),
-            ("data".into(), Value::List(data)),
+            ("data".into(), self.data(self.rows.len(), media)),
             ("log_mode".into(), Value::Str("IMMUTABLE".into())),
             ("ncols".into(), Value::Int(self.columns.len() as i64)),
             ("nrows".into(), Value::Int(self.rows.len() as i64)),

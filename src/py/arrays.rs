@@ -5,10 +5,7 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use crate::error::Error;
 use crate::media::array::{Array, DType};
-
-fn invalid(reason: impl Into<String>) -> Error {
-    Error::InvalidValue(reason.into())
-}
+use crate::media::histogram::{Element, Histogram};
 
 /// What `__array_interface__` tells of an array: its element type, shape, and the address
 /// of its elements when they are contiguous in C order.
@@ -23,13 +20,13 @@ impl Interface {
         let interface = obj.getattr("__array_interface__")?;
         let interface = interface
             .cast::<PyDict>()
-            .map_err(|_| invalid("__array_interface__ is not a dict"))?;
+            .map_err(|_| Error::invalid("__array_interface__ is not a dict"))?;
         let get = |name: &str| -> Result<Bound<'_, PyAny>, Error> {
             interface
                 .get_item(name)?
-                .ok_or_else(|| invalid(format!("__array_interface__ has no {name:?}")))
+                .ok_or_else(|| Error::invalid(format!("__array_interface__ has no {name:?}")))
         };
-        let dtype = DType::parse(&get("typestr")?.extract::<String>()?).map_err(invalid)?;
+        let dtype = DType::parse(&get("typestr")?.extract::<String>()?).map_err(Error::invalid)?;
         let shape: Vec<usize> = get("shape")?.extract()?;
         let contiguous = interface.get_item("strides")?.is_none_or(|s| s.is_none());
         let address = match get("data")?.cast::<PyTuple>() {
@@ -72,13 +69,58 @@ pub fn read_array(obj: &Bound<'_, PyAny>) -> Result<Array, Error> {
         None => obj
             .call_method0("tobytes")?
             .cast::<PyBytes>()
-            .map_err(|_| invalid("tobytes() did not return bytes"))?
+            .map_err(|_| Error::invalid("tobytes() did not return bytes"))?
             .as_bytes()
             .to_vec(),
     };
-    Array::new(interface.dtype, interface.shape, bytes).map_err(invalid)
+    Array::new(interface.dtype, interface.shape, bytes).map_err(Error::invalid)
 }
 
 pub fn is_array(obj: &Bound<'_, PyAny>) -> bool {
     obj.hasattr("__array_interface__").unwrap_or(false)
+}
+
+/// A histogram of an array's elements as `numpy.histogram` makes it (float32 binned in
+/// float32). Contiguous float elements are read in place with the GIL released, as numpy's
+/// own loops read them: they are not copied.
+pub fn histogram(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+    num_bins: usize,
+) -> Result<Histogram, Error> {
+    let interface = Interface::of(obj)?;
+    // SAFETY: `obj` is borrowed for the whole call.
+    let in_place = match (interface.dtype, unsafe { interface.bytes() }) {
+        (DType::F64, Some(bytes)) => in_place::<f64>(py, bytes, num_bins),
+        (DType::F32, Some(bytes)) => in_place::<f32>(py, bytes, num_bins),
+        _ => None,
+    };
+    let binned = match in_place {
+        Some(binned) => binned,
+        None => {
+            let array = read_array(obj)?;
+            let values = array.to_f64();
+            py.detach(|| match array.dtype {
+                DType::F32 => {
+                    let floats: Vec<f32> = values.iter().map(|&x| x as f32).collect();
+                    Histogram::from_data(&floats, num_bins)
+                }
+                _ => Histogram::from_data(&values, num_bins),
+            })
+        }
+    };
+    binned.map_err(Error::invalid)
+}
+
+/// A histogram of float elements where they are, when they are aligned.
+fn in_place<T: Element + Sync>(
+    py: Python<'_>,
+    bytes: &[u8],
+    num_bins: usize,
+) -> Option<Result<Histogram, String>> {
+    // SAFETY: every bit pattern is a valid float; align_to only hands out aligned ones.
+    match unsafe { bytes.align_to::<T>() } {
+        ([], floats, []) => Some(py.detach(|| Histogram::from_data(floats, num_bins))),
+        _ => None,
+    }
 }

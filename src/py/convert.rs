@@ -11,10 +11,10 @@ use pyo3::types::{IntoPyDict, PyBool, PyDict, PyFloat, PyInt, PyList, PyString, 
 use crate::core::values::{Key, MediaValue, Tree, Value};
 use crate::error::Error;
 use crate::media::file::FileKind;
-use crate::media::histogram::{Histogram, AUTO_BINS};
+use crate::media::histogram::{array_stats, AUTO_BINS};
 use crate::media::table::Cell;
 use crate::media::Media;
-use crate::py::arrays::{is_array, read_array};
+use crate::py::arrays::{self, is_array, read_array};
 use crate::py::media_core::MediaCore;
 
 /// Where converted values go, which decides how arrays and media are logged.
@@ -158,11 +158,7 @@ fn chart<'py>(
     key: &Bound<'py, PyAny>,
     value: &Bound<'py, PyAny>,
 ) -> Result<Option<Chart<'py>>, Error> {
-    let ours = value
-        .get_type()
-        .module()
-        .is_ok_and(|m| m.to_str().is_ok_and(|m| m.starts_with("wandb_nexus.")));
-    if !ours || !value.hasattr("_chart")? {
+    if !is_ours(value) || !value.hasattr("_chart")? {
         return Ok(None);
     }
     let key = key_text(key)?;
@@ -335,11 +331,17 @@ fn media_value(media: Media, key: &str, context: &Context<'_>) -> Value {
     )))
 }
 
+/// Whether `obj` is of a class of wandb_nexus (a data type or a chart).
+fn is_ours(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .module()
+        .is_ok_and(|m| m.to_str().is_ok_and(|m| m.starts_with("wandb_nexus.")))
+}
+
 /// Our data types hand over what the core logs through `_to_core()`: a native media value,
 /// or plain data (a histogram's JSON).
 fn media_core<'py>(obj: &Bound<'py, PyAny>) -> Option<Result<Bound<'py, PyAny>, Unsupported>> {
-    let module = obj.get_type().module().ok()?;
-    if !module.to_str().ok()?.starts_with("wandb_nexus.") {
+    if !is_ours(obj) {
         return None;
     }
     obj.hasattr("_to_core")
@@ -424,13 +426,15 @@ fn long_array(obj: &Bound<'_, PyAny>, context: &Context<'_>) -> Result<Option<Va
     if size <= ARRAY_AS_LIST_MAX {
         return Ok(None);
     }
-    let array = read_array(obj).map_err(|e| Unsupported::new(e.to_string()))?;
-    let data = array.to_f64();
+    let unsupported = |e: Error| Unsupported::new(e.to_string());
     Ok(Some(match context.target {
-        Target::History(_) => Histogram::from_data(&data, AUTO_BINS)
-            .map_err(Unsupported::new)?
+        Target::History(_) => arrays::histogram(obj.py(), obj, AUTO_BINS)
+            .map_err(unsupported)?
             .to_value(),
-        _ => crate::media::histogram::array_stats(&data, !array.dtype.is_float()),
+        _ => {
+            let array = read_array(obj).map_err(unsupported)?;
+            array_stats(&array.to_f64(), !array.dtype.is_float())
+        }
     }))
 }
 

@@ -10,20 +10,15 @@ use pyo3::types::PyList;
 
 use crate::core::values::Value;
 use crate::error::Error;
-use crate::media::array::DType;
 use crate::media::audio::Samples;
 use crate::media::file::{Content, FileKind, MediaFile};
-use crate::media::histogram::{Element, Histogram, MAX_BINS};
+use crate::media::histogram::{Histogram, MAX_BINS};
 use crate::media::image::{image_shape, Color, ImageFile, Pixels};
 use crate::media::table::{Cell, Table};
 use crate::media::Media;
-use crate::py::arrays::{is_array, read_array, Interface};
+use crate::py::arrays::{self, is_array, read_array, Interface};
 use crate::py::convert;
 use crate::py::media_core::MediaCore;
-
-fn invalid(reason: impl Into<String>) -> Error {
-    Error::InvalidValue(reason.into())
-}
 
 fn file(file: MediaFile) -> MediaCore {
     MediaCore {
@@ -41,7 +36,7 @@ fn numbers(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<Vec<f64>, Error> {
     for (i, item) in obj.try_iter()?.enumerate() {
         let item = item?;
         out.push(item.extract::<f64>().map_err(|_| {
-            invalid(format!(
+            Error::invalid(format!(
                 "item {i} of the sequence is not a number: {}",
                 item.repr().map(|r| r.to_string()).unwrap_or_default()
             ))
@@ -58,12 +53,12 @@ pub fn image_from_array(
     mode: Option<&str>,
     caption: Option<String>,
 ) -> PyResult<MediaCore> {
-    let mode = mode.map(Color::parse).transpose().map_err(invalid)?;
-    image_shape(&Interface::of(array)?.shape).map_err(invalid)?;
+    let mode = mode.map(Color::parse).transpose().map_err(Error::invalid)?;
+    image_shape(&Interface::of(array)?.shape).map_err(Error::invalid)?;
     let array = read_array(array)?;
     let pixels = py
         .detach(|| Pixels::from_array(&array, mode))
-        .map_err(invalid)?;
+        .map_err(Error::invalid)?;
     Ok(file(MediaFile::image(pixels, caption)))
 }
 
@@ -76,8 +71,8 @@ pub fn image_from_pixels(
     data: Vec<u8>,
     caption: Option<String>,
 ) -> PyResult<MediaCore> {
-    let color = Color::parse(mode).map_err(invalid)?;
-    let pixels = Pixels::new(width, height, color, data).map_err(invalid)?;
+    let color = Color::parse(mode).map_err(Error::invalid)?;
+    let pixels = Pixels::new(width, height, color, data).map_err(Error::invalid)?;
     Ok(file(MediaFile::image(pixels, caption)))
 }
 
@@ -88,7 +83,9 @@ pub fn image_from_file(
     path: PathBuf,
     caption: Option<String>,
 ) -> PyResult<MediaCore> {
-    let image = py.detach(|| ImageFile::open(&path)).map_err(invalid)?;
+    let image = py
+        .detach(|| ImageFile::open(&path))
+        .map_err(Error::invalid)?;
     Ok(file(MediaFile::image_file(image, caption)))
 }
 
@@ -120,7 +117,7 @@ pub fn audio_from_array(
     let array = read_array(array)?;
     let samples = py
         .detach(|| Samples::from_array(&array, sample_rate))
-        .map_err(invalid)?;
+        .map_err(Error::invalid)?;
     Ok(file(MediaFile::new(
         FileKind::Audio,
         ".wav",
@@ -139,7 +136,7 @@ pub fn audio_from_file(
 ) -> PyResult<MediaCore> {
     let bytes = py
         .detach(|| std::fs::read(&path))
-        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| Error::invalid(format!("cannot read {}: {e}", path.display())))?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -152,19 +149,6 @@ pub fn audio_from_file(
         Vec::new(),
         Content::Bytes(bytes),
     )))
-}
-
-/// A histogram of float elements read where they are, when they are aligned.
-fn in_place<T: Element + Sync>(
-    py: Python<'_>,
-    bytes: &[u8],
-    num_bins: usize,
-) -> Option<Result<Result<Histogram, String>, Error>> {
-    // SAFETY: every bit pattern is a valid float; align_to only hands out aligned ones.
-    match unsafe { bytes.align_to::<T>() } {
-        ([], floats, []) => Some(Ok(py.detach(|| Histogram::from_data(floats, num_bins)))),
-        _ => None,
-    }
 }
 
 /// `(values, bins)` of a histogram of `sequence`.
@@ -180,36 +164,18 @@ pub fn histogram(
         .and_then(|n| usize::try_from(n).ok())
         .filter(|&n| n >= 1)
         .ok_or_else(|| {
-            invalid(format!(
+            Error::invalid(format!(
                 "num_bins must be a whole number from 1 to {MAX_BINS}, got {}",
                 num_bins.repr().map(|r| r.to_string()).unwrap_or_default()
             ))
         })?;
     let histogram = if is_array(sequence) {
-        let interface = Interface::of(sequence)?;
-        // SAFETY: `sequence` is borrowed for the whole call. As in numpy's own loops, the
-        // elements are read in place with the GIL released: a float array is not copied.
-        let bytes = unsafe { interface.bytes() };
-        match (interface.dtype, bytes) {
-            (DType::F64, Some(bytes)) => in_place::<f64>(py, bytes, num_bins),
-            (DType::F32, Some(bytes)) => in_place::<f32>(py, bytes, num_bins),
-            _ => None,
-        }
-        .unwrap_or_else(|| {
-            let array = read_array(sequence)?;
-            Ok(match array.dtype {
-                DType::F32 => {
-                    let floats: Vec<f32> = array.to_f64().iter().map(|&x| x as f32).collect();
-                    py.detach(|| Histogram::from_data(&floats, num_bins))
-                }
-                _ => py.detach(|| Histogram::from_data(&array.to_f64(), num_bins)),
-            })
-        })?
+        arrays::histogram(py, sequence, num_bins)?
     } else {
         let data = numbers(py, sequence)?;
         py.detach(|| Histogram::from_data(&data, num_bins))
-    }
-    .map_err(invalid)?;
+            .map_err(Error::invalid)?
+    };
     Ok((histogram.values, histogram.bins))
 }
 
@@ -221,7 +187,7 @@ pub fn histogram_from_counts(
     bins: &Bound<'_, PyAny>,
 ) -> PyResult<(Vec<i64>, Vec<f64>)> {
     let counts = numbers(py, values)?.into_iter().map(|v| v as i64).collect();
-    let histogram = Histogram::from_counts(counts, numbers(py, bins)?).map_err(invalid)?;
+    let histogram = Histogram::from_counts(counts, numbers(py, bins)?).map_err(Error::invalid)?;
     Ok((histogram.values, histogram.bins))
 }
 
@@ -238,14 +204,14 @@ pub fn table(
         .iter()
         .map(|c| match convert::table_cell(&c)? {
             Cell::Value(v @ (Value::Str(_) | Value::Int(_))) => Ok(v),
-            _ => Err(invalid("table columns must be strings or ints")),
+            _ => Err(Error::invalid("table columns must be strings or ints")),
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let mut cells = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let row = row
             .try_iter()
-            .map_err(|_| invalid(format!("row {i} of the table is not a sequence")))?
+            .map_err(|_| Error::invalid(format!("row {i} of the table is not a sequence")))?
             .enumerate()
             .map(|(j, cell)| convert::table_cell(&cell?).map_err(|e| at_cell(e, i, columns.get(j))))
             .collect::<Result<Vec<_>, Error>>()?;
@@ -253,7 +219,7 @@ pub fn table(
     }
     let table = py
         .detach(|| Table::new(columns, cells, allow_mixed_types))
-        .map_err(invalid)?;
+        .map_err(Error::invalid)?;
     Ok(MediaCore {
         media: Media::Table(Arc::new(table)),
     })
@@ -263,7 +229,7 @@ fn at_cell(err: Error, row: usize, column: Option<&Value>) -> Error {
     let column = column.map_or_else(|| "(extra)".to_string(), Value::to_json);
     match err {
         Error::InvalidValue(reason) | Error::UnsupportedValue { reason, .. } => {
-            invalid(format!("row {row}, column {column}: {reason}"))
+            Error::invalid(format!("row {row}, column {column}: {reason}"))
         }
         other => other,
     }

@@ -23,10 +23,7 @@ impl MediaCore {
                     nrows,
                 },
             }),
-            _ => Err(
-                Error::InvalidValue("only a table can be logged again with more rows".into())
-                    .into(),
-            ),
+            _ => Err(Error::invalid("only a table can be logged again with more rows").into()),
         }
     }
 
