@@ -1860,24 +1860,37 @@ def _peek_operation(raw: bytes) -> str | None:
         return None
 
 
-def _string(variables: dict[str, Any], key: str, required: bool = False) -> Any:
+def _variable(
+    variables: dict[str, Any],
+    key: str,
+    required: bool,
+    valid: Callable[[Any], bool],
+    problem: Callable[[Any], str],
+) -> Any:
+    """A GraphQL variable checked against its type: null only where the type allows it,
+    else a value `valid` accepts (`problem` says what it must be)."""
     value = variables.get(key)
     if value is None and required:
         raise HttpError(400, f"variable {key} of non-null type was not provided")
-    if value is not None and not isinstance(value, str):
-        raise HttpError(400, f"variable {key} must be a String")
+    if value is not None and not valid(value):
+        raise HttpError(400, f"variable {key} {problem(value)}")
     return value
+
+
+def _string(variables: dict[str, Any], key: str, required: bool = False) -> Any:
+    return _variable(
+        variables, key, required, lambda v: isinstance(v, str), lambda _: "must be a String"
+    )
 
 
 def _string_list(variables: dict[str, Any], key: str, required: bool = False) -> Any:
-    value = variables.get(key)
-    if value is None and required:
-        raise HttpError(400, f"variable {key} of non-null type was not provided")
-    if value is not None and not (
-        isinstance(value, list) and all(isinstance(v, str) for v in value)
-    ):
-        raise HttpError(400, f"variable {key} must be a list of non-null Strings")
-    return value
+    return _variable(
+        variables,
+        key,
+        required,
+        lambda v: isinstance(v, list) and all(isinstance(item, str) for item in v),
+        lambda _: "must be a list of non-null Strings",
+    )
 
 
 def _json_string(variables: dict[str, Any], key: str) -> Any:
@@ -1894,28 +1907,23 @@ def _json_string(variables: dict[str, Any], key: str) -> Any:
 def _enum(
     variables: dict[str, Any], key: str, values: tuple[str, ...], required: bool = False
 ) -> Any:
-    value = variables.get(key)
-    if value is None and required:
-        raise HttpError(400, f"variable {key} of non-null type was not provided")
-    if value is not None and value not in values:
-        raise HttpError(400, f"variable {key} must be one of {list(values)}, got {value!r}")
-    return value
+    return _variable(
+        variables,
+        key,
+        required,
+        lambda v: v in values,
+        lambda v: f"must be one of {list(values)}, got {v!r}",
+    )
 
 
 def _boolean(variables: dict[str, Any], key: str, required: bool = False) -> Any:
-    value = variables.get(key)
-    if value is None and required:
-        raise HttpError(400, f"variable {key} of non-null type was not provided")
-    if value is not None and not isinstance(value, bool):
-        raise HttpError(400, f"variable {key} must be a Boolean")
-    return value
+    return _variable(
+        variables, key, required, lambda v: isinstance(v, bool), lambda _: "must be a Boolean"
+    )
 
 
 def _int(variables: dict[str, Any], key: str) -> Any:
-    value = variables.get(key)
-    if value is not None and type(value) is not int:
-        raise HttpError(400, f"variable {key} must be an Int")
-    return value
+    return _variable(variables, key, False, lambda v: type(v) is int, lambda _: "must be an Int")
 
 
 def _input_object(variables: dict[str, Any], key: str, fields: frozenset[str] | set[str]) -> Any:
