@@ -11,6 +11,8 @@
 //! Without the Extensions API (local runs, `sls invoke local`) the same delivery runs before
 //! the handler returns.
 
+pub mod shutdown;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -180,6 +182,9 @@ pub fn start_extension() -> Result<bool, Error> {
     else {
         return Ok(false);
     };
+    if let Err(err) = shutdown::finish_runs_on_sigterm() {
+        eprintln!("wandb-nexus: runs open at SIGTERM are not finished ({err})");
+    }
     EXTENSION.get_or_make(
         |_| true,
         || {

@@ -65,6 +65,12 @@ Every request is recorded (`FakeWandb.requests`), and each run's state is kept i
 (`FakeWandb.run_state`, `FakeWandb.single_run`). Faults can be injected per request kind with
 `FakeWandb.inject`.
 
+An overloaded W&B can be played too: `FakeWandb.rate_limit` puts a token bucket in front of
+every API request (429 with ``Retry-After`` above the rate, nothing applied), and
+`FakeWandb.slow_phase` makes every request slow for a while. Every ``Retry-After`` the fake
+sends is kept (`FakeWandb.retry_afters`), so `FakeWandb.retry_after_violations` can tell which
+requests came back sooner than they were told to.
+
 Helpers for driving the official ``wandb`` SDK against the fake in a subprocess: `wandb_env`,
 `run_isolated` and `wandb_sync`.
 """
@@ -77,6 +83,7 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 import mimetypes
 import os
 import re
@@ -291,7 +298,9 @@ def _as_fault(spec: Fault | int | str) -> Fault:
 class Request:
     """One HTTP request as received. `body` is the parsed JSON for GraphQL and file_stream
     requests that got that far, the raw bytes otherwise. `status` is None when no whole answer
-    was sent (connection dropped or answer cut off by a fault)."""
+    was sent (connection dropped or answer cut off by a fault). `fault` is also "rate_limit"
+    for a request the rate limiter refused (429) and "stranded" for one on a stranded
+    connection."""
 
     method: str
     path: str
@@ -305,6 +314,52 @@ class Request:
     status: int | None = None
     received_at: float = field(default_factory=time.monotonic)
     answered_at: float | None = None  # when the answer was written (time.monotonic())
+    # What the request addresses, for Retry-After accounting (see `request_resource`); None
+    # for unknown paths.
+    resource: str | None = None
+    peer: tuple[str, int] | None = None  # the client's TCP address: one per connection
+    slowed: float = 0.0  # seconds of slow-phase latency added (`FakeWandb.slow_phase`)
+
+
+@dataclass(frozen=True)
+class RetryAfterTold:
+    """An answer with a ``Retry-After`` header: `request` (answered at its `answered_at`)
+    told its client not to ask for `resource` again for `seconds`. Sent by the rate limiter
+    (429) or by an injected `status` fault carrying the header."""
+
+    request: Request
+    resource: str
+    seconds: float
+    # True when the resource names no run or artifact (e.g. Viewer, ServerFeaturesQuery):
+    # every client asks for it, so concurrent clients cannot be told apart on it.
+    shared: bool
+
+    @property
+    def until(self) -> float:
+        """When the wait ends (time.monotonic())."""
+        assert self.request.answered_at is not None
+        return self.request.answered_at + self.seconds
+
+
+@dataclass(frozen=True)
+class RetryAfterViolation:
+    """`request` asked for `told.resource` `early` seconds before `told`'s Retry-After ended."""
+
+    request: Request
+    told: RetryAfterTold
+
+    @property
+    def early(self) -> float:
+        return self.told.until - self.request.received_at
+
+    def __str__(self) -> str:
+        told = self.told.request
+        return (
+            f"{self.request.method} {self.told.resource} came {self.early:.3f} s early: told"
+            f" Retry-After {self.told.seconds:g} by its {told.status} answered at"
+            f" {told.answered_at:.3f}, received at {self.request.received_at:.3f}"
+            f" (status {self.request.status}, peer {self.request.peer})"
+        )
 
 
 @dataclass
@@ -477,6 +532,18 @@ class FakeWandb:
         self._faults: dict[str, deque[Fault]] = {}
         # Added to every request's handling time: a slow or far-away server.
         self.latency = 0.0
+        # Every answer that carried a Retry-After, in answer order (see `retry_afters`).
+        self._retry_afters: list[RetryAfterTold] = []
+        # The rate limiter's token bucket (`rate_limit`); no limit while _rate is None.
+        self._rate: float | None = None
+        self._retry_after = 0.0
+        self._burst = 0
+        self._tokens = 0.0
+        self._refilled_at = 0.0
+        # The slow phase (`slow_phase`): requests received before _slow_until get
+        # _slow_latency more.
+        self._slow_until = 0.0
+        self._slow_latency = 0.0
         self._connections: set[socket.socket] = set()
         self._stranded: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -554,6 +621,103 @@ class FakeWandb:
             self._stranded |= self._connections
             return len(self._connections)
 
+    def rate_limit(
+        self, requests_per_second: float | None, retry_after: float = 1.0, burst: int | None = None
+    ) -> None:
+        """Limit the API to `requests_per_second`, as an overloaded W&B does; None lifts it.
+
+        A token bucket holding `burst` tokens (default: one second's worth, at least 1),
+        full when set and refilled at `requests_per_second`, shared by every request and
+        client: GraphQL, file_stream, uploads and downloads (not unknown paths, such as the
+        SDK's telemetry probe, nor stranded connections). A request finding no token is
+        answered 429 with ``Retry-After: <retry_after>`` (whole seconds as an integer, else a
+        decimal; W&B's clients parse both) and a JSON error body, before any fault is taken
+        or anything applied: it changes nothing on the server. Refused requests take no token.
+        Calling again replaces the limit, with a full bucket.
+        """
+        if requests_per_second is not None:
+            if not requests_per_second > 0 or not retry_after >= 0:
+                raise ValueError("requests_per_second must be > 0 and retry_after >= 0")
+            if burst is None:
+                burst = max(1, math.ceil(requests_per_second))
+            if burst < 1:
+                raise ValueError("burst must be at least 1")
+        with self._lock:
+            self._rate = requests_per_second
+            self._retry_after = retry_after
+            self._burst = burst or 0
+            self._tokens = float(self._burst)
+            self._refilled_at = time.monotonic()
+
+    @property
+    def rejected(self) -> int:
+        """How many requests the rate limiter refused (answered 429, or meant to be: the
+        client may have gone before the answer was written)."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.fault == "rate_limit")
+
+    def slow_phase(self, seconds: float, latency: float) -> None:
+        """For the next `seconds`, answer every request `latency` seconds later than usual, as
+        an overloaded W&B does: each request received in the phase waits `latency` (on top of
+        the `latency` attribute and any delay fault) before it is answered, applied or
+        refused by the rate limiter (which decided on its arrival, taking a token or not).
+        Faults are taken after the wait. The phase starts now; calling again replaces it,
+        and slow_phase(0, 0) ends it. `Request.slowed` shows who waited.
+        """
+        if seconds < 0 or latency < 0:
+            raise ValueError("seconds and latency must be >= 0")
+        with self._lock:
+            self._slow_until = time.monotonic() + seconds
+            self._slow_latency = latency
+
+    @property
+    def retry_afters(self) -> list[RetryAfterTold]:
+        """Every whole answer (it reached the client) that carried a ``Retry-After`` header:
+        the rate limiter's 429s and injected `status` faults with the header, in answer
+        order."""
+        with self._lock:
+            return [t for t in self._retry_afters if t.request.status is not None]
+
+    def retry_after_violations(self, include_shared: bool = True) -> list[RetryAfterViolation]:
+        """Requests that came back for a resource sooner than a Retry-After told them.
+
+        A request R violates an answer A (one of `retry_afters`) when both address the same
+        resource (`Request.resource`) and R was received after A was answered but before
+        A's wait ended: A.request.answered_at <= R.received_at < A.answered_at +
+        Retry-After. Requests already in flight when A was answered are no violation; a
+        request that comes too early is one whether or not it was refused in turn. R is
+        reported once, with the answer whose wait ends last. No slack is given: a client
+        that waits exactly Retry-After after reading the answer is always late enough.
+
+        The resource is what a request addresses, as `request_resource` names it: for
+        file_stream, uploads and downloads the method and URL path (one run's file stream,
+        one file); for GraphQL the operation and the variables naming what it acts on
+        (entity, project, run name, storage id, artifact id, client id...). So a request
+        for another run or file is free to go, whoever sends it, while any request for the
+        same run and operation counts, even one that is not a retry (e.g. a second
+        CreateRunFiles for the same run). Clients cannot be told apart (ours sends nothing
+        per process, and TCP peers are per connection): GraphQL operations naming no run
+        or artifact (Viewer, ServerFeaturesQuery, ...) are one resource for all clients;
+        include_shared=False leaves them out, for tests with several concurrent clients.
+        """
+        told = [t for t in self.retry_afters if include_shared or not t.shared]
+        with self._lock:
+            requests = list(self.requests)
+        by_resource: dict[str, list[RetryAfterTold]] = {}
+        for t in told:
+            by_resource.setdefault(t.resource, []).append(t)
+        violations = []
+        for request in requests:
+            broken = [
+                t
+                for t in by_resource.get(request.resource or "", ())
+                if t.request.answered_at is not None
+                and t.request.answered_at <= request.received_at < t.until
+            ]
+            if broken:
+                violations.append(RetryAfterViolation(request, max(broken, key=lambda t: t.until)))
+        return violations
+
     def pending_faults(self) -> dict[str, int]:
         """Injected faults not consumed yet, per kind."""
         with self._lock:
@@ -628,8 +792,10 @@ class FakeWandb:
         path = urlsplit(handler.path).path
         kind, params = _route(handler.command, path)
         record = Request(handler.command, path, headers, kind, body=None)
+        record.peer = handler.client_address[:2]
         with self._lock:
             self.requests.append(record)
+            slowed = self._slow_latency if record.received_at < self._slow_until else 0.0
         try:
             raw = _read_body(handler, headers)
         except HttpError as err:
@@ -639,10 +805,21 @@ class FakeWandb:
         record.body = raw
         if kind == "graphql":
             record.operation = _peek_operation(raw)
+        record.resource = request_resource(record)
 
         if handler.connection in self._stranded:
             record.fault = "stranded"
             _hold_until_closed(handler)
+            return
+        refused = None if kind == "unknown" else self._take_token()
+        if slowed:
+            record.slowed = slowed
+            time.sleep(slowed)
+        if refused is not None:
+            record.fault = "rate_limit"
+            seconds = refused
+            body = _error_body(f"rate limit exceeded: retry after {seconds:g} s")
+            self._respond(handler, record, 429, body, {"Retry-After": _seconds_header(seconds)})
             return
         fault = self._take_fault(kind, record.operation)
         record.fault = fault.action if fault is not _NO_FAULT else None
@@ -690,6 +867,21 @@ class FakeWandb:
             return
         self._respond(handler, record, answer_status, answer)
 
+    def _take_token(self) -> float | None:
+        """None if the rate limiter lets a request through now (it takes a token), else the
+        Retry-After to refuse it with."""
+        with self._lock:
+            if self._rate is None:
+                return None
+            now = time.monotonic()
+            refill = (now - self._refilled_at) * self._rate
+            self._tokens = min(float(self._burst), self._tokens + refill)
+            self._refilled_at = now
+            if self._tokens < 1:
+                return self._retry_after
+            self._tokens -= 1
+            return None
+
     def _take_fault(self, kind: str, operation: str | None) -> Fault:
         with self._lock:
             for key in (f"{kind}:{operation}", kind):
@@ -733,11 +925,24 @@ class FakeWandb:
             # Noted before the body goes out: the client may act on the answer (and a test
             # look at this record) as soon as it arrives.
             record.status, record.answered_at = code, time.monotonic()
+            self._note_retry_after(record, extra_headers or {})
         try:
             handler.wfile.write(payload)
         except ConnectionError:  # the client gave up (e.g. timed out during a delay fault)
             record.status = record.answered_at = None
             handler.close_connection = True
+
+    def _note_retry_after(self, record: Request, headers: dict[str, str]) -> None:
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        if value is None or record.resource is None:
+            return
+        try:
+            seconds = float(value)
+        except ValueError:
+            return  # an HTTP date: not used by the fake
+        told = RetryAfterTold(record, record.resource, seconds, _is_shared(record))
+        with self._lock:
+            self._retry_afters.append(told)
 
     def _dispatch(
         self, method: str, kind: str, params: tuple[str, ...], raw: bytes, record: Request
@@ -1813,6 +2018,70 @@ def _read_body(handler: _Handler, headers: dict[str, str]) -> bytes:
     if not length.isdigit():
         raise HttpError(400, "bad Content-Length")
     return handler.rfile.read(int(length))
+
+
+# GraphQL variables (top level, or in an "input" object) that name what an operation acts
+# on, for Retry-After accounting; the first group names a run or an artifact.
+_OWN_RESOURCE_VARIABLES = ("name", "run", "runName", "id", "artifactID", "clientID")
+_SCOPE_VARIABLES = ("entity", "entityName", "project", "projectName")
+
+
+def request_resource(request: Request) -> str | None:
+    """What `request` addresses, for `FakeWandb.retry_after_violations`: "<method> <path>"
+    for file_stream, uploads and downloads; "graphql <operation>" followed by the naming
+    variables (``key=value``, in a fixed order; see `_OWN_RESOURCE_VARIABLES` and
+    `_SCOPE_VARIABLES`) for GraphQL; None for unknown paths."""
+    if request.kind == "unknown":
+        return None
+    if request.kind != "graphql":
+        return f"{request.method} {request.path}"
+    naming = _naming_variables(request.body)
+    parts = [f"{key}={value}" for key, value in naming]
+    return " ".join(["graphql", str(request.operation), *parts])
+
+
+def _naming_variables(raw: Any) -> list[tuple[str, str]]:
+    try:
+        body = json.loads(raw) if isinstance(raw, bytes) else raw
+    except ValueError:
+        return []
+    variables = body.get("variables") if isinstance(body, dict) else None
+    if not isinstance(variables, dict):
+        return []
+    scopes = [variables]
+    if isinstance(variables.get("input"), dict):
+        scopes.append(variables["input"])
+        files = variables["input"].get("artifactFiles")
+        if isinstance(files, list):  # CreateArtifactFiles: the artifacts the files go to
+            ids = sorted(
+                {
+                    f["artifactID"]
+                    for f in files
+                    if isinstance(f, dict) and isinstance(f.get("artifactID"), str)
+                }
+            )
+            if ids:
+                scopes.append({"artifactID": ",".join(ids)})
+    naming = []
+    for key in (*_SCOPE_VARIABLES, *_OWN_RESOURCE_VARIABLES):
+        for scope in scopes:
+            value = scope.get(key)
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                naming.append((key, str(value)))
+                break
+    return naming
+
+
+def _is_shared(request: Request) -> bool:
+    """A GraphQL request naming no run or artifact: every client asks for it alike."""
+    if request.kind != "graphql":
+        return False
+    return not any(key in _OWN_RESOURCE_VARIABLES for key, _ in _naming_variables(request.body))
+
+
+def _seconds_header(seconds: float) -> str:
+    """A Retry-After value: integer seconds when whole, else a decimal."""
+    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
 def _hold_until_closed(handler: _Handler) -> None:

@@ -1,24 +1,41 @@
 """A Lambda execution environment for tests: the Runtime API and the Extensions API on
-127.0.0.1, the real runtime interface client (`python -m awslambdaric`) as the runtime, and
-Lambda's lifecycle around it.
+127.0.0.1, the real runtime interface client (`python -m awslambdaric`) as the runtime,
+optional external extensions (`<opt>/extensions/*`, as from layers), and Lambda's lifecycle
+around them.
 
 What it enforces, as Lambda does:
-  * INIT ends when the runtime and every registered extension wait for their next event;
-    extensions may register only before that (later registrations are refused).
-  * Internal extensions (ours run inside the runtime process) get INVOKE events only; a
-    registration asking for SHUTDOWN is refused.
+  * INIT: every executable in `/opt/extensions/` is started first, in parallel; the runtime
+    starts only after each of them has registered; INIT ends when the runtime and every
+    registered extension wait for their next event. Extensions may register only before the
+    runtime asks for its first event (later registrations are refused, 403); at most 10.
+  * An external extension's `Lambda-Extension-Name` must be its executable's file name; it
+    may register for INVOKE and/or SHUTDOWN. Any other registration is an internal extension
+    (ours runs inside the runtime process): INVOKE only, a request for SHUTDOWN is refused.
   * An invocation ends when the runtime has posted its response (or error) and asked for the
-    next event, and every extension has asked for its next event. Then the whole process is
-    frozen (SIGSTOP) until the next invocation thaws it (SIGCONT): no thread makes progress.
-  * An invocation that has not ended by its deadline is a timeout, recorded and reported.
-  * At the end the process is killed (SIGKILL): internal extensions get no SHUTDOWN.
-  * The function's memory size is a hard limit: the runtime runs in a memory cgroup of that
-    size (where cgroup v1 memory control is writable, as for root here), so going over it
-    gets the runtime killed, as on Lambda.
+    next event, and every extension registered for INVOKE has asked for its next event
+    (extensions registered for SHUTDOWN only get no INVOKE events and are not waited for).
+    Then the whole environment is frozen (SIGSTOP to every process: runtime, extensions and
+    anything they started) until the next invocation thaws it (SIGCONT).
+  * The function timeout is enforced: an invocation not ended by its deadline is a timeout.
+    The runtime is killed, external extensions registered for SHUTDOWN get
+    `SHUTDOWN(timeout)` and up to 2 s, then everything left is SIGKILLed, and the next
+    invocation re-initialises the environment inside its own deadline, in the same sandbox
+    (its /tmp kept). A process of the environment dying during an invocation (os._exit, a
+    signal, the memory cgroup's OOM kill) does the same with `SHUTDOWN(failure)`.
+  * Spin-down (`shutdown()`, and leaving the `with` block): SIGTERM to the runtime if any
+    extension registered (else SIGKILL at once), up to 300 ms for it to exit (500 ms if an
+    internal extension registered), then SIGKILL; then `SHUTDOWN(spindown)` to the external
+    extensions registered for it, with a deadline 2000 ms after the SIGTERM, then SIGKILL.
+  * The function's memory size is a hard limit: every process of the environment runs in a
+    memory cgroup of that size (where cgroup v1 memory control is writable, as for root
+    here), so going over it gets a process killed, as on Lambda.
 
-The runtime runs in a Lambda-like sandbox (`unshare`): every mount read-only, a tmpfs /tmp,
-a /dev with only null, zero, random and urandom (so no /dev/shm), and a HOME that does not
-exist. The emulator stays outside, on the host's network namespace.
+Everything runs in a Lambda-like sandbox, one mount namespace held open by a sleeping process
+(`unshare`) and entered with `nsenter` by the runtime and each extension: every mount
+read-only, `<opt>` (if given) bound read-only at /opt, a tmpfs /tmp shared by all processes and
+kept across re-initialisations, a /dev with only null, zero, random and urandom (so no
+/dev/shm), and a HOME that does not exist. The emulator stays outside, on the host's network
+namespace, and can look into the sandbox's /tmp (`tmp_files()`, `read_tmp()`).
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,18 +59,43 @@ MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
 EXTENSION_PREFIX = "/2020-01-01/extension/"
 ACCOUNT = "123456789012"
+MAX_EXTENSIONS = 10
+# The Shutdown phase (lambda-lifecycle.md §1.4): how long the runtime has after SIGTERM, and
+# how long the whole phase lasts when an external extension is registered.
+RUNTIME_SHUTDOWN_EXTERNAL = 0.3
+RUNTIME_SHUTDOWN_INTERNAL = 0.5
+SHUTDOWN_EXTERNAL = 2.0
+# Variables Lambda gives the runtime only, not extensions.
+RUNTIME_ONLY_VARIABLES = (
+    "AWS_EXECUTION_ENV",
+    "_HANDLER",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "_X_AMZN_TRACE_ID",
+    "AWS_XRAY_CONTEXT_MISSING",
+    "AWS_XRAY_DAEMON_ADDRESS",
+)
 
-# Make every mount read-only, then give the runtime what Lambda gives it: a writable tmpfs
-# /tmp and a minimal /dev. "$0" is the working directory (the task root); the arguments up to
-# "--" are host paths under /tmp that must stay visible (a checkout or virtualenv there): the
-# new /tmp is assembled under the new /dev with those paths bound into it read-only, then
-# moved over /tmp.
+# Make every mount read-only, then give the environment what Lambda gives it: the layers
+# read-only at /opt, a writable tmpfs /tmp and a minimal /dev. "$0" is the working directory
+# (the task root), "$1" the directory to bind at /opt (or ""); the arguments up to "--" are host
+# paths under /tmp that must stay visible (a checkout or virtualenv there): the new /tmp is
+# assembled under the new /dev with those paths bound into it read-only, then moved over /tmp.
+# It prints "ready" once done and runs the command after "--" (the sandbox holder) silently.
 SANDBOX = r"""
 set -e
+opt="$1"
+shift
 keep=""
 while [ "$1" != "--" ]; do keep="$keep $1"; shift; done
 shift
 mount --make-rprivate /
+if [ -n "$opt" ]; then
+  [ -d /opt ] || mkdir /opt
+  mount --bind "$opt" /opt
+fi
 for target in $(awk '{print $2}' /proc/self/mounts | sort -u); do
   case "$target" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
   mount -o remount,bind,ro "$target" 2>/dev/null || true
@@ -72,7 +115,8 @@ mknod -m 666 /dev/zero c 1 5
 mknod -m 444 /dev/random c 1 8
 mknod -m 444 /dev/urandom c 1 9
 cd "$0"
-exec "$@"
+echo ready
+exec "$@" </dev/null >/dev/null 2>&1
 """
 
 
@@ -87,6 +131,10 @@ def _under_tmp(paths: list[Path]) -> list[str]:
     return [str(p) for p in outermost]
 
 
+def _epoch_ms() -> int:
+    return int(time.time() * 1000)
+
+
 @dataclass
 class Invocation:
     """How one invocation went. Times are time.monotonic() seconds."""
@@ -94,12 +142,21 @@ class Invocation:
     request_id: str
     dispatched_at: float
     deadline_ms: int
-    outcome: str | None = None  # "response" or "error"
+    # "response" or "error" (posted by the runtime), "timeout" (no result by the deadline) or
+    # "crash" (a process of the environment died first). A result posted before a timeout or
+    # crash is kept: then `timed_out` / `crashed` tell.
+    outcome: str | None = None
     body: Any = None
     responded_at: float | None = None
     runtime_next_at: float | None = None
     extensions_next_at: dict[str, float] = field(default_factory=dict)
     timed_out: bool = False
+    started_at: float = 0.0  # invoke() was called (the deadline counts from here)
+    init: Init | None = None  # the re-initialisation this invocation ran first, if any
+    reset: Shutdown | None = None  # the reset it caused (timeout or crash), if any
+    crashed: str | None = None  # "runtime" or the extension whose process died
+    runtime_exit: int | None = None  # after a reset: the runtime's status (-N: signal N)
+    oom_killed: bool = False  # the memory cgroup killed a process during the invocation
 
     @property
     def response_latency(self) -> float:
@@ -113,12 +170,190 @@ class Invocation:
         return max([self.runtime_next_at, *self.extensions_next_at.values()])
 
 
-class LambdaEmulator:
-    """One execution environment running `handler` (module.function) from `task_root`.
+@dataclass
+class Extension:
+    """One extension of one INIT: an external one (a process started from /opt/extensions)
+    or an internal one (a registration from inside the runtime). Times are monotonic."""
 
-    Use as a context manager: INIT runs on entry (the runtime imports the handler module),
-    `invoke()` runs one invocation and freezes the environment after it, and exit kills the
-    runtime.
+    name: str
+    external: bool
+    generation: int  # the INIT it belongs to (1 = the cold start, 2 = the first re-init ...)
+    path: str | None = None  # external: the executable, as seen in the sandbox
+    pid: int | None = None  # external: its process; internal: the runtime's
+    started_at: float | None = None  # external: its process was started
+    registered_at: float | None = None
+    events: list[str] = field(default_factory=list)
+    id: str | None = None  # Lambda-Extension-Identifier
+    ready_at: float | None = None  # its first event/next (done with its INIT)
+    invoke_events: int = 0  # INVOKE events it has received
+    shutdown_event: dict[str, Any] | None = None  # the SHUTDOWN event it was sent
+    shutdown_sent_at: float | None = None
+    exited_at: float | None = None  # external: its process ended
+    exit_status: int | None = None  # external: as Popen.returncode (-N: killed by signal N)
+    killed: bool = False  # external: SIGKILLed by the emulator
+    peak_rss_mb: float | None = None  # external: peak resident memory, once it has ended
+
+    @property
+    def startup(self) -> float:
+        """From starting the process until it registered (external extensions)."""
+        assert self.started_at is not None and self.registered_at is not None
+        return self.registered_at - self.started_at
+
+
+@dataclass
+class Init:
+    """One INIT phase. Times are monotonic."""
+
+    phase: str  # "init" (cold start, on entry) or "invoke" (re-init inside an invocation)
+    generation: int
+    started_at: float  # the first process was started
+    extensions: list[Extension] = field(default_factory=list)
+    extensions_registered_at: float | None = None  # every external extension had registered
+    runtime_started_at: float | None = None
+    runtime_pid: int | None = None
+    runtime_ready_at: float | None = None  # the runtime's first invocation/next
+    done_at: float | None = None  # the runtime and every extension wait in next
+    error: str | None = None  # why INIT failed ("timeout", or which process died)
+
+    @property
+    def duration(self) -> float:
+        assert self.done_at is not None, self.error
+        return self.done_at - self.started_at
+
+
+@dataclass
+class Shutdown:
+    """One Shutdown phase: spin-down (`shutdown()`) or a reset after a timeout or crash.
+    Times are monotonic seconds, `*_ms` are epoch milliseconds."""
+
+    reason: str  # "spindown", "timeout" or "failure"
+    started_at: float
+    sigterm_at: float | None = None  # the runtime was sent SIGTERM (spin-down with extensions)
+    sigterm_ms: int | None = None
+    runtime_pid: int | None = None
+    runtime_exited_by_itself: bool | None = None  # (it may have died before the phase)
+    runtime_exit: int | None = None  # as Popen.returncode: -15 SIGTERM, -9 SIGKILL
+    runtime_exited_at: float | None = None
+    runtime_killed: bool = False  # SIGKILLed by the emulator
+    runtime_killed_at: float | None = None
+    shutdown_sent_at: float | None = None  # SHUTDOWN events were sent
+    deadline_ms: int | None = None  # their deadlineMs
+    deadline_at: float | None = None
+    sent_to: list[str] = field(default_factory=list)  # extensions that got SHUTDOWN
+    extensions_exited_at: dict[str, float] = field(default_factory=dict)  # exited by itself
+    killed_at_deadline: list[str] = field(default_factory=list)  # got SHUTDOWN, SIGKILLed
+    killed: list[str] = field(default_factory=list)  # every extension SIGKILLed
+    ended_at: float | None = None
+
+
+class _Process:
+    """A process of the environment: its output goes to the emulator's, and a thread reaps
+    it with wait4 (for its exit status and peak RSS, also when it is SIGKILLed)."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        preexec_fn: Callable[[], None],
+        on_output: Callable[[bytes], None],
+        on_exit: Callable[[], None],
+    ):
+        self.name = name
+        self.started_at = time.monotonic()
+        self.popen = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+        )
+        self.pid = self.popen.pid
+        self.exited = threading.Event()
+        self.status: int | None = None
+        self.exited_at: float | None = None
+        self.maxrss_kb: int | None = None
+        self.sampled_hwm_kb = 0
+        self.killed = False
+        self._on_output = on_output
+        self._on_exit = on_exit
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        threading.Thread(target=self._reap, daemon=True).start()
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.is_set()
+
+    def _read(self) -> None:
+        stdout = self.popen.stdout
+        assert stdout is not None
+        for chunk in iter(lambda: stdout.read1(65536), b""):  # type: ignore[attr-defined]
+            self._on_output(chunk)
+        stdout.close()
+
+    def _reap(self) -> None:
+        _, status, usage = os.wait4(self.pid, 0)
+        self.status = os.waitstatus_to_exitcode(status)
+        self.popen.returncode = self.status  # so Popen never waits for it itself
+        self.maxrss_kb = usage.ru_maxrss
+        self.exited_at = time.monotonic()
+        self.exited.set()
+        self._on_exit()
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        if self.alive:
+            self.sample_hwm()
+            self.killed = True
+            self.signal(signal.SIGKILL)
+
+    def hwm_kb(self) -> int | None:
+        """VmHWM now (None once it has ended)."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return None
+
+    def sample_hwm(self) -> None:
+        if self.alive:
+            self.sampled_hwm_kb = max(self.sampled_hwm_kb, self.hwm_kb() or 0)
+
+    def peak_rss_mb(self) -> float:
+        if self.alive:
+            now = self.hwm_kb()
+            if now is not None:
+                return max(now, self.sampled_hwm_kb) / 1024
+        self.exited.wait(5)
+        return max(self.maxrss_kb or 0, self.sampled_hwm_kb) / 1024
+
+    def join_output(self, timeout: float = 5.0) -> None:
+        self._reader.join(timeout)
+
+
+class LambdaEmulator:
+    """One execution environment running `handler` (module.function) from `task_root`, with
+    the layers in `opt` (its `python/` on the runtime's path, its `extensions/*` started as
+    external extensions).
+
+    Use as a context manager: INIT runs on entry (extensions start and register, then the
+    runtime imports the handler module), `invoke()` runs one invocation and freezes the
+    environment after it (or resets it after a timeout or crash; the next invoke()
+    re-initialises it), and exit shuts it down as Lambda spins an environment down
+    (`shutdown("spindown")`) unless that was done already.
     """
 
     def __init__(
@@ -131,31 +366,50 @@ class LambdaEmulator:
         memory_mb: int = 128,
         function_name: str = "lambda-wandb-nexus-dev-hello",
         sandbox: bool = True,
+        opt: Path | None = None,
+        init_timeout: float = 10.0,
     ):
         self.task_root = task_root
         self.handler = handler
         self.timeout = timeout
+        self.init_timeout = init_timeout  # Lambda's on-demand INIT limit
         self.memory_mb = memory_mb
         self.function_name = function_name
         self.sandbox = sandbox
+        self.opt = opt.resolve() if opt is not None else None
         self.extra_env = env or {}
         self.invocations: list[Invocation] = []
-        self.init_errors: list[Any] = []
+        self.init_errors: list[Any] = []  # bodies the runtime posted to init/error
+        self.extension_errors: list[dict[str, Any]] = []  # extensions' init/error, exit/error
+        self.registration_errors: list[dict[str, Any]] = []  # refused registrations
+        self.extensions: list[Extension] = []  # every extension of every INIT
+        self.inits: list[Init] = []
+        self.shutdowns: list[Shutdown] = []  # spin-down and resets, in order
         self.output = b""
+        self._output_lock = threading.Lock()
         self._cond = threading.Condition()
+        self._generation = 0
+        self._init: Init | None = None
+        self._runtime: _Process | None = None
+        self._runtime_started = False  # registrations from now on are internal extensions
         self._runtime_ready = False  # the runtime has asked for its first event
         self._runtime_waiting = False
         self._runtime_event: Invocation | None = None
-        self._extensions: dict[str, str] = {}  # id -> name
+        self._launched: dict[str, Extension] = {}  # external extensions of this INIT, by name
+        self._ext_processes: dict[str, _Process] = {}  # by name, this INIT
+        self._extensions: dict[str, Extension] = {}  # registered, by id, this INIT
         self._extension_waiting: dict[str, bool] = {}
         self._extension_events: dict[str, dict[str, Any]] = {}
         self._current: Invocation | None = None
-        self._frozen = False
+        self._frozen: set[int] = set()
+        self._alive = False  # between INIT on entry and spin-down (or kill)
+        self._needs_init = False  # reset: the next invocation re-initialises
+        self._holder: subprocess.Popen[bytes] | None = None
+        self._kept: list[str] = []  # host paths bound into the sandbox's /tmp
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.emulator = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self.process: subprocess.Popen[bytes] | None = None
-        self._output_thread: threading.Thread | None = None
+        self.process: subprocess.Popen[bytes] | None = None  # the current runtime process
         self.memory_cgroup = _memory_cgroup(memory_mb)
 
     # ------------------------------------------------------------------ lifecycle
@@ -164,70 +418,234 @@ class LambdaEmulator:
     def api_address(self) -> str:
         return f"127.0.0.1:{self._server.server_address[1]}"
 
+    @property
+    def alive(self) -> bool:
+        """INIT has run and the environment has not been shut down or killed."""
+        return self._alive
+
+    @property
+    def init_duration(self) -> float:
+        """The cold start's INIT: from starting the first process (the first extension, or
+        the runtime) until the runtime and every extension waited for their next event."""
+        return self.inits[0].duration
+
+    @property
+    def extension_names(self) -> list[str]:
+        """The extensions registered in the latest INIT, in order of registration."""
+        if self._init is None:
+            return []
+        return [e.name for e in self._init.extensions if e.registered_at is not None]
+
+    def extension(self, name: str) -> Extension:
+        """The latest external extension named `name` (its process of the latest INIT)."""
+        found = [e for e in self.extensions if e.external and e.name == name]
+        assert found, f"no external extension {name}"
+        return found[-1]
+
     def __enter__(self) -> LambdaEmulator:
         self._thread.start()
-        command = [sys.executable, "-m", "awslambdaric", self.handler]
-        if self.sandbox:
-            needed = [
-                self.task_root,
-                Path(sys.prefix),
-                Path(sys.base_prefix),
-                *map(Path, sys.path[1:]),
-            ]
-            keep = _under_tmp([p for p in needed if p.exists()])
-            command = [
-                "unshare",
-                "-m",
-                "sh",
-                "-c",
-                SANDBOX,
-                str(self.task_root),
-                *keep,
-                "--",
-                *command,
-            ]
-        cgroup = self.memory_cgroup
-
-        def enter_cgroup() -> None:  # in the child, before exec: everything it runs is limited
-            if cgroup is not None:
-                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
-
-        self.process = subprocess.Popen(
-            command,
-            cwd=self.task_root,
-            env=self._runtime_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=enter_cgroup,
-        )
-        self._output_thread = threading.Thread(target=self._collect_output, daemon=True)
-        self._output_thread.start()
-        self._wait(self._init_done, self.timeout, "INIT did not finish")
+        try:
+            if self.sandbox:
+                self._start_sandbox()
+            init = self._run_init("init", time.monotonic() + self.init_timeout)
+            if init.error is not None:
+                raise AssertionError(
+                    f"INIT did not finish ({init.error}); output:\n{self.output.decode()}"
+                )
+        except BaseException:
+            self._teardown()
+            raise
+        self._alive = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.kill()
-        self._server.shutdown()
-        self._server.server_close()
-        if self.memory_cgroup is not None:
-            self.memory_cgroup.rmdir()
+        try:
+            if self._alive:
+                self.shutdown("spindown")
+        finally:
+            self._teardown()
 
     def kill(self) -> None:
-        """Ends the environment as Lambda does when it reclaims it: SIGKILL, frozen or not."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        if self._output_thread is not None:
-            self._output_thread.join(timeout=5)
+        """Ends the environment without a Shutdown phase: SIGKILL to every process, frozen
+        or not; nobody gets SIGTERM or SHUTDOWN. The sandbox (/tmp) stays until exit."""
+        self._alive = False
+        for process in self._processes():
+            process.kill()
+        self._kill_strays()
+        for process in self._processes():
+            process.exited.wait(5)
+            process.join_output()
+        self._record_extension_exits()
+        self._retire()
+
+    def shutdown(self, reason: str = "spindown") -> Shutdown | None:
+        """Retires the environment as Lambda does (lambda-lifecycle.md §1.4); returns the
+        record of what happened (also in `shutdowns`). None if it was not alive."""
+        if not self._alive:
+            return None
+        self._alive = False
+        record = Shutdown(reason=reason, started_at=time.monotonic())
+        self.shutdowns.append(record)
+        if self._needs_init:  # reset, not re-initialised: nothing runs
+            record.ended_at = time.monotonic()
+            return record
+        self._thaw()
+        runtime = self._runtime
+        registered = list(self._extensions.values())
+        start, start_ms = time.monotonic(), _epoch_ms()
+        if runtime is not None:
+            record.runtime_pid = runtime.pid
+            if runtime.alive and registered:
+                record.sigterm_at, record.sigterm_ms = time.monotonic(), _epoch_ms()
+                start, start_ms = record.sigterm_at, record.sigterm_ms
+                runtime.signal(signal.SIGTERM)
+                internal = any(not e.external for e in registered)
+                budget = RUNTIME_SHUTDOWN_INTERNAL if internal else RUNTIME_SHUTDOWN_EXTERNAL
+                runtime.exited.wait(budget)
+            self._end_runtime(record)
+        self._end_extensions(record, start, start_ms)
+        self._retire()
+        record.ended_at = time.monotonic()
+        return record
+
+    def _start_sandbox(self) -> None:
+        needed = [
+            self.task_root,
+            Path(sys.prefix),
+            Path(sys.base_prefix),
+            *map(Path, sys.path[1:]),
+        ]
+        self._kept = _under_tmp([p for p in needed if p.exists()])
+        command = [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            SANDBOX,
+            str(self.task_root),
+            str(self.opt or ""),
+            *self._kept,
+            "--",
+            "sleep",
+            "infinity",
+        ]
+        self._holder = subprocess.Popen(
+            command,
+            cwd=self.task_root,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self._enter_cgroup,
+        )
+        assert self._holder.stdout is not None
+        said = self._holder.stdout.read()  # until "ready" and the holder's silent exec
+        self._holder.stdout.close()
+        if not said.endswith(b"ready\n") or self._holder.poll() is not None:
+            raise AssertionError(f"the sandbox could not be set up:\n{said.decode()}")
+
+    def _enter_cgroup(self) -> None:
+        # In the child, before exec: everything it runs is limited.
+        if self.memory_cgroup is not None:
+            (self.memory_cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> _Process:
+        command = argv
+        if self._holder is not None:
+            command = [
+                "nsenter",
+                "-t",
+                str(self._holder.pid),
+                "-m",
+                f"--wd={self.task_root}",
+                "--",
+                *argv,
+            ]
+        return _Process(
+            name,
+            command,
+            cwd=self.task_root,
+            env=env,
+            preexec_fn=self._enter_cgroup,
+            on_output=self._append_output,
+            on_exit=self._notify,
+        )
+
+    def _append_output(self, chunk: bytes) -> None:
+        with self._output_lock:
+            self.output += chunk
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _teardown(self) -> None:
+        """Removes the sandbox: kills whatever is left, the holder, the server, the cgroup."""
+        self._alive = False
+        for process in self._processes():
+            process.kill()
+        self._kill_strays()
+        for process in self._processes():
+            process.exited.wait(5)
+            process.join_output()
+        self._record_extension_exits()
+        if self._holder is not None and self._holder.poll() is None:
+            self._holder.kill()
+            self._holder.wait()
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+        if self.memory_cgroup is not None and self.memory_cgroup.exists():
+            for _ in range(100):
+                try:
+                    self.memory_cgroup.rmdir()
+                    break
+                except OSError:
+                    self._kill_strays()
+                    time.sleep(0.02)
+
+    def _processes(self) -> list[_Process]:
+        """The processes of the current INIT: the runtime and the external extensions."""
+        found = list(self._ext_processes.values())
+        if self._runtime is not None:
+            found.append(self._runtime)
+        return found
+
+    def _cgroup_pids(self) -> set[int]:
+        if self.memory_cgroup is None or not self.memory_cgroup.exists():
+            return set()
+        try:
+            text = (self.memory_cgroup / "cgroup.procs").read_text()
+        except OSError:
+            return set()
+        holder = self._holder.pid if self._holder is not None else None
+        return {int(pid) for pid in text.split()} - {holder}
+
+    def environment_pids(self) -> list[int]:
+        """Every live process of the environment: the runtime, the external extensions and
+        (where the memory cgroup exists) whatever they started."""
+        pids = {p.pid for p in self._processes() if p.alive} | self._cgroup_pids()
+        return sorted(pids)
+
+    def _kill_strays(self) -> None:
+        """SIGKILL to processes in the cgroup that are not ours (children of extensions)."""
+        ours = {p.pid for p in self._processes()}
+        for pid in self._cgroup_pids() - ours:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _runtime_env(self) -> dict[str, str]:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        python_path = str(self.task_root)
+        if self.opt is not None:
+            # As Lambda's bootstrap: the task root, then the layers' python directory.
+            python_path += ":" + ("/opt/python" if self.sandbox else str(self.opt / "python"))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
-            # Lambda's own bootstrap puts the task root on the path this way.
-            "PYTHONPATH": str(self.task_root),
+            "PYTHONPATH": python_path,
             "LAMBDA_TASK_ROOT": str(self.task_root),
             "_HANDLER": self.handler,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_python{version}",
@@ -244,38 +662,141 @@ class LambdaEmulator:
         }
         return {**env, **self.extra_env}
 
-    def _collect_output(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for chunk in iter(lambda: self.process.stdout.read1(65536), b""):  # type: ignore[union-attr]
-            self.output += chunk
+    def extension_env(self) -> dict[str, str]:
+        """The environment external extensions get: the function's, minus the runtime's own."""
+        env = self._runtime_env()
+        for name in RUNTIME_ONLY_VARIABLES:
+            env.pop(name, None)
+        env["AWS_LAMBDA_RUNTIME_API"] = self.api_address
+        return env
 
-    def _wait(self, ready: Any, timeout: float, what: str) -> None:
-        end = time.monotonic() + timeout
+    def _extension_files(self) -> list[Path]:
+        if self.opt is None or not (self.opt / "extensions").is_dir():
+            return []
+        return sorted(
+            path
+            for path in (self.opt / "extensions").iterdir()
+            if path.is_file() and os.access(path, os.X_OK)
+        )
+
+    # ------------------------------------------------------------------ INIT
+
+    def _run_init(self, phase: str, deadline: float) -> Init:
+        """Starts the extensions, waits for their registrations, starts the runtime and waits
+        until everything waits in next (or the deadline passes, or a process dies)."""
+        with self._cond:
+            self._generation += 1
+            init = Init(phase=phase, generation=len(self.inits) + 1, started_at=time.monotonic())
+            self.inits.append(init)
+            self._init = init
+            self._runtime = None
+            self._runtime_started = False
+            self._runtime_ready = False
+            self._runtime_waiting = False
+            self._runtime_event = None
+            self._launched = {}
+            self._ext_processes = {}
+            self._extensions = {}
+            self._extension_waiting = {}
+            self._extension_events = {}
+            self._current = None
+        env = self.extension_env()
+        for path in self._extension_files():
+            name = path.name
+            shown = f"/opt/extensions/{name}" if self._holder is not None else str(path)
+            extension = Extension(name=name, external=True, generation=init.generation, path=shown)
+            with self._cond:
+                self._launched[name] = extension
+                self.extensions.append(extension)
+                init.extensions.append(extension)
+            process = self._spawn(name, [shown], env)
+            extension.pid, extension.started_at = process.pid, process.started_at
+            with self._cond:
+                self._ext_processes[name] = process
+        failed = self._wait_for(
+            lambda: all(e.registered_at is not None for e in self._launched.values()),
+            deadline,
+        )
+        if failed is not None:
+            init.error = f"extensions did not register: {failed}"
+            return init
+        init.extensions_registered_at = time.monotonic()
+        with self._cond:
+            self._runtime_started = True
+        command = [sys.executable, "-m", "awslambdaric", self.handler]
+        runtime = self._spawn("runtime", command, self._runtime_env())
+        with self._cond:
+            self._runtime = runtime
+            self.process = runtime.popen
+        init.runtime_started_at, init.runtime_pid = runtime.started_at, runtime.pid
+        failed = self._wait_for(self._init_done, deadline)
+        if failed is not None:
+            init.error = failed
+            return init
+        init.done_at = time.monotonic()
+        for extension in init.extensions:
+            if not extension.external and extension.pid is None:
+                extension.pid = runtime.pid
+        return init
+
+    def _wait_for(self, ready: Callable[[], bool], deadline: float) -> str | None:
+        """Waits until ready(); else says why not: "timeout", or which process ended."""
         with self._cond:
             while not ready():
-                left = end - time.monotonic()
-                if left <= 0 or (self.process is not None and self.process.poll() is not None):
-                    raise AssertionError(f"{what}; runtime output:\n{self.output.decode()}")
-                self._cond.wait(min(left, 0.1))
+                for process in self._processes():
+                    if not process.alive:
+                        return f"{process.name} exited with status {process.status}"
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return "timeout"
+                self._cond.wait(min(left, 0.05))
+        return None
+
+    def _init_done(self) -> bool:
+        return self._runtime_waiting and all(self._extension_waiting.values())
 
     # ------------------------------------------------------------------ invoking
 
     def invoke(self, payload: Any, *, pause: float = 0.0) -> Invocation:
         """Runs one invocation and freezes the environment after it; returns how it went.
-        `pause` keeps the environment frozen that long afterwards (idle time)."""
-        assert self.process is not None
-        self._thaw()
-        now_ms = int(time.time() * 1000)
+        After a reset (timeout, crash) it first re-initialises the environment, within the
+        invocation's deadline. A timeout or crash during it resets the environment and is
+        returned as the invocation's outcome ("timeout", "crash"). `pause` keeps the
+        environment frozen that long afterwards (idle time)."""
+        assert self._alive, "the environment was shut down"
+        started = time.monotonic()
+        deadline = started + self.timeout
         invocation = Invocation(
             request_id=str(uuid.uuid4()),
             dispatched_at=0.0,
-            deadline_ms=now_ms + int(self.timeout * 1000),
+            deadline_ms=_epoch_ms() + int(self.timeout * 1000),
             body=payload,
+            started_at=started,
         )
+        self.invocations.append(invocation)
+        oom_before = self._oom_kills()
+        if not self._needs_init and any(not p.alive for p in self._processes()):
+            # Something died while frozen: Lambda finds out now and resets first.
+            self._thaw()
+            self._reset("failure")
+        if self._needs_init:
+            self._needs_init = False
+            init = self._run_init("invoke", deadline)
+            invocation.init = init
+            if init.error is not None:
+                timed_out = init.error.endswith("timeout")
+                self._fail(invocation, "timeout" if timed_out else "failure", oom_before)
+                if pause:
+                    time.sleep(pause)
+                return invocation
+        else:
+            self._thaw()
         with self._cond:
             self._current = invocation
             self._runtime_event = invocation
-            for ext_id in self._extensions:
+            for ext_id, extension in self._extensions.items():
+                if "INVOKE" not in extension.events:
+                    continue
                 self._extension_events[ext_id] = {
                     "eventType": "INVOKE",
                     "deadlineMs": invocation.deadline_ms,
@@ -284,47 +805,187 @@ class LambdaEmulator:
                     "tracing": {"type": "X-Amzn-Trace-Id", "value": "Root=1-0-0"},
                 }
             self._cond.notify_all()
-        try:
-            self._wait(self._invocation_ended, self.timeout + 1.0, "invocation did not end")
-        except AssertionError:
-            invocation.timed_out = True
-            raise
-        finally:
-            self.invocations.append(invocation)
-        if invocation.ended_at > invocation.dispatched_at + self.timeout:
-            invocation.timed_out = True
-        self._freeze()
+        failed = self._wait_for(self._invocation_ended, deadline)
+        if failed is not None:
+            self._fail(invocation, "timeout" if failed == "timeout" else "failure", oom_before)
+        else:
+            if invocation.ended_at > invocation.dispatched_at + self.timeout:
+                invocation.timed_out = True
+            self._freeze()
         if pause:
             time.sleep(pause)
         return invocation
 
-    def _init_done(self) -> bool:
-        return self._runtime_waiting and all(self._extension_waiting.values())
+    def _fail(self, invocation: Invocation, reason: str, oom_before: int | None) -> None:
+        """Records a timed-out or crashed invocation and resets the environment."""
+        dead = [p for p in self._processes() if not p.alive]
+        if reason == "timeout":
+            invocation.timed_out = True
+            if invocation.outcome is None:
+                invocation.outcome = "timeout"
+        else:
+            invocation.crashed = dead[0].name if dead else "runtime"
+            if invocation.outcome is None:
+                invocation.outcome = "crash"
+        invocation.reset = self._reset(reason)
+        if self._runtime is not None:
+            invocation.runtime_exit = self._runtime.status
+        oom_after = self._oom_kills()
+        if oom_before is not None and oom_after is not None:
+            invocation.oom_killed = oom_after > oom_before
+
+    def _reset(self, reason: str) -> Shutdown:
+        """After a timeout or crash: Lambda shuts the runtime down, sends SHUTDOWN with the
+        reason to the external extensions and re-initialises at the next invocation."""
+        record = Shutdown(reason=reason, started_at=time.monotonic())
+        self.shutdowns.append(record)
+        self._thaw()
+        start, start_ms = time.monotonic(), _epoch_ms()  # the extensions' 2 s count from here
+        if self._runtime is not None:
+            record.runtime_pid = self._runtime.pid
+            self._end_runtime(record)
+        self._end_extensions(record, start, start_ms)
+        self._retire()
+        self._needs_init = True
+        record.ended_at = time.monotonic()
+        return record
+
+    def _end_runtime(self, record: Shutdown) -> None:
+        runtime = self._runtime
+        assert runtime is not None
+        record.runtime_exited_by_itself = not runtime.alive
+        if runtime.alive:
+            record.runtime_killed, record.runtime_killed_at = True, time.monotonic()
+            runtime.kill()
+        runtime.exited.wait(5)
+        record.runtime_exit = runtime.status
+        record.runtime_exited_at = runtime.exited_at
+
+    def _end_extensions(self, record: Shutdown, start: float, start_ms: int) -> None:
+        """SHUTDOWN to the external extensions registered for it, a deadline 2 s after
+        `start`, then SIGKILL to every extension process left."""
+        subscribed = [
+            e
+            for e in self._extensions.values()
+            if e.external and "SHUTDOWN" in e.events and self._ext_processes[e.name].alive
+        ]
+        if subscribed:
+            record.deadline_ms = start_ms + int(SHUTDOWN_EXTERNAL * 1000)
+            record.deadline_at = start + SHUTDOWN_EXTERNAL
+            with self._cond:
+                record.shutdown_sent_at = time.monotonic()
+                for extension in subscribed:
+                    assert extension.id is not None
+                    event = {
+                        "eventType": "SHUTDOWN",
+                        "shutdownReason": record.reason,
+                        "deadlineMs": record.deadline_ms,
+                    }
+                    self._extension_events[extension.id] = event
+                    extension.shutdown_event = event
+                    extension.shutdown_sent_at = record.shutdown_sent_at
+                    record.sent_to.append(extension.name)
+                self._cond.notify_all()
+            processes = [self._ext_processes[e.name] for e in subscribed]
+            with self._cond:
+                while any(p.alive for p in processes):
+                    left = record.deadline_at - time.monotonic()
+                    if left <= 0:
+                        break
+                    for process in processes:
+                        process.sample_hwm()
+                    self._cond.wait(min(left, 0.05))
+        for name, process in self._ext_processes.items():
+            if process.alive:
+                process.kill()
+                record.killed.append(name)
+                if name in record.sent_to:
+                    record.killed_at_deadline.append(name)
+        self._kill_strays()
+        for name, process in self._ext_processes.items():
+            process.exited.wait(5)
+            process.join_output()
+            if not process.killed and process.exited_at is not None:
+                record.extensions_exited_at[name] = process.exited_at
+        self._record_extension_exits()
+
+    def _record_extension_exits(self) -> None:
+        for extension in self._launched.values():
+            process = self._ext_processes.get(extension.name)
+            if process is None or process.alive:
+                continue
+            extension.exited_at = process.exited_at
+            extension.exit_status = process.status
+            extension.killed = process.killed
+            extension.peak_rss_mb = process.peak_rss_mb()
+
+    def _retire(self) -> None:
+        """The processes of this INIT are gone: release whatever still waits for them."""
+        with self._cond:
+            self._generation += 1
+            self._current = None
+            self._runtime_event = None
+            self._runtime_waiting = False
+            self._extensions = {}
+            self._extension_waiting = {}
+            self._extension_events = {}
+            self._frozen.clear()
+            self._cond.notify_all()
+
+    def _oom_kills(self) -> int | None:
+        if self.memory_cgroup is None:
+            return None
+        try:
+            text = (self.memory_cgroup / "memory.oom_control").read_text()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return None
 
     def _invocation_ended(self) -> bool:
         current = self._current
-        return (
-            current is not None
-            and current.outcome is not None
-            and self._runtime_waiting
-            and self._runtime_event is None
-            and all(self._extension_waiting.values())
-            and not self._extension_events
+        if current is None or current.outcome is None:
+            return False
+        if not self._runtime_waiting or self._runtime_event is not None:
+            return False
+        invoke_ids = [i for i, e in self._extensions.items() if "INVOKE" in e.events]
+        return all(self._extension_waiting[i] for i in invoke_ids) and not any(
+            i in self._extension_events for i in invoke_ids
         )
 
     def _freeze(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        self._frozen = True
+        """SIGSTOP to every process of the environment, as Lambda freezes it; returns once
+        every thread of them has stopped."""
+        pids = self.environment_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        self._frozen = set(pids)
+        end = time.monotonic() + 2.0
+        while not all(_stopped(pid) for pid in pids) and time.monotonic() < end:
+            time.sleep(0.001)
 
     def _thaw(self) -> None:
-        assert self.process is not None
-        if self._frozen:
-            self.process.send_signal(signal.SIGCONT)
-            self._frozen = False
+        pids = self._frozen | set(self.environment_pids()) if self._frozen else set()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self._frozen = set()
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self._frozen)
 
     def _function_arn(self) -> str:
         return f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{self.function_name}"
+
+    # ------------------------------------------------------------------ inspection
 
     def child_processes(self) -> list[int]:
         """Children of the runtime process (Lambda-safe code starts none)."""
@@ -336,17 +997,56 @@ class LambdaEmulator:
         return children
 
     def peak_memory_mb(self) -> float | None:
-        """The cgroup's peak memory use (as Lambda counts it: RSS and page cache), in MiB."""
+        """The cgroup's peak memory use (as Lambda counts it: RSS and page cache, of every
+        process of the environment), in MiB."""
         if self.memory_cgroup is None:
             return None
         return int((self.memory_cgroup / "memory.max_usage_in_bytes").read_text()) / 2**20
 
-    def peak_rss_mb(self) -> float:
-        """The runtime process's peak resident memory (VmHWM), in MiB."""
-        assert self.process is not None
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
+    def peak_rss_mb(self, name: str | None = None) -> float:
+        """A process's peak resident memory (VmHWM), in MiB: the current runtime's, or with
+        `name` the latest external extension of that name. Read live while the process
+        runs; once it has ended, its peak as wait4 reported it."""
+        if name is None:
+            assert self._runtime is not None
+            return self._runtime.peak_rss_mb()
+        extension = self.extension(name)
+        if extension.peak_rss_mb is not None:
+            return extension.peak_rss_mb
+        process = self._ext_processes.get(name)
+        assert process is not None and process.pid == extension.pid
+        return process.peak_rss_mb()
+
+    def _sandbox_tmp(self) -> Path:
+        assert self._holder is not None, "no sandbox: /tmp is the host's"
+        assert self._holder.poll() is None, "the sandbox is gone"
+        return Path(f"/proc/{self._holder.pid}/root/tmp")
+
+    def tmp_files(self) -> list[str]:
+        """Every path under the sandbox's /tmp (files and directories, as /tmp/...), leaving
+        out the host paths bound there for the runtime (a virtualenv, the task root) and the
+        directories made to hold them."""
+        root = self._sandbox_tmp()
+        kept = [Path(p) for p in self._kept]
+        found: list[str] = []
+        for directory, dirs, files in os.walk(root):
+            inside = Path("/tmp") / Path(directory).relative_to(root)
+            keep_dirs = []
+            for name in dirs:
+                path = inside / name
+                if path in kept:
+                    continue
+                keep_dirs.append(name)
+                if not any(path in k.parents for k in kept):
+                    found.append(str(path))
+            dirs[:] = keep_dirs
+            found.extend(str(inside / name) for name in files)
+        return sorted(found)
+
+    def read_tmp(self, path: str) -> bytes:
+        """A file of the sandbox's /tmp ("/tmp/x" or "x")."""
+        relative = Path(path).relative_to("/tmp") if path.startswith("/") else Path(path)
+        return (self._sandbox_tmp() / relative).read_bytes()
 
     # ------------------------------------------------------------------ HTTP side
 
@@ -363,7 +1063,7 @@ class LambdaEmulator:
         if request.command == "GET" and path == "invocation/next":
             invocation = self._next_runtime_event()
             if invocation is None:
-                return  # the server is shutting down
+                return  # the server is shutting down, or this runtime is gone
             headers = {
                 "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
                 "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
@@ -401,13 +1101,19 @@ class LambdaEmulator:
 
     def _next_runtime_event(self) -> Invocation | None:
         with self._cond:
+            generation = self._generation
             self._runtime_waiting = True
-            self._runtime_ready = True
+            if not self._runtime_ready:
+                self._runtime_ready = True
+                if self._init is not None:
+                    self._init.runtime_ready_at = time.monotonic()
             current = self._current
             if current is not None and self._runtime_event is None and not current.runtime_next_at:
                 current.runtime_next_at = time.monotonic()
             self._cond.notify_all()
             while self._runtime_event is None:
+                if self._generation != generation:
+                    return None
                 if not self._cond.wait(0.5) and self._server.closing:
                     return None
             invocation, self._runtime_event = self._runtime_event, None
@@ -425,6 +1131,22 @@ class LambdaEmulator:
             event = self._next_extension_event(ext_id)
             if event is not None:
                 request.reply(200, json.dumps(event).encode())
+        elif request.command == "POST" and path in ("init/error", "exit/error"):
+            ext_id = request.headers.get("Lambda-Extension-Identifier", "")
+            extension = self._extensions.get(ext_id)
+            if extension is None:
+                request.reply(403, {"errorMessage": "unknown extension identifier"})
+                return
+            body = request.read_body()
+            self.extension_errors.append(
+                {
+                    "name": extension.name,
+                    "kind": path,
+                    "type": request.headers.get("Lambda-Extension-Function-Error-Type"),
+                    "body": json.loads(body) if body else None,
+                }
+            )
+            request.reply(202, {"status": "OK"})
         else:
             request.reply(404, {"errorMessage": f"no such extension path {path}"})
 
@@ -436,41 +1158,104 @@ class LambdaEmulator:
             request.reply(400, {"errorMessage": 'body must be {"events": [...]}'})
             return
         with self._cond:
+            refused: tuple[int, str] | None = None
+            external = not self._runtime_started  # only extensions run before the runtime
+            launched = self._launched.get(name or "")
             if not name:
-                request.reply(400, {"errorMessage": "Lambda-Extension-Name is required"})
+                refused = 400, "Lambda-Extension-Name is required"
             elif self._runtime_ready:
-                request.reply(403, {"errorMessage": "registration is closed after init"})
-            elif not isinstance(events, list) or set(events) - {"INVOKE"}:
+                refused = 403, "registration is closed after init"
+            elif not isinstance(events, list) or set(events) - {"INVOKE", "SHUTDOWN"}:
+                refused = 400, f"invalid events {events}"
+            elif len(self._extensions) >= MAX_EXTENSIONS:
+                refused = 400, f"too many extensions (at most {MAX_EXTENSIONS})"
+            elif external and (launched is None or launched.registered_at is not None):
+                message = (
+                    f"Lambda-Extension-Name {name!r} is not the file name of an extension "
+                    f"in /opt/extensions that has yet to register ({sorted(self._launched)})"
+                )
+                refused = 400, message
+            elif not external and "SHUTDOWN" in events:
                 # An internal extension (a thread of the runtime) may only have INVOKE.
-                message = f"internal extensions get INVOKE only, not {events}"
-                request.reply(400, {"errorMessage": message})
+                refused = 400, f"internal extensions get INVOKE only, not {events}"
+            if refused is not None:
+                code, message = refused
+                self.registration_errors.append(
+                    {"name": name, "events": events, "status": code, "message": message}
+                )
+                request.reply(code, {"errorMessage": message})
+                return
+            ext_id = str(uuid.uuid4())
+            if external:
+                assert launched is not None
+                extension = launched
             else:
-                ext_id = str(uuid.uuid4())
-                self._extensions[ext_id] = name
-                self._extension_waiting[ext_id] = False
-                body = {
-                    "functionName": self.function_name,
-                    "functionVersion": "$LATEST",
-                    "handler": self.handler,
-                }
-                request.reply(200, body, {"Lambda-Extension-Identifier": ext_id})
+                assert self._init is not None
+                extension = Extension(
+                    name=name or "",
+                    external=False,
+                    generation=self._init.generation,
+                    pid=self._init.runtime_pid,
+                )
+                self.extensions.append(extension)
+                self._init.extensions.append(extension)
+            extension.id = ext_id
+            extension.events = list(events)
+            extension.registered_at = time.monotonic()
+            self._extensions[ext_id] = extension
+            self._extension_waiting[ext_id] = False
+            self._cond.notify_all()
+            body = {
+                "functionName": self.function_name,
+                "functionVersion": "$LATEST",
+                "handler": self.handler,
+            }
+            if request.headers.get("Lambda-Extension-Accept-Feature") == "accountId":
+                body["accountId"] = ACCOUNT
+            request.reply(200, body, {"Lambda-Extension-Identifier": ext_id})
 
     def _next_extension_event(self, ext_id: str) -> dict[str, Any] | None:
         with self._cond:
+            extension = self._extensions.get(ext_id)
+            if extension is None:
+                return None
             self._extension_waiting[ext_id] = True
+            if extension.ready_at is None:
+                extension.ready_at = time.monotonic()
             current = self._current
-            if current is not None and ext_id not in self._extension_events:
+            if (
+                current is not None
+                and "INVOKE" in extension.events
+                and ext_id not in self._extension_events
+            ):
                 current.extensions_next_at.setdefault(ext_id, time.monotonic())
             self._cond.notify_all()
             while ext_id not in self._extension_events:
+                if self._extensions.get(ext_id) is not extension:
+                    return None  # its INIT is over (reset or shut down)
                 if not self._cond.wait(0.5) and self._server.closing:
                     return None
             self._extension_waiting[ext_id] = False
-            return self._extension_events.pop(ext_id)
+            event = self._extension_events.pop(ext_id)
+            if event["eventType"] == "INVOKE":
+                extension.invoke_events += 1
+            return event
 
-    @property
-    def extension_names(self) -> list[str]:
-        return list(self._extensions.values())
+
+def _stopped(pid: int) -> bool:
+    """Every thread of process `pid` is stopped (or the process is gone)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return True
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
+            return False
+    return True
 
 
 def _memory_cgroup(memory_mb: int) -> Path | None:

@@ -1,5 +1,5 @@
 """Proves tests/fake_wandb.py: the official wandb SDK must work against it unmodified, and its
-strictness and fault injection must behave as documented."""
+strictness, fault injection, rate limiter and slow phase must behave as documented."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from conftest import assert_arrived_whole, log_reference_run
 from fake_wandb import (
     DEFAULT_ENTITY,
     DROP_AFTER_APPLY,
@@ -309,6 +310,25 @@ def test_sdk_recovers_from_injected_faults(fake, tmp_path):
     assert len([r for r in fake.requests if r.fault]) == 5
     # The resent file_stream body was applied twice without duplicating anything.
     assert_train_run_recorded(fake.single_run(), exitcode=0)
+
+
+@needs_sdk
+def test_sdk_copes_with_the_rate_limiter(fake, tmp_path):
+    """The fake's 429s are something the official client copes with: the run arrives whole
+    (every history row once) and no request came back before its Retry-After."""
+    fake.rate_limit(20, retry_after=1, burst=2)  # the uploads at the end all come at once
+
+    result = run_sdk(fake, tmp_path, TRAIN_SCRIPT)
+
+    assert result.returncode == 0, result.stderr
+    assert fake.rejected > 0
+    refused = [r for r in fake.requests if r.fault == "rate_limit"]
+    assert {(r.status, r.fault) for r in refused} == {(429, "rate_limit")}
+    assert len(fake.retry_afters) == fake.rejected
+    assert fake.retry_after_violations() == []
+    run = fake.single_run()
+    assert [row["_step"] for row in run.history] == list(range(10))
+    assert_train_run_recorded(run, exitcode=0)
 
 
 @needs_sdk
@@ -864,6 +884,106 @@ def test_faults_are_consumed_in_order(fake):
         fake.inject("file_stream:Viewer", [500])
 
 
+def test_rate_limit_refuses_above_the_rate_and_changes_nothing(fake):
+    stream = create_run(fake)
+    run = fake.run_state(DEFAULT_ENTITY, "p", "r1")
+    files = {"entity": DEFAULT_ENTITY, "project": "p", "run": "r1", "files": ["a.txt"]}
+    upload = graphql_data(fake, "CreateRunFiles", files)["createRunFiles"]["files"][0]
+    upload_path = upload["uploadUrl"].removeprefix(fake.base_url)
+    fake.rate_limit(1, retry_after=1, burst=2)
+
+    # The burst goes through; then every kind of request is refused, and none is applied.
+    assert request(fake, "POST", stream, history_chunk(0, range(1)))[0] == 200
+    assert graphql(fake, "Viewer", {})[0] == 200
+    code, body, headers = request(fake, "POST", stream, history_chunk(1, range(1, 2)))
+    assert (code, headers["Retry-After"], headers["Content-Type"]) == (
+        429,
+        "1",
+        "application/json",
+    )
+    assert "rate limit exceeded" in body["errors"][0]["message"]
+    assert graphql(fake, "UpsertBucket", {"name": "r2", "project": "p"})[0] == 429
+    assert request(fake, "PUT", upload_path, b"data", auth=False)[0] == 429
+    # Back for the same run's file stream without waiting: a Retry-After violation.
+    assert request(fake, "POST", stream, {"complete": True, "exitcode": 0})[0] == 429
+    assert [r.name for r in fake.runs()] == ["r1"]
+    assert (len(run.history), run.files, run.complete) == (1, {}, False)
+    assert fake.rejected == 4
+
+    # One token a second: after the Retry-After, one request goes through, the next not.
+    time.sleep(1)
+    assert request(fake, "POST", stream, history_chunk(1, range(1, 2)))[0] == 200
+    assert [row["_step"] for row in run.history] == [0, 1]
+    assert graphql(fake, "Viewer", {})[0] == 429
+    assert fake.rejected == 5
+
+    fake.rate_limit(None)
+    assert all(graphql(fake, "ServerFeaturesQuery", {})[0] == 200 for _ in range(10))
+    assert fake.rejected == 5
+
+    refused = [r for r in fake.requests if r.fault == "rate_limit"]
+    assert [t.request for t in fake.retry_afters] == refused
+    assert [r.resource for r in refused] == [
+        f"POST {stream}",
+        "graphql UpsertBucket project=p name=r2",
+        f"PUT {upload_path}",
+        f"POST {stream}",
+        "graphql Viewer",
+    ]
+    assert all(t.seconds == 1 and not t.shared for t in fake.retry_afters[:4])
+    assert fake.retry_afters[4].shared  # Viewer names no run: every client asks for it
+    (violation,) = fake.retry_after_violations()
+    assert violation.request is refused[3] and violation.told.request is refused[0]
+    assert 0 < violation.early <= 1
+    assert stream in str(violation)
+
+
+def test_retry_after_of_injected_faults_is_accounted(fake):
+    """Retry-After from an injected fault counts too, in decimal seconds; requests already
+    in flight when it was answered, and those for other resources, are no violation."""
+    stream = create_run(fake)
+    other = create_run(fake, "r2")
+    fake.inject("file_stream", [status(503, {"Retry-After": "0.3"})])
+    assert request(fake, "POST", stream, history_chunk(0, range(1)))[0] == 503
+    assert request(fake, "POST", other, history_chunk(0, range(1)))[0] == 200
+    assert request(fake, "POST", stream, history_chunk(0, range(1)))[0] == 200  # too early
+    time.sleep(0.3)
+    assert request(fake, "POST", stream, history_chunk(1, range(1, 2)))[0] == 200
+    (told,) = fake.retry_afters
+    assert (told.seconds, told.request.status, told.resource) == (0.3, 503, f"POST {stream}")
+    streams = [r for r in fake.requests if r.kind == "file_stream"]
+    assert [v.request for v in fake.retry_after_violations()] == [streams[2]]
+
+    fake.rate_limit(1, retry_after=0.25, burst=1)
+    assert graphql(fake, "Viewer", {})[0] == 200
+    code, _, headers = graphql(fake, "Viewer", {})
+    assert (code, headers["Retry-After"]) == (429, "0.25")
+    assert graphql(fake, "Viewer", {})[0] == 429  # too early, but shared
+    assert len(fake.retry_after_violations()) == 2
+    assert len(fake.retry_after_violations(include_shared=False)) == 1
+
+
+def test_slow_phase_delays_every_request(fake):
+    fake.slow_phase(5, latency=0.3)
+    started = time.monotonic()
+    assert graphql(fake, "Viewer", {})[0] == 200
+    assert time.monotonic() - started >= 0.3
+    fake.rate_limit(1, retry_after=0.25, burst=1)
+    assert graphql(fake, "ServerFeaturesQuery", {})[0] == 200
+    started = time.monotonic()
+    assert graphql(fake, "Viewer", {})[0] == 429  # a refusal is slow too
+    assert time.monotonic() - started >= 0.3
+    fake.rate_limit(None)
+
+    fake.slow_phase(0.2, latency=0.3)  # replaces the phase, and ends by itself
+    time.sleep(0.2)
+    assert graphql(fake, "Viewer", {})[0] == 200
+    fake.slow_phase(5, latency=0.3)
+    fake.slow_phase(0, 0)  # ends it now
+    assert graphql(fake, "Viewer", {})[0] == 200
+    assert [r.slowed for r in fake.requests] == [0.3, 0.3, 0.3, 0.0, 0.0]
+
+
 def test_alerts_are_validated(fake):
     create_run(fake)
     run = fake.run_state(DEFAULT_ENTITY, "p", "r1")
@@ -1052,3 +1172,21 @@ def test_read_queries_run_their_selection_sets(fake):
     assert code == 400 and "Run.color" in body["errors"][0]["message"]
     code, body, _ = graphql_query(fake, query.replace("fragment R", "fragment S"), variables)
     assert code == 400 and "unknown fragment" in body["errors"][0]["message"]
+
+
+# --------------------------------------------------------------------------- our client
+
+
+def test_wandb_nexus_obeys_retry_after(fake, monkeypatch):
+    """wandb_nexus against the rate-limited fake: the run arrives whole, and no request came
+    back for a resource before the Retry-After its refusal gave."""
+    monkeypatch.setenv("WANDB_BASE_URL", fake.base_url)
+    monkeypatch.setenv("WANDB_API_KEY", fake.api_key)
+    monkeypatch.setenv("WANDB_NEXUS_RETRY_WAIT_MIN", "0.05")  # Retry-After must still rule
+    fake.rate_limit(20, retry_after=1, burst=1)
+
+    run = log_reference_run()
+
+    assert fake.rejected > 0
+    assert fake.retry_after_violations() == [], [str(v) for v in fake.retry_after_violations()]
+    assert_arrived_whole(fake, run)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["LambdaHandler", "lambda_handler"]
 
 _RUN_PER_CHOICES = ("invocation", "environment")
+_FLUSH_CHOICES = ("invocation", "periodic")
 # The first invocation in this process is the cold start.
 _cold_start = True
 
@@ -38,6 +39,8 @@ def lambda_handler(
     mode: str | None = None,
     dir: str | None = None,
     resume: bool | str | None = None,
+    flush: str = "invocation",
+    flush_interval: float = 60.0,
 ) -> Any:
     """Decorates a Lambda handler so each invocation logs to a W&B run.
 
@@ -59,9 +62,28 @@ def lambda_handler(
 
     An exception finishes the run with exit code 1 and its traceback in the run's console
     output, and is raised again. The handler's return value is passed through untouched.
+
+    ``flush`` says when an environment's run is sent: ``"invocation"`` (the default) after
+    every response; ``"periodic"`` (``run_per="environment"`` only) after a response only
+    when ``flush_interval`` seconds have passed since the last time, the rest when Lambda
+    retires the environment (the layer's extension delivers it then). Periodic costs an
+    invocation with nothing due no billed time for W&B; its rows reach W&B up to
+    ``flush_interval`` seconds later, or at the environment's end. Rows are on disk either
+    way as soon as ``log()`` returns.
     """
     if run_per not in _RUN_PER_CHOICES:
         raise UsageError(f"run_per must be one of {', '.join(_RUN_PER_CHOICES)}, not {run_per!r}")
+    if flush not in _FLUSH_CHOICES:
+        raise UsageError(f"flush must be one of {', '.join(_FLUSH_CHOICES)}, not {flush!r}")
+    if flush == "periodic" and run_per != "environment":
+        raise UsageError(
+            'flush="periodic" needs run_per="environment": runs per invocation are finished, '
+            "and sent, after each response"
+        )
+    if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)):
+        raise UsageError(f"flush_interval must be a number of seconds, not {flush_interval!r}")
+    if not flush_interval > 0:
+        raise UsageError(f"flush_interval must be more than 0 seconds, not {flush_interval!r}")
     options: dict[str, Any] = {
         "project": project,
         "entity": entity,
@@ -78,7 +100,8 @@ def lambda_handler(
     }
 
     def decorate(function: Callable[[Any, Any], Any]) -> LambdaHandler:
-        return LambdaHandler(function, run_per, options)
+        interval = float(flush_interval) if flush == "periodic" else 0.0
+        return LambdaHandler(function, run_per, options, interval)
 
     return decorate if handler is None else decorate(handler)
 
@@ -87,7 +110,11 @@ class LambdaHandler:
     """A Lambda handler wrapped by :func:`lambda_handler`; call it as the handler itself."""
 
     def __init__(
-        self, handler: Callable[[Any, Any], Any], run_per: str, options: dict[str, Any]
+        self,
+        handler: Callable[[Any, Any], Any],
+        run_per: str,
+        options: dict[str, Any],
+        flush_interval: float = 0.0,
     ) -> None:
         import functools
 
@@ -95,6 +122,10 @@ class LambdaHandler:
         self._handler = handler
         self._run_per = run_per
         self._options = options
+        # 0 sends after every response; otherwise the wall clock (which, unlike a monotonic
+        # one, moves on while the environment is frozen) of the next due send.
+        self._flush_interval = flush_interval
+        self._flush_due = 0.0
         self._run: Run | None = None
         #: The run of the latest invocation (for a caller that wants its id or URL).
         self.last_run: Run | None = None
@@ -154,7 +185,7 @@ class LambdaHandler:
                 run.finish(exit_code)
             request_id = getattr(context, "aws_request_id", None) if self._extension else None
             problems = _core.deliver_invocation(
-                [run._core],
+                [run._core] if self._flush_now(run) else [],
                 request_id=request_id,
                 remaining_ms=_remaining_ms(context),
             )
@@ -162,6 +193,20 @@ class LambdaHandler:
             problems.append(str(err))
         for problem in problems:
             _active.report(problem)
+
+
+    def _flush_now(self, run: Run) -> bool:
+        """Whether this response is followed by sending the run (a periodic run's rows stay
+        stored on disk until their time comes, or until the environment ends)."""
+        if not self._flush_interval or run.finished:
+            return True
+        import time
+
+        now = time.time()
+        if now < self._flush_due:
+            return False
+        self._flush_due = now + self._flush_interval
+        return True
 
 
 # The arguments that may be functions of the invocation's event and context.

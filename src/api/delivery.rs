@@ -28,7 +28,9 @@ use crate::core::resume::{self, Continuation, LineCounts};
 use crate::core::settings::{Resume, Settings};
 use crate::core::values::Value;
 use crate::error::Error;
+use crate::log::journal;
 use crate::log::records::{AlertRecord, MetricRecord, Record, RecordType};
+use crate::log::txlog;
 
 /// How a flush or finish went: whether everything was stored on disk, and (for a live run)
 /// whether it reached the server.
@@ -623,8 +625,12 @@ pub fn synced_marker(log: &Path) -> PathBuf {
 /// How a `sync` of one run went.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SyncOutcome {
-    Uploaded { url: String },
+    Uploaded {
+        url: String,
+    },
     AlreadySynced,
+    /// Another process still writes the run (it holds the log's lock): not touched.
+    Open,
 }
 
 /// Uploads a run directory (or its `.wandb` file) written offline or not fully delivered.
@@ -642,7 +648,19 @@ pub fn sync(
     if marker.exists() {
         return Ok(SyncOutcome::AlreadySynced);
     }
-    let records: Vec<Record> = crate::log::txlog::read_file(&log)
+    // Held until the sync ends: no one else completes or delivers the run meanwhile.
+    let lock = std::fs::File::open(&log)
+        .and_then(|file| Ok(txlog::lock(&file)?.then_some(file)))
+        .map_err(|e| Error::io(format!("cannot lock {}", log.display()), e))?;
+    if lock.is_none() {
+        return Ok(SyncOutcome::Open);
+    }
+    let ended_because = overrides.ended_because.as_deref();
+    journal::recover(
+        &log,
+        ended_because.unwrap_or("the process writing the run ended before finishing it"),
+    )?;
+    let records: Vec<Record> = txlog::read_file(&log)
         .map_err(|e| Error::io(format!("cannot read {}", log.display()), e))?
         .iter()
         // Records of kinds we do not know decode with their unknown fields skipped.
@@ -800,6 +818,9 @@ async fn resumed_part(
 pub struct SyncOverrides {
     pub entity: Option<String>,
     pub project: Option<String>,
+    /// Why a run left without an exit record ended (its console says so); a sync from the
+    /// command line does not know.
+    pub ended_because: Option<String>,
 }
 
 /// Runs `work` to its end, or until `deadline`, when it is dropped mid-way (safe for

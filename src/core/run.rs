@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::SystemTime;
 
 use crate::api::delivery::{self, Delivery, Finished, StopFlag, UrlSlot};
 use crate::api::file_stream::RunStream;
@@ -17,10 +17,11 @@ use crate::core::settings::{Mode, Resume, Settings};
 use crate::core::system;
 use crate::core::values::{Entry, Key, Tree, Value};
 use crate::error::Error;
+use crate::log::journal::{self, Journal};
 use crate::log::records::{
-    AlertRecord, ConfigRecord, EnvironmentRecord, FilesItem, FilesRecord, HeaderRecord, Item,
-    RecordType, Row, RunExitRecord, RunRecord, TelemetryFeature, TelemetryRecord, Timestamp,
-    VersionInfo,
+    AlertRecord, ConfigRecord, EnvironmentRecord, FilesItem, FilesRecord, HeaderRecord,
+    HistoryEncoder, Item, RecordInfo, RecordType, Row, RunExitRecord, RunRecord, TelemetryFeature,
+    TelemetryRecord, Timestamp, VersionInfo,
 };
 use crate::log::writer::{self, Event, EventSender, Online, Paths, RunFiles};
 use crate::media::store::Owner;
@@ -126,6 +127,14 @@ struct State {
     summary_unrecorded: bool,
     /// The run record as it is now: setting the name, tags, ... records it anew.
     run_record: RunRecord,
+    /// Where committed rows are stored before the writer has them (None when they cannot
+    /// be: then only the writer stores them).
+    journal: Option<Journal>,
+    /// Encodes rows for the journal, and the run's record info they carry.
+    encoder: HistoryEncoder,
+    record_info: RecordInfo,
+    /// The size of the last row's encoding, to size the next one's buffer.
+    last_body_len: usize,
 }
 
 /// A row that log() calls are adding to.
@@ -170,7 +179,21 @@ const MIN_CONSUMER: &str = "0.70.0";
 
 impl Run {
     /// Creates the run directory and transaction log and writes the opening records.
-    pub fn start(settings: Settings, config: Value, process: ProcessInfo) -> Result<Self, Error> {
+    pub fn start(
+        settings: Settings,
+        config: Value,
+        process: ProcessInfo,
+    ) -> Result<Arc<Self>, Error> {
+        let run = Arc::new(Self::open(settings, config, process)?);
+        let mut open = open_runs();
+        // Runs dropped since: their entries would keep their memory allocated.
+        open.retain(|run| run.strong_count() > 0);
+        open.push(Arc::downgrade(&run));
+        drop(open);
+        Ok(run)
+    }
+
+    fn open(settings: Settings, config: Value, process: ProcessInfo) -> Result<Self, Error> {
         let now = SystemTime::now();
         let mut settings = settings;
         let id = settings
@@ -198,7 +221,7 @@ impl Run {
         if settings.mode == Mode::Disabled {
             return Ok(Self::assemble(info, settings, None, state, now, 0.0));
         }
-        let start_time = timestamp(now);
+        let start_time = Timestamp::at(now);
         let mut run = run_record(&settings, &info.id, &config, start_time, &process);
         let transport = match settings.mode {
             Mode::Online => Some(Arc::new(Transport::new(
@@ -254,19 +277,15 @@ impl Run {
             online.delivery.continue_at(lines.history, lines.console);
             lines.pin(&info.log_path().expect("dir is set"))?;
         }
-        let events = writer::start(
-            Paths {
-                log: info.log_path().expect("dir is set"),
-                files_dir: dir.join("files"),
-                staging_dir: dir.join("staging"),
-            },
-            Owner {
-                run_id: info.id.clone(),
-                project: settings.project.clone().unwrap_or_default(),
-                entity: settings.entity.clone().unwrap_or_default(),
-            },
-            online,
-        )?;
+        let log = info.log_path().expect("dir is set");
+        state.journal = Journal::create(&log)
+            .inspect_err(|e| {
+                eprintln!("wandb-nexus: run {}: rows are kept only in memory until written: cannot create the rows journal ({e})", info.id);
+            })
+            .ok();
+        state.record_info = RecordInfo {
+            stream_id: info.id.clone(),
+        };
         let environment = environment_record(&settings, &process, &info.id, start_time);
         state.metadata = metadata_json(&environment);
         state.internal_config.set(
@@ -283,12 +302,26 @@ impl Run {
             RecordType::Run(run.clone()),
             RecordType::Environment(environment),
         ];
-        for record in opening {
-            events.send(Event::record(record));
-        }
-        for update in opening_updates {
-            events.send(update);
-        }
+        // Stored before init returns, so that a run whose process dies is still a run.
+        let opening = opening
+            .into_iter()
+            .map(Event::record)
+            .chain(opening_updates);
+        let events = writer::start(
+            Paths {
+                log: log.clone(),
+                files_dir: dir.join("files"),
+                staging_dir: dir.join("staging"),
+            },
+            Owner {
+                run_id: info.id.clone(),
+                project: settings.project.clone().unwrap_or_default(),
+                entity: settings.entity.clone().unwrap_or_default(),
+            },
+            online,
+            state.journal.as_ref().map(Journal::progress),
+            opening.collect(),
+        )?;
         let runtime = f64::from(run.runtime);
         state.run_record = run;
         Ok(Self::assemble(
@@ -439,8 +472,7 @@ impl Run {
         };
         state.metrics.complete_row(&mut row.values);
         state.metrics.fold_into_summary(&row, &mut state.summary);
-        // The row goes as it is; the writer encodes it, off the caller's thread.
-        self.send(Event::History(row));
+        self.send_row(state, row);
         let due = state
             .summary_recorded
             .is_none_or(|at| now - at >= SUMMARY_EVERY_SECS);
@@ -449,6 +481,36 @@ impl Run {
         } else {
             state.summary_unrecorded = true;
         }
+    }
+
+    /// Hands a committed row to the writer, stored first in the rows journal so that it
+    /// survives the death of the process. The writer reuses the encoding, unless the row
+    /// holds media, which only it can store.
+    fn send_row(&self, state: &mut State, row: Row) {
+        if self.events.is_none() {
+            return;
+        }
+        let mut body = Vec::with_capacity(state.last_body_len + 64);
+        let whole = state
+            .encoder
+            .encode_body(&row, &state.record_info, true, &mut body);
+        state.last_body_len = body.len();
+        let seq = match state.journal.as_mut().map(|j| j.append(row.step, &body)) {
+            Some(Ok(seq)) => seq,
+            Some(Err(err)) => {
+                eprintln!(
+                    "wandb-nexus: run {}: rows are kept only in memory until written from now on ({err})",
+                    self.info.id
+                );
+                state.journal = None;
+                0
+            }
+            None => 0,
+        };
+        if !whole {
+            body = Vec::new();
+        }
+        self.send(Event::History { row, body, seq });
     }
 
     /// Records the summary if rows changed it since it was last recorded.
@@ -634,7 +696,7 @@ impl Run {
         }
         self.send(Event::Output {
             stderr,
-            time: timestamp(SystemTime::now()),
+            time: Timestamp::at(SystemTime::now()),
             text,
         });
     }
@@ -740,9 +802,14 @@ impl Run {
                 exit_code,
                 reply: reply_tx,
             });
-            reply_rx
+            (reply_rx, state.journal.take())
         };
+        let (reply, journal) = reply;
         let stored = self.await_writer(reply);
+        if let (Ok(_), Some(log)) = (&stored, journal.and(self.info.log_path())) {
+            // The log is whole: its journal has nothing the log lacks.
+            let _ = std::fs::remove_file(journal::path_for(&log));
+        }
         if exit_code == 0 && self.settings.resume == Some(Resume::Auto) {
             // A run that ended well is not resumed by the next `resume="auto"` run.
             let _ = std::fs::remove_file(auto_resume_file(&self.settings));
@@ -764,6 +831,29 @@ impl Run {
                 .log_path()
                 .is_some_and(|log| !delivery::synced_marker(&log).exists())
     }
+}
+
+/// The runs started in this process, to finish those still open when it is told to end.
+fn open_runs() -> MutexGuard<'static, Vec<Weak<Run>>> {
+    static OPEN: Mutex<Vec<Weak<Run>>> = Mutex::new(Vec::new());
+    OPEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Finishes the runs this process still has open (storing them; a deferred run is left
+/// for a sync) with `exit_code`; returns what went wrong, one line per run.
+pub fn finish_open_runs(exit_code: i32) -> Vec<String> {
+    let runs: Vec<Arc<Run>> = {
+        let mut open = open_runs();
+        open.retain(|run| run.upgrade().is_some_and(|run| !run.is_finished()));
+        open.iter().filter_map(Weak::upgrade).collect()
+    };
+    runs.iter()
+        .filter(|run| run.pid == system::current_pid())
+        .filter_map(|run| match run.finish(exit_code) {
+            Ok(warning) => warning,
+            Err(err) => Some(format!("run {}: {err}", run.info.id)),
+        })
+        .collect()
 }
 
 /// Directories of runs open in this process: their logs are still being written, so a
@@ -986,14 +1076,6 @@ fn create_run_dir(settings: &Settings, id: &str, now: SystemTime) -> Result<Path
     Ok(dir)
 }
 
-pub fn timestamp(time: SystemTime) -> Timestamp {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp {
-        seconds: since.as_secs() as i64,
-        nanos: since.subsec_nanos() as i32,
-    }
-}
-
 fn config_items(config: &Value) -> Vec<Item> {
     let mut items = vec![Item {
         key: "_wandb".to_string(),
@@ -1112,7 +1194,7 @@ mod tests {
         dir
     }
 
-    fn offline_run(root: &std::path::Path) -> Run {
+    fn offline_run(root: &std::path::Path) -> Arc<Run> {
         let args = InitArgs {
             project: Some("p".into()),
             dir: Some(root.display().to_string()),

@@ -1,13 +1,525 @@
-//! The rows journal: what makes a row durable when `log()` returns.
+//! The rows journal: what makes a row durable the moment `log()` returns.
+//!
+//! The writer thread turns rows into the transaction log a little later, so a process that
+//! dies (a Lambda timeout, `os._exit`, a signal, the OOM killer) would lose the rows still
+//! queued for it. `log()` therefore also copies each row's encoded record into this file,
+//! mapped into memory: a store into a shared file mapping lands in the kernel's page cache,
+//! which outlives the process, and costs a copy rather than a system call. Whoever delivers
+//! a run left behind (`recover`) appends the rows the log lacks.
+//!
+//! Layout: an 8-byte magic, then entries `[len u32][crc u32][seq u64][step i64][body]`
+//! padded to 8 bytes, little-endian, `body` being a history record without its number. Seqs
+//! are consecutive; a torn or stale entry (after the journal wrapped around to its start)
+//! breaks the sequence and ends the reading.
 
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prost::Message;
 
 use crate::error::Error;
+use crate::log::records::{
+    numbered_record, Item, OutputRawRecord, Record, RecordInfo, RecordType, RunExitRecord,
+    SummaryRecord, Timestamp,
+};
+use crate::log::txlog::{LogReader, LogWriter};
 
-/// Makes the transaction log at `log`, left by a process that died, whole: rows that reached
-/// only the journal are appended, and a log without an exit record gets a console line
-/// saying `reason`. Call it holding the log's lock.
+const MAGIC: &[u8; 8] = b"WNXJRN01";
+const ENTRY_HEADER: usize = 24;
+/// The first mapping; rows are small and the journal wraps once the writer has caught up.
+const INITIAL_LEN: usize = 256 * 1024;
+/// A writer this far behind is stuck; rows past it are only in the writer's queue.
+const MAX_LEN: usize = 64 * 1024 * 1024;
+
+/// The journal beside a transaction log.
+pub fn path_for(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// A journal being appended to, by the run's callers (under the run's lock).
+pub struct Journal {
+    file: File,
+    map: Mapping,
+    /// Where the next entry goes.
+    pos: usize,
+    /// The seq of the last entry appended.
+    seq: u64,
+    /// The seq of the last row the writer has handed to the OS in the log: entries up to it
+    /// may be overwritten.
+    handed: Arc<AtomicU64>,
+}
+
+impl Journal {
+    /// Creates the journal of the log at `log`, its room reserved on disk (so that a full
+    /// disk is an error here, never a fault when a row is stored).
+    pub fn create(log: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path_for(log))?;
+        let map = Mapping::new(&file, INITIAL_LEN)?;
+        // SAFETY: the mapping is INITIAL_LEN bytes long, more than the magic.
+        unsafe { std::ptr::copy_nonoverlapping(MAGIC.as_ptr(), map.ptr, MAGIC.len()) };
+        Ok(Self {
+            file,
+            map,
+            pos: MAGIC.len(),
+            seq: 0,
+            handed: Arc::default(),
+        })
+    }
+
+    /// Where the writer tells the journal which rows it has handed to the OS.
+    pub fn progress(&self) -> Arc<AtomicU64> {
+        self.handed.clone()
+    }
+
+    /// Stores a row's record body; returns its seq. Fails only when the journal cannot
+    /// grow, and then the row still goes to the writer.
+    pub fn append(&mut self, step: i64, body: &[u8]) -> io::Result<u64> {
+        let size = (ENTRY_HEADER + body.len()).next_multiple_of(8);
+        if self.pos + size > self.map.len {
+            self.make_room(size)?;
+        }
+        let seq = self.seq + 1;
+        let mut header = [0u8; ENTRY_HEADER];
+        header[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        header[8..16].copy_from_slice(&seq.to_le_bytes());
+        header[16..24].copy_from_slice(&step.to_le_bytes());
+        let crc = entry_crc(&header[8..], body);
+        header[4..8].copy_from_slice(&crc.to_le_bytes());
+        // SAFETY: `make_room` left at least `size` bytes mapped from `pos`, and only this
+        // journal (behind `&mut self`) writes to its mapping.
+        unsafe {
+            let at = self.map.ptr.add(self.pos);
+            std::ptr::copy_nonoverlapping(header.as_ptr(), at, ENTRY_HEADER);
+            std::ptr::copy_nonoverlapping(body.as_ptr(), at.add(ENTRY_HEADER), body.len());
+        }
+        self.pos += size;
+        self.seq = seq;
+        Ok(seq)
+    }
+
+    /// Wraps around to the start when the writer has handed every entry to the OS, or
+    /// doubles the journal.
+    fn make_room(&mut self, size: usize) -> io::Result<()> {
+        let start = MAGIC.len();
+        if self.handed.load(Ordering::Acquire) >= self.seq && start + size <= self.map.len {
+            self.pos = start;
+            return Ok(());
+        }
+        let mut len = self.map.len * 2;
+        while self.pos + size > len {
+            len *= 2;
+        }
+        if len > MAX_LEN {
+            return Err(io::Error::other(
+                "the rows journal is full: the writer is stuck",
+            ));
+        }
+        self.map = Mapping::new(&self.file, len)?;
+        Ok(())
+    }
+}
+
+fn entry_crc(seq_and_step: &[u8], body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(seq_and_step);
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// A shared, writable mapping of a file's first `len` bytes.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by one Journal; moving it between threads is
+// as safe as moving a Vec.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn new(file: &File, len: usize) -> io::Result<Self> {
+        let fd = file.as_raw_fd();
+        // SAFETY: plain system calls on a file we own.
+        let err = unsafe { libc::posix_fallocate(fd, 0, len as libc::off_t) };
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+        // SAFETY: a new shared mapping of `len` bytes of a file that has them.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped; nothing refers to it after the drop.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// One row as the journal holds it.
+#[derive(Debug, PartialEq)]
+pub struct Entry {
+    pub seq: u64,
+    pub step: i64,
+    pub body: Vec<u8>,
+}
+
+/// The entries of a journal, in order, up to the first torn or stale one. An error means it
+/// is not a journal this version can read.
+pub fn read(data: &[u8]) -> Result<Vec<Entry>, String> {
+    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        return Err("not a rows journal of this version of wandb-nexus".into());
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut pos = MAGIC.len();
+    while pos + ENTRY_HEADER <= data.len() {
+        let header = &data[pos..pos + ENTRY_HEADER];
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let step = i64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+        let Some(body) = data.get(pos + ENTRY_HEADER..pos + ENTRY_HEADER + len) else {
+            break;
+        };
+        let follows = entries.last().is_none_or(|last| last.seq + 1 == seq);
+        if seq == 0 || !follows || entry_crc(&header[8..], body) != crc {
+            break;
+        }
+        entries.push(Entry {
+            seq,
+            step,
+            body: body.to_vec(),
+        });
+        pos += (ENTRY_HEADER + len).next_multiple_of(8);
+    }
+    Ok(entries)
+}
+
+/// What a log holds, as far as it can be read.
+#[derive(Default)]
+struct LogState {
+    /// Where its last whole record ends: anything after it is a torn write.
+    end: usize,
+    last_num: i64,
+    last_step: Option<i64>,
+    exited: bool,
+    info: Option<RecordInfo>,
+}
+
+fn scan(data: &[u8]) -> Result<LogState, String> {
+    let mut reader = LogReader::new(data).map_err(|e| e.to_string())?;
+    let mut state = LogState {
+        end: reader.offset(),
+        ..LogState::default()
+    };
+    while let Some(bytes) = reader.next() {
+        state.end = reader.offset();
+        let Ok(record) = Record::decode(bytes.as_slice()) else {
+            continue;
+        };
+        state.last_num = state.last_num.max(record.num);
+        if state.info.is_none() {
+            state.info = record.info.clone();
+        }
+        match &record.record_type {
+            Some(RecordType::History(history)) => {
+                state.last_step = history.step.as_ref().map(|s| s.num).or(state.last_step);
+            }
+            Some(RecordType::Exit(_)) => state.exited = true,
+            _ => {}
+        }
+    }
+    Ok(state)
+}
+
+/// Makes the transaction log at `log`, left by a process that died, whole: the rows that
+/// reached only the journal are appended (with a summary of their values), and a log
+/// without an exit record is closed with `reason` in its console output and exit code 1,
+/// as W&B shows a failed run. Doing it again changes nothing. Call it holding the log's
+/// lock; on an error the log is left as it was.
 pub fn recover(log: &Path, reason: &str) -> Result<(), Error> {
-    let _ = (log, reason);
+    let cannot =
+        |what: &str, e: io::Error| Error::io(format!("cannot {what} {}", log.display()), e);
+    let data = std::fs::read(log).map_err(|e| cannot("read", e))?;
+    let state = scan(&data).map_err(|e| Error::Usage(format!("{}: {e}", log.display())))?;
+    let journal_path = path_for(log);
+    let rows = match std::fs::read(&journal_path) {
+        Ok(journal) => read(&journal)
+            .map_err(|e| Error::Usage(format!("{}: {e}; left in place", journal_path.display())))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(cannot("read the journal of", e)),
+    };
+    let missing: Vec<Entry> = rows
+        .into_iter()
+        .filter(|row| state.last_step.is_none_or(|last| row.step > last))
+        .collect();
+    if !missing.is_empty() || !state.exited {
+        append_missing(log, &state, &missing, reason).map_err(|e| cannot("complete", e))?;
+    }
+    match std::fs::remove_file(&journal_path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(cannot("remove the journal of", e)),
+        _ => Ok(()),
+    }
+}
+
+fn append_missing(log: &Path, state: &LogState, rows: &[Entry], reason: &str) -> io::Result<()> {
+    let info = state.info.clone().unwrap_or_default();
+    let mut records = Vec::new();
+    let mut summary: Vec<Item> = Vec::new();
+    let mut runtime = 0.0;
+    for row in rows {
+        let mut bytes = Vec::new();
+        numbered_record(
+            state.last_num + records.len() as i64 + 1,
+            &row.body,
+            &mut bytes,
+        );
+        if let Ok(Record {
+            record_type: Some(RecordType::History(history)),
+            ..
+        }) = Record::decode(bytes.as_slice())
+        {
+            for item in history.item {
+                if item.key == "_runtime" {
+                    runtime = item.value_json.parse().unwrap_or(runtime);
+                }
+                summary.retain(|s| s.key != item.key || s.nested_key != item.nested_key);
+                summary.push(item);
+            }
+        }
+        records.push(bytes);
+    }
+    let mut extra = Vec::new();
+    if !summary.is_empty() {
+        extra.push(RecordType::Summary(SummaryRecord {
+            update: summary,
+            remove: Vec::new(),
+        }));
+    }
+    if !state.exited {
+        extra.push(RecordType::OutputRaw(OutputRawRecord {
+            output_type: 0,
+            timestamp: Some(Timestamp::now()),
+            line: format!("wandb-nexus: {reason}; the run ends at its last stored row\n"),
+        }));
+        extra.push(RecordType::Exit(RunExitRecord {
+            exit_code: 1,
+            runtime: runtime as i32,
+        }));
+    }
+    for record_type in extra {
+        let record = Record {
+            num: state.last_num + records.len() as i64 + 1,
+            record_type: Some(record_type),
+            info: Some(info.clone()),
+        };
+        records.push(record.encode_to_vec());
+    }
+    let file = OpenOptions::new().write(true).open(log)?;
+    // What follows the last whole record is a torn write: the records go in its place.
+    file.set_len(state.end as u64)?;
+    let mut writer = LogWriter::continue_at(file, state.end)?;
+    for record in &records {
+        writer.append(record)?;
+    }
+    writer.sync()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::values::{Tree, Value};
+    use crate::log::records::{HistoryEncoder, Row};
+    use crate::log::txlog::read_file;
+
+    fn temp_log() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "wandb-nexus-journal-{}",
+            crate::core::system::random_run_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("run-x.wandb")
+    }
+
+    fn body(step: i64) -> Vec<u8> {
+        let mut values = Tree::default();
+        values.set(&["loss".to_string()], Value::Float(step as f64 / 2.0));
+        let row = Row {
+            step,
+            timestamp: Some(1.5),
+            runtime: step as f64,
+            values,
+        };
+        let info = RecordInfo {
+            stream_id: "x".into(),
+        };
+        let mut out = Vec::new();
+        assert!(HistoryEncoder::default().encode_body(&row, &info, true, &mut out));
+        out
+    }
+
+    fn steps(log: &Path) -> Vec<i64> {
+        read_file(log)
+            .unwrap()
+            .iter()
+            .filter_map(
+                |bytes| match Record::decode(bytes.as_slice()).ok()?.record_type {
+                    Some(RecordType::History(h)) => h.step.map(|s| s.num),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    fn exit_codes(log: &Path) -> Vec<i32> {
+        read_file(log)
+            .unwrap()
+            .iter()
+            .filter_map(
+                |bytes| match Record::decode(bytes.as_slice()).ok()?.record_type {
+                    Some(RecordType::Exit(exit)) => Some(exit.exit_code),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    /// A log as the writer leaves it: header, then rows 0..written, flushed.
+    fn write_log(log: &Path, written: i64) {
+        let mut writer = LogWriter::create(log).unwrap();
+        let info = RecordInfo {
+            stream_id: "x".into(),
+        };
+        let run = Record {
+            num: 1,
+            record_type: Some(RecordType::Run(Default::default())),
+            info: Some(info),
+        };
+        writer.append(&run.encode_to_vec()).unwrap();
+        for step in 0..written {
+            let mut bytes = Vec::new();
+            numbered_record(step + 2, &body(step), &mut bytes);
+            writer.append(&bytes).unwrap();
+        }
+        writer.flush().unwrap();
+    }
+
+    #[test]
+    fn entries_read_back_in_order_and_wrap_once_handed_to_the_os() {
+        let log = temp_log();
+        let mut journal = Journal::create(&log).unwrap();
+        let rows = (INITIAL_LEN / 64) as i64;
+        for step in 0..rows {
+            journal.append(step, &body(step)).unwrap();
+        }
+        assert!(
+            journal.map.len > INITIAL_LEN,
+            "grew while the writer had nothing"
+        );
+        journal.progress().store(journal.seq, Ordering::Release);
+        let grown = journal.map.len;
+        for step in rows..rows * 3 {
+            journal.append(step, &body(step)).unwrap();
+            journal.progress().store(journal.seq, Ordering::Release);
+        }
+        assert_eq!(journal.map.len, grown, "wrapped instead of growing");
+        let entries = read(&std::fs::read(path_for(&log)).unwrap()).unwrap();
+        let last = entries.last().unwrap();
+        assert_eq!(last.step, rows * 3 - 1);
+        assert_eq!(last.body, body(last.step));
+        assert!(entries.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+    }
+
+    #[test]
+    fn a_torn_entry_ends_the_journal() {
+        let log = temp_log();
+        let mut journal = Journal::create(&log).unwrap();
+        for step in 0..3 {
+            journal.append(step, &body(step)).unwrap();
+        }
+        drop(journal);
+        let mut data = std::fs::read(path_for(&log)).unwrap();
+        let second = MAGIC.len() + (ENTRY_HEADER + body(0).len()).next_multiple_of(8);
+        data[second + ENTRY_HEADER] ^= 1;
+        assert_eq!(read(&data).unwrap().len(), 1);
+        assert!(
+            read(b"WNXJRN99").is_err(),
+            "another version's journal is refused"
+        );
+    }
+
+    #[test]
+    fn recovery_appends_the_rows_the_log_lacks_and_closes_it_once() {
+        let log = temp_log();
+        write_log(&log, 3);
+        let mut journal = Journal::create(&log).unwrap();
+        for step in 0..5 {
+            journal.append(step, &body(step)).unwrap();
+        }
+        // A torn write after the last whole record, as a killed process leaves it.
+        let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+        io::Write::write_all(&mut file, &[9, 9, 9, 9, 40, 0, 1, 7]).unwrap();
+        recover(&log, "the invocation timed out").unwrap();
+        assert_eq!(steps(&log), vec![0, 1, 2, 3, 4]);
+        assert_eq!(exit_codes(&log), vec![1]);
+        assert!(!path_for(&log).exists());
+        let records = read_file(&log).unwrap();
+        let nums: Vec<i64> = records
+            .iter()
+            .map(|b| Record::decode(b.as_slice()).unwrap().num)
+            .collect();
+        assert!(nums.windows(2).all(|w| w[0] + 1 == w[1]), "{nums:?}");
+        let console =
+            records
+                .iter()
+                .find_map(|b| match Record::decode(b.as_slice()).ok()?.record_type {
+                    Some(RecordType::OutputRaw(out)) => Some(out.line),
+                    _ => None,
+                });
+        assert!(console.unwrap().contains("the invocation timed out"));
+        recover(&log, "again").unwrap();
+        assert_eq!(steps(&log), vec![0, 1, 2, 3, 4]);
+        assert_eq!(exit_codes(&log), vec![1]);
+    }
+
+    #[test]
+    fn recovery_leaves_a_log_it_cannot_read_alone() {
+        let log = temp_log();
+        std::fs::write(&log, b"not a log").unwrap();
+        assert!(recover(&log, "x").is_err());
+        assert_eq!(std::fs::read(&log).unwrap(), b"not a log");
+        let other = temp_log();
+        write_log(&other, 1);
+        std::fs::write(path_for(&other), b"WNXJRN99").unwrap();
+        let before = std::fs::read(&other).unwrap();
+        assert!(recover(&other, "x").is_err());
+        assert_eq!(std::fs::read(&other).unwrap(), before);
+    }
 }

@@ -65,6 +65,22 @@ pub struct Timestamp {
     pub nanos: i32,
 }
 
+impl Timestamp {
+    pub fn at(time: std::time::SystemTime) -> Self {
+        let since = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            seconds: since.as_secs() as i64,
+            nanos: since.subsec_nanos() as i32,
+        }
+    }
+
+    pub fn now() -> Self {
+        Self::at(std::time::SystemTime::now())
+    }
+}
+
 #[derive(Clone, PartialEq, Message)]
 pub struct HeaderRecord {
     #[prost(message, optional, tag = "1")]
@@ -531,10 +547,28 @@ pub struct HistoryEncoder {
 impl HistoryEncoder {
     /// Appends the record to `out`.
     pub fn encode(&mut self, num: i64, row: &Row, info: &RecordInfo, out: &mut Vec<u8>) {
-        let json = &mut self.json;
         put_int64(1, num, out);
+        self.encode_body(row, info, false, out);
+    }
+
+    /// Appends the record's fields after its number (which the writer gives it later), and
+    /// says whether it is the whole row: with `without_media`, items holding media (which
+    /// only the writer can store) are left out.
+    pub fn encode_body(
+        &mut self,
+        row: &Row,
+        info: &RecordInfo,
+        without_media: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let json = &mut self.json;
+        let mut whole = true;
         let history = begin_message(2, out);
         row.visit_items(&mut |parents, key, value| {
+            if without_media && value.has_media() {
+                whole = false;
+                return;
+            }
             let item = begin_message(1, out);
             if parents.is_empty() {
                 put_string(1, key, out);
@@ -556,7 +590,15 @@ impl HistoryEncoder {
         let record_info = begin_message(200, out);
         put_string(1, &info.stream_id, out);
         end_message(record_info, out);
+        whole
     }
+}
+
+/// Appends a record numbered `num` whose other fields are `body` (as `encode_body` wrote
+/// them).
+pub fn numbered_record(num: i64, body: &[u8], out: &mut Vec<u8>) {
+    put_int64(1, num, out);
+    out.extend_from_slice(body);
 }
 
 /// Where an embedded message's one-byte length placeholder is (see `end_message`).

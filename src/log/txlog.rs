@@ -2,7 +2,8 @@
 //! CRC-checked chunks, each record a serialized `Record` protobuf (wandb-protocol.md §5.2–5.3).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// `:W&B`, the magic 0xBEE1 (little-endian) and store version 0.
@@ -32,12 +33,34 @@ pub struct LogWriter<W: Write> {
 }
 
 impl LogWriter<BufWriter<File>> {
-    /// Creates a new log file; an existing file is never overwritten.
+    /// Creates a new log file, locked (see `lock`) for as long as the writer holds it; an
+    /// existing file is never overwritten.
     pub fn create(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        if !lock(&file)? {
+            return Err(io::Error::other("the new log is locked by another process"));
+        }
         let mut writer = Self::new(BufWriter::with_capacity(BLOCK_SIZE, file))?;
         writer.flush()?;
         Ok(writer)
+    }
+
+    /// Continues a log whose whole records end at `end` (the file's length).
+    pub fn continue_at(mut file: File, end: usize) -> io::Result<Self> {
+        file.seek(SeekFrom::Start(end as u64))?;
+        Ok(Self {
+            out: BufWriter::with_capacity(BLOCK_SIZE, file),
+            block_used: end % BLOCK_SIZE,
+        })
+    }
+
+    /// Gives up the log's lock (see `lock`): the run is complete, others may deliver it.
+    pub fn unlock(&self) -> io::Result<()> {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(self.out.get_ref().as_raw_fd(), libc::LOCK_UN) } == 0 {
+            return Ok(());
+        }
+        Err(io::Error::last_os_error())
     }
 
     /// Flushes buffered chunks and asks the OS to persist them.
@@ -109,6 +132,22 @@ impl<W: Write> LogWriter<W> {
     }
 }
 
+/// Takes the exclusive lock of a log without waiting; false when another open file holds
+/// it. The process writing a run holds its log's lock while the run is open; whoever
+/// completes or delivers a run left on disk takes it first, so that no two deliver one run
+/// at once. The kernel drops the lock of a process that dies.
+pub fn lock(file: &File) -> io::Result<bool> {
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(err),
+    }
+}
+
 /// Why a log could not be read past some point.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReadError {
@@ -135,6 +174,11 @@ impl<'a> LogReader<'a> {
             pos: FILE_HEADER.len(),
             corrupt_chunks: 0,
         })
+    }
+
+    /// Where reading stands: after a record, where it ends.
+    pub fn offset(&self) -> usize {
+        self.pos
     }
 
     fn skip_to_next_block(&mut self) {

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -19,8 +19,9 @@ use crate::core::system;
 use crate::core::values::{Entry, Tree, Value};
 use crate::error::Error;
 use crate::log::records::{
-    history_record, ArtifactRecord, ConfigRecord, FilesItem, FilesRecord, HistoryEncoder, Item,
-    OutputRawRecord, Record, RecordInfo, RecordType, Row, SummaryRecord, Timestamp,
+    history_record, numbered_record, ArtifactRecord, ConfigRecord, FilesItem, FilesRecord,
+    HistoryEncoder, Item, OutputRawRecord, Record, RecordInfo, RecordType, Row, SummaryRecord,
+    Timestamp,
 };
 use crate::log::txlog::LogWriter;
 use crate::media::store::{MediaStore, Owner, Stored};
@@ -29,7 +30,14 @@ pub enum Event {
     /// A record built by the run (header, run, environment, metric, exit, ...); boxed, as
     /// records are rare and large, and every queued event takes the largest variant's room.
     Record(Box<RecordType>),
-    History(Row),
+    History {
+        row: Row,
+        /// The record's fields after its number, as the run encoded them for the rows
+        /// journal; empty when the writer must encode the row (its media are stored first).
+        body: Vec<u8>,
+        /// Its seq in the rows journal; 0 when it is not there.
+        seq: u64,
+    },
     Summary {
         update: Vec<Entry>,
         remove: Vec<Vec<String>>,
@@ -66,7 +74,9 @@ impl Event {
     /// with them, and the bytes of the media it holds (an image's pixels until encoded).
     fn backlog_units(&self) -> usize {
         match self {
-            Event::History(row) => 1 + row.values.len() + row.values.media_bytes() / UNIT_BYTES,
+            Event::History { row, .. } => {
+                1 + row.values.len() + row.values.media_bytes() / UNIT_BYTES
+            }
             _ => 1,
         }
     }
@@ -244,9 +254,15 @@ impl Drop for EventSender {
     }
 }
 
-/// Opens the log and starts the writer thread (and, online, the delivery task); events sent
-/// before the first error are stored.
-pub fn start(paths: Paths, owner: Owner, online: Option<Online>) -> Result<EventSender, Error> {
+/// Opens the log, writes `opening` to it and hands that to the OS, then starts the writer
+/// thread (and, online, the delivery task); events sent before the first error are stored.
+pub fn start(
+    paths: Paths,
+    owner: Owner,
+    online: Option<Online>,
+    journal_progress: Option<Arc<AtomicU64>>,
+    opening: Vec<Event>,
+) -> Result<EventSender, Error> {
     let log = LogWriter::create(&paths.log)
         .map_err(|e| Error::io(format!("cannot create {}", paths.log.display()), e))?;
     let output_path = paths.files_dir.join("output.log");
@@ -283,7 +299,13 @@ pub fn start(paths: Paths, owner: Owner, online: Option<Online>) -> Result<Event
         encoded: Vec::new(),
         history: HistoryEncoder::default(),
         failure: None,
+        journaled: 0,
+        journal_progress,
     };
+    for event in opening {
+        sender.handle(event);
+    }
+    sender.flush_to_os();
     let shared = Arc::new(Shared::default());
     let gone = WriterGone(shared.clone());
     let writer = std::thread::Builder::new()
@@ -317,6 +339,10 @@ struct Sender {
     /// The first write error; everything after it is still attempted, and it is reported at
     /// finish.
     failure: Option<String>,
+    /// The rows journal's seq of the last row written, and where the journal learns which
+    /// rows the OS has.
+    journaled: u64,
+    journal_progress: Option<Arc<AtomicU64>>,
 }
 
 impl Sender {
@@ -353,19 +379,27 @@ impl Sender {
 
     fn flush_to_os(&mut self) {
         let flushed = self.log.flush().and_then(|()| self.output.flush());
+        let handed = flushed.is_ok();
         self.note(flushed, "cannot write the transaction log");
+        if let (true, Some(progress)) = (handed, &self.journal_progress) {
+            // The journal may now overwrite these rows: the OS has them in the log.
+            progress.store(self.journaled, Ordering::Release);
+        }
     }
 
     /// Writes an event's record; a Finish is handed back to the loop.
     fn handle(&mut self, event: Event) -> Option<FinishRequest> {
         let record = match event {
             Event::Record(record) => *record,
-            Event::History(mut row) => {
-                let mut stored = Vec::new();
-                row.values
-                    .visit_values_mut(&mut |value| self.media.resolve(value, &mut stored));
-                self.append_stored(stored);
-                self.append_history(&row);
+            Event::History { mut row, body, seq } => {
+                if body.is_empty() {
+                    let mut stored = Vec::new();
+                    row.values
+                        .visit_values_mut(&mut |value| self.media.resolve(value, &mut stored));
+                    self.append_stored(stored);
+                }
+                self.append_history(&row, &body);
+                self.journaled = self.journaled.max(seq);
                 return None;
             }
             Event::Summary { mut update, remove } => {
@@ -442,11 +476,16 @@ impl Sender {
         }
     }
 
-    fn append_history(&mut self, row: &Row) {
+    /// Appends a row, from the body the run encoded when there is one.
+    fn append_history(&mut self, row: &Row, body: &[u8]) {
         self.num += 1;
         self.encoded.clear();
-        self.history
-            .encode(self.num, row, &self.info, &mut self.encoded);
+        if body.is_empty() {
+            self.history
+                .encode(self.num, row, &self.info, &mut self.encoded);
+        } else {
+            numbered_record(self.num, body, &mut self.encoded);
+        }
         self.write_encoded();
         if self.uploads.is_some() {
             self.deliver(history_record(self.num, row, self.info.clone()));
@@ -517,6 +556,8 @@ impl Sender {
             .sync()
             .and_then(|()| self.output.get_ref().sync_data());
         self.note(synced, "cannot persist the transaction log");
+        let unlocked = self.log.unlock();
+        self.note(unlocked, "cannot unlock the transaction log");
         // A deferred run's delivery ends here; the run is synced from its log instead.
         let uploads = self.uploads.take().filter(|_| self.deliver_at_finish);
         let delivered = uploads.map(|uploads| {

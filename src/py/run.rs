@@ -72,7 +72,7 @@ pub fn init(
         let settings = Settings::resolve(args, |name| std::env::var(name).ok())?;
         Run::start(settings, config, process)
     })?;
-    Ok(RunCore { run: Arc::new(run) })
+    Ok(RunCore { run })
 }
 
 /// The interpreter facts a run records, from `sys` (always imported already).
@@ -422,11 +422,20 @@ pub fn sync(
 ) -> PyResult<Option<String>> {
     let outcome = py.detach(|| {
         let settings = Settings::resolve(InitArgs::default(), |name| std::env::var(name).ok())?;
-        let overrides = crate::api::delivery::SyncOverrides { entity, project };
+        let overrides = crate::api::delivery::SyncOverrides {
+            entity,
+            project,
+            ended_because: None,
+        };
         crate::api::delivery::sync(std::path::Path::new(&path), &settings, overrides, None)
     })?;
-    Ok(match outcome {
-        crate::api::delivery::SyncOutcome::Uploaded { url } => Some(url),
-        crate::api::delivery::SyncOutcome::AlreadySynced => None,
-    })
+    match outcome {
+        crate::api::delivery::SyncOutcome::Uploaded { url } => Ok(Some(url)),
+        crate::api::delivery::SyncOutcome::AlreadySynced => Ok(None),
+        crate::api::delivery::SyncOutcome::Open => Err(Error::Usage(format!(
+            "{path} is still being written by a running process (it holds the log's lock); \
+             sync it once that run has finished"
+        ))
+        .into()),
+    }
 }
