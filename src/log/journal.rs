@@ -230,6 +230,17 @@ struct LogState {
     last_step: Option<i64>,
     exited: bool,
     info: Option<RecordInfo>,
+    /// The latest value of each history item since the last summary record: what the
+    /// summary lacks.
+    unsummarized: Vec<Item>,
+}
+
+/// Folds a row's items into `summary`, each replacing the value at its key.
+fn fold(summary: &mut Vec<Item>, items: Vec<Item>) {
+    for item in items {
+        summary.retain(|s| s.key != item.key || s.nested_key != item.nested_key);
+        summary.push(item);
+    }
 }
 
 fn scan(data: &[u8]) -> Result<LogState, String> {
@@ -250,7 +261,9 @@ fn scan(data: &[u8]) -> Result<LogState, String> {
         match &record.record_type {
             Some(RecordType::History(history)) => {
                 state.last_step = history.step.as_ref().map(|s| s.num).or(state.last_step);
+                fold(&mut state.unsummarized, history.item.clone());
             }
+            Some(RecordType::Summary(_)) => state.unsummarized.clear(),
             Some(RecordType::Exit(_)) => state.exited = true,
             _ => {}
         }
@@ -291,8 +304,7 @@ pub fn recover(log: &Path, reason: &str) -> Result<(), Error> {
 fn append_missing(log: &Path, state: &LogState, rows: &[Entry], reason: &str) -> io::Result<()> {
     let info = state.info.clone().unwrap_or_default();
     let mut records = Vec::new();
-    let mut summary: Vec<Item> = Vec::new();
-    let mut runtime = 0.0;
+    let mut summary = state.unsummarized.clone();
     for row in rows {
         let mut bytes = Vec::new();
         numbered_record(
@@ -305,16 +317,15 @@ fn append_missing(log: &Path, state: &LogState, rows: &[Entry], reason: &str) ->
             ..
         }) = Record::decode(bytes.as_slice())
         {
-            for item in history.item {
-                if item.key == "_runtime" {
-                    runtime = item.value_json.parse().unwrap_or(runtime);
-                }
-                summary.retain(|s| s.key != item.key || s.nested_key != item.nested_key);
-                summary.push(item);
-            }
+            fold(&mut summary, history.item);
         }
         records.push(bytes);
     }
+    let runtime = summary
+        .iter()
+        .find(|item| item.key == "_runtime")
+        .and_then(|item| item.value_json.parse::<f64>().ok())
+        .unwrap_or(0.0);
     let mut extra = Vec::new();
     if !summary.is_empty() {
         extra.push(RecordType::Summary(SummaryRecord {
