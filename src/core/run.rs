@@ -19,9 +19,9 @@ use crate::core::values::{Entry, Key, Tree, Value};
 use crate::error::Error;
 use crate::log::journal::{self, Journal};
 use crate::log::records::{
-    AlertRecord, ConfigRecord, EnvironmentRecord, FilesItem, FilesRecord, HeaderRecord,
-    HistoryEncoder, Item, RecordInfo, RecordType, Row, RunExitRecord, RunRecord, TelemetryFeature,
-    TelemetryRecord, Timestamp, VersionInfo,
+    AlertRecord, ConfigRecord, EnvironmentRecord, FilesItem, FilesRecord, HeaderRecord, Item,
+    RecordType, Row, RunExitRecord, RunRecord, TelemetryFeature, TelemetryRecord, Timestamp,
+    VersionInfo,
 };
 use crate::log::writer::{self, Event, EventSender, Online, Paths, RunFiles};
 use crate::media::store::Owner;
@@ -130,11 +130,6 @@ struct State {
     /// Where committed rows are stored before the writer has them (None when they cannot
     /// be: then only the writer stores them).
     journal: Option<Journal>,
-    /// Encodes rows for the journal, and the run's record info they carry.
-    encoder: HistoryEncoder,
-    record_info: RecordInfo,
-    /// The size of the last row's encoding, to size the next one's buffer.
-    last_body_len: usize,
 }
 
 /// A row that log() calls are adding to.
@@ -283,9 +278,6 @@ impl Run {
                 eprintln!("wandb-nexus: run {}: rows are kept only in memory until written: cannot create the rows journal ({e})", info.id);
             })
             .ok();
-        state.record_info = RecordInfo {
-            stream_id: info.id.clone(),
-        };
         let environment = environment_record(&settings, &process, &info.id, start_time);
         state.metadata = metadata_json(&environment);
         state.internal_config.set(
@@ -484,18 +476,9 @@ impl Run {
     }
 
     /// Hands a committed row to the writer, stored first in the rows journal so that it
-    /// survives the death of the process. The writer reuses the encoding, unless the row
-    /// holds media, which only it can store.
+    /// survives the death of the process.
     fn send_row(&self, state: &mut State, row: Row) {
-        if self.events.is_none() {
-            return;
-        }
-        let mut body = Vec::with_capacity(state.last_body_len + 64);
-        let whole = state
-            .encoder
-            .encode_body(&row, &state.record_info, true, &mut body);
-        state.last_body_len = body.len();
-        let seq = match state.journal.as_mut().map(|j| j.append(row.step, &body)) {
+        let seq = match state.journal.as_mut().map(|j| j.append(&row)) {
             Some(Ok(seq)) => seq,
             Some(Err(err)) => {
                 eprintln!(
@@ -507,10 +490,7 @@ impl Run {
             }
             None => 0,
         };
-        if !whole {
-            body = Vec::new();
-        }
-        self.send(Event::History { row, body, seq });
+        self.send(Event::History { row, seq });
     }
 
     /// Records the summary if rows changed it since it was last recorded.

@@ -7,28 +7,33 @@
 //! which outlives the process, and costs a copy rather than a system call. Whoever delivers
 //! a run left behind (`recover`) appends the rows the log lacks.
 //!
-//! Layout: an 8-byte magic, then entries `[len u32][crc u32][seq u64][step i64][body]`
-//! padded to 8 bytes, little-endian, `body` being a history record without its number. Seqs
-//! are consecutive; a torn or stale entry (after the journal wrapped around to its start)
-//! breaks the sequence and ends the reading.
+//! Layout: an 8-byte magic, then entries `[seq u64][len u32][0 u32][step i64][body]` padded
+//! to 8 bytes, little-endian. An entry's seq is stored last (and cleared first): a process
+//! that dies leaves every store it made before that point, so an entry whose seq follows
+//! the one before is whole. Seqs are consecutive; a torn entry, or a stale one after the
+//! journal wrapped around to its start, breaks the sequence and ends the reading. A body is
+//! the row's items in a plain binary form (`put_value`): the JSON of a history record would
+//! cost `log()` its float formatting, which the writer does later anyway. Items holding media
+//! are left out: only the writer can store them.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prost::Message;
 
+use crate::core::values::Value;
 use crate::error::Error;
 use crate::log::records::{
-    numbered_record, Item, OutputRawRecord, Record, RecordInfo, RecordType, RunExitRecord,
-    SummaryRecord, Timestamp,
+    history_item, HistoryRecord, HistoryStep, Item, OutputRawRecord, Record, RecordInfo,
+    RecordType, Row, RunExitRecord, SummaryRecord, Timestamp,
 };
 use crate::log::txlog::{LogReader, LogWriter};
 
-const MAGIC: &[u8; 8] = b"WNXJRN01";
+pub const MAGIC: &[u8; 8] = b"WNXJRN01";
 const ENTRY_HEADER: usize = 24;
 /// The first mapping; rows are small and the journal wraps once the writer has caught up.
 const INITIAL_LEN: usize = 256 * 1024;
@@ -53,6 +58,8 @@ pub struct Journal {
     /// The seq of the last row the writer has handed to the OS in the log: entries up to it
     /// may be overwritten.
     handed: Arc<AtomicU64>,
+    /// The row being stored, encoded; kept to reuse its allocation.
+    body: Vec<u8>,
 }
 
 impl Journal {
@@ -73,6 +80,7 @@ impl Journal {
             pos: MAGIC.len(),
             seq: 0,
             handed: Arc::default(),
+            body: Vec::new(),
         })
     }
 
@@ -81,26 +89,37 @@ impl Journal {
         self.handed.clone()
     }
 
-    /// Stores a row's record body; returns its seq. Fails only when the journal cannot
-    /// grow, and then the row still goes to the writer.
-    pub fn append(&mut self, step: i64, body: &[u8]) -> io::Result<u64> {
+    /// Stores a row; returns its seq. Fails only when the journal cannot grow, and then the
+    /// row still goes to the writer.
+    pub fn append(&mut self, row: &Row) -> io::Result<u64> {
+        let mut body = std::mem::take(&mut self.body);
+        body.clear();
+        encode_row(row, &mut body);
+        let stored = self.append_body(row.step, &body);
+        self.body = body;
+        stored
+    }
+
+    fn append_body(&mut self, step: i64, body: &[u8]) -> io::Result<u64> {
         let size = (ENTRY_HEADER + body.len()).next_multiple_of(8);
         if self.pos + size > self.map.len {
             self.make_room(size)?;
         }
         let seq = self.seq + 1;
-        let mut header = [0u8; ENTRY_HEADER];
+        let mut header = [0u8; ENTRY_HEADER - 8];
         header[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
-        header[8..16].copy_from_slice(&seq.to_le_bytes());
-        header[16..24].copy_from_slice(&step.to_le_bytes());
-        let crc = entry_crc(&header[8..], body);
-        header[4..8].copy_from_slice(&crc.to_le_bytes());
-        // SAFETY: `make_room` left at least `size` bytes mapped from `pos`, and only this
-        // journal (behind `&mut self`) writes to its mapping.
+        header[8..].copy_from_slice(&step.to_le_bytes());
+        // SAFETY: `make_room` left at least `size` bytes mapped from `pos`, which is 8-byte
+        // aligned in a page-aligned mapping, and only this journal (behind `&mut self`)
+        // writes to it.
         unsafe {
             let at = self.map.ptr.add(self.pos);
-            std::ptr::copy_nonoverlapping(header.as_ptr(), at, ENTRY_HEADER);
+            let seq_slot = &*at.cast::<AtomicU64>();
+            seq_slot.store(0, Ordering::Relaxed);
+            fence(Ordering::Release);
+            std::ptr::copy_nonoverlapping(header.as_ptr(), at.add(8), header.len());
             std::ptr::copy_nonoverlapping(body.as_ptr(), at.add(ENTRY_HEADER), body.len());
+            seq_slot.store(seq, Ordering::Release);
         }
         self.pos += size;
         self.seq = seq;
@@ -129,11 +148,138 @@ impl Journal {
     }
 }
 
-fn entry_crc(seq_and_step: &[u8], body: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(seq_and_step);
-    hasher.update(body);
-    hasher.finalize()
+/// A row's items (`_step` is the entry's), each as its key path and value.
+fn encode_row(row: &Row, out: &mut Vec<u8>) {
+    row.visit_items(&mut |parents, key, value| {
+        if key == "_step" && parents.is_empty() || value.has_media() {
+            return;
+        }
+        out.push((parents.len() + 1) as u8);
+        for part in parents.iter().copied().chain([key]) {
+            put_bytes(part.as_bytes(), out);
+        }
+        put_value(value, out);
+    });
+}
+
+fn put_bytes(bytes: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_value(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null | Value::Media(_) => out.push(0),
+        Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+        Value::Int(i) => {
+            out.push(2);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::BigInt(digits) => {
+            out.push(3);
+            put_bytes(digits.as_bytes(), out);
+        }
+        Value::Float(f) => {
+            out.push(4);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::Str(text) => {
+            out.push(5);
+            put_bytes(text.as_bytes(), out);
+        }
+        Value::List(items) => {
+            out.push(6);
+            out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+            items.iter().for_each(|item| put_value(item, out));
+        }
+        Value::Map(entries) => {
+            out.push(7);
+            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            for (key, item) in entries {
+                put_bytes(key.as_bytes(), out);
+                put_value(item, out);
+            }
+        }
+    }
+}
+
+/// Reads what `put_*` wrote; None when the bytes are not that.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let (taken, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        Some(u32::from_le_bytes(self.array()?) as usize)
+    }
+
+    fn text(&mut self) -> Option<String> {
+        let len = self.len()?;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value> {
+        // Values nest no deeper than a row can (the writer refuses deeper ones).
+        if depth > 256 {
+            return None;
+        }
+        Some(match self.array::<1>()?[0] {
+            0 => Value::Null,
+            1 => Value::Bool(self.array::<1>()?[0] != 0),
+            2 => Value::Int(i64::from_le_bytes(self.array()?)),
+            3 => Value::BigInt(self.text()?),
+            4 => Value::Float(f64::from_le_bytes(self.array()?)),
+            5 => Value::Str(self.text()?),
+            6 => {
+                let count = self.len()?;
+                let items = (0..count).map(|_| self.value(depth + 1));
+                Value::List(items.collect::<Option<_>>()?)
+            }
+            7 => {
+                let count = self.len()?;
+                let entries = (0..count).map(|_| Some((self.text()?, self.value(depth + 1)?)));
+                Value::Map(entries.collect::<Option<_>>()?)
+            }
+            _ => return None,
+        })
+    }
+
+    fn item(&mut self) -> Option<Item> {
+        let parts = usize::from(self.array::<1>()?[0]);
+        let path: Vec<String> = (0..parts).map(|_| self.text()).collect::<Option<_>>()?;
+        let (key, parents) = path.split_last()?;
+        let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+        Some(history_item(&parents, key, &self.value(0)?))
+    }
+}
+
+/// The history record of a journal entry, numbered `num`; None when its body is not a row.
+pub fn entry_record(num: i64, entry: &Entry, info: &RecordInfo) -> Option<Record> {
+    let mut reader = Reader(&entry.body);
+    let mut items = Vec::new();
+    while !reader.0.is_empty() {
+        items.push(reader.item()?);
+    }
+    // In the place the writer puts it: after the values, before `_runtime`.
+    let at = items.iter().rposition(|item| item.key == "_runtime");
+    let step = history_item(&[], "_step", &Value::Int(entry.step));
+    items.insert(at.unwrap_or(items.len()), step);
+    Some(Record {
+        num,
+        record_type: Some(RecordType::History(HistoryRecord {
+            item: items,
+            step: Some(HistoryStep { num: entry.step }),
+        })),
+        info: Some(info.clone()),
+    })
 }
 
 /// A shared, writable mapping of a file's first `len` bytes.
@@ -200,15 +346,14 @@ pub fn read(data: &[u8]) -> Result<Vec<Entry>, String> {
     let mut pos = MAGIC.len();
     while pos + ENTRY_HEADER <= data.len() {
         let header = &data[pos..pos + ENTRY_HEADER];
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let seq = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
         let step = i64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
         let Some(body) = data.get(pos + ENTRY_HEADER..pos + ENTRY_HEADER + len) else {
             break;
         };
         let follows = entries.last().is_none_or(|last| last.seq + 1 == seq);
-        if seq == 0 || !follows || entry_crc(&header[8..], body) != crc {
+        if seq == 0 || !follows {
             break;
         }
         entries.push(Entry {
@@ -306,20 +451,18 @@ fn append_missing(log: &Path, state: &LogState, rows: &[Entry], reason: &str) ->
     let mut records = Vec::new();
     let mut summary = state.unsummarized.clone();
     for row in rows {
-        let mut bytes = Vec::new();
-        numbered_record(
-            state.last_num + records.len() as i64 + 1,
-            &row.body,
-            &mut bytes,
-        );
-        if let Ok(Record {
-            record_type: Some(RecordType::History(history)),
-            ..
-        }) = Record::decode(bytes.as_slice())
-        {
-            fold(&mut summary, history.item);
+        let num = state.last_num + records.len() as i64 + 1;
+        let Some(record) = entry_record(num, row, &info) else {
+            eprintln!(
+                "wandb-nexus: {}: skipped a journal entry that is not a row",
+                log.display()
+            );
+            continue;
+        };
+        if let Some(RecordType::History(history)) = &record.record_type {
+            fold(&mut summary, history.item.clone());
         }
-        records.push(bytes);
+        records.push(record.encode_to_vec());
     }
     let runtime = summary
         .iter()
@@ -367,7 +510,7 @@ fn append_missing(log: &Path, state: &LogState, rows: &[Entry], reason: &str) ->
 mod tests {
     use super::*;
     use crate::core::values::{Tree, Value};
-    use crate::log::records::{HistoryEncoder, Row};
+    use crate::log::records::{self, HistoryEncoder, Row};
     use crate::log::txlog::read_file;
 
     fn temp_log() -> PathBuf {
@@ -379,21 +522,21 @@ mod tests {
         dir.join("run-x.wandb")
     }
 
-    fn body(step: i64) -> Vec<u8> {
+    fn info() -> RecordInfo {
+        RecordInfo {
+            stream_id: "x".into(),
+        }
+    }
+
+    fn row(step: i64) -> Row {
         let mut values = Tree::default();
         values.set(&["loss".to_string()], Value::Float(step as f64 / 2.0));
-        let row = Row {
+        Row {
             step,
             timestamp: Some(1.5),
             runtime: step as f64,
             values,
-        };
-        let info = RecordInfo {
-            stream_id: "x".into(),
-        };
-        let mut out = Vec::new();
-        assert!(HistoryEncoder::default().encode_body(&row, &info, true, &mut out));
-        out
+        }
     }
 
     fn steps(log: &Path) -> Vec<i64> {
@@ -425,18 +568,15 @@ mod tests {
     /// A log as the writer leaves it: header, then rows 0..written, flushed.
     fn write_log(log: &Path, written: i64) {
         let mut writer = LogWriter::create(log).unwrap();
-        let info = RecordInfo {
-            stream_id: "x".into(),
-        };
         let run = Record {
             num: 1,
             record_type: Some(RecordType::Run(Default::default())),
-            info: Some(info),
+            info: Some(info()),
         };
         writer.append(&run.encode_to_vec()).unwrap();
         for step in 0..written {
             let mut bytes = Vec::new();
-            numbered_record(step + 2, &body(step), &mut bytes);
+            HistoryEncoder::default().encode(step + 2, &row(step), &info(), &mut bytes);
             writer.append(&bytes).unwrap();
         }
         writer.flush().unwrap();
@@ -448,7 +588,7 @@ mod tests {
         let mut journal = Journal::create(&log).unwrap();
         let rows = (INITIAL_LEN / 64) as i64;
         for step in 0..rows {
-            journal.append(step, &body(step)).unwrap();
+            journal.append(&row(step)).unwrap();
         }
         assert!(
             journal.map.len > INITIAL_LEN,
@@ -457,14 +597,17 @@ mod tests {
         journal.progress().store(journal.seq, Ordering::Release);
         let grown = journal.map.len;
         for step in rows..rows * 3 {
-            journal.append(step, &body(step)).unwrap();
+            journal.append(&row(step)).unwrap();
             journal.progress().store(journal.seq, Ordering::Release);
         }
         assert_eq!(journal.map.len, grown, "wrapped instead of growing");
         let entries = read(&std::fs::read(path_for(&log)).unwrap()).unwrap();
         let last = entries.last().unwrap();
         assert_eq!(last.step, rows * 3 - 1);
-        assert_eq!(last.body, body(last.step));
+        assert_eq!(
+            entry_record(7, last, &info()),
+            Some(records::history_record(7, &row(last.step), info()))
+        );
         assert!(entries.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
     }
 
@@ -473,12 +616,15 @@ mod tests {
         let log = temp_log();
         let mut journal = Journal::create(&log).unwrap();
         for step in 0..3 {
-            journal.append(step, &body(step)).unwrap();
+            journal.append(&row(step)).unwrap();
         }
         drop(journal);
         let mut data = std::fs::read(path_for(&log)).unwrap();
-        let second = MAGIC.len() + (ENTRY_HEADER + body(0).len()).next_multiple_of(8);
-        data[second + ENTRY_HEADER] ^= 1;
+        let mut first = Vec::new();
+        encode_row(&row(0), &mut first);
+        let second = MAGIC.len() + (ENTRY_HEADER + first.len()).next_multiple_of(8);
+        // Died after clearing the second entry's seq, before storing it.
+        data[second..second + 8].fill(0);
         assert_eq!(read(&data).unwrap().len(), 1);
         assert!(
             read(b"WNXJRN99").is_err(),
@@ -492,7 +638,7 @@ mod tests {
         write_log(&log, 3);
         let mut journal = Journal::create(&log).unwrap();
         for step in 0..5 {
-            journal.append(step, &body(step)).unwrap();
+            journal.append(&row(step)).unwrap();
         }
         // A torn write after the last whole record, as a killed process leaves it.
         let mut file = OpenOptions::new().append(true).open(&log).unwrap();
@@ -518,6 +664,50 @@ mod tests {
         recover(&log, "again").unwrap();
         assert_eq!(steps(&log), vec![0, 1, 2, 3, 4]);
         assert_eq!(exit_codes(&log), vec![1]);
+    }
+
+    #[test]
+    fn every_kind_of_value_reads_back_as_the_writer_writes_it() {
+        let mut values = Tree::default();
+        let nested = Value::Map(vec![
+            ("a".into(), Value::List(vec![Value::Int(-3), Value::Null])),
+            ("b".into(), Value::Bool(true)),
+        ]);
+        for (key, value) in [
+            ("f", Value::Float(f64::NAN)),
+            (
+                "big",
+                Value::BigInt("123456789012345678901234567890".into()),
+            ),
+            ("s", Value::Str("naïve \"quote\"".into())),
+            ("m", nested),
+            ("_timestamp", Value::Float(2.5)),
+        ] {
+            values.set(&[key.to_string()], value);
+        }
+        values.set(&["d".to_string(), "x".to_string()], Value::Int(1));
+        let row = Row {
+            step: 41,
+            timestamp: None,
+            runtime: 0.25,
+            values,
+        };
+        let mut body = Vec::new();
+        encode_row(&row, &mut body);
+        let entry = Entry {
+            seq: 1,
+            step: 41,
+            body,
+        };
+        assert_eq!(
+            entry_record(3, &entry, &info()),
+            Some(records::history_record(3, &row, info()))
+        );
+        let torn = Entry {
+            body: entry.body[..entry.body.len() - 3].to_vec(),
+            ..entry
+        };
+        assert_eq!(entry_record(3, &torn, &info()), None);
     }
 
     #[test]

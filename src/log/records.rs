@@ -513,17 +513,7 @@ impl Row {
 /// reads; `HistoryEncoder` writes the same bytes without building it.
 pub fn history_record(num: i64, row: &Row, info: RecordInfo) -> Record {
     let mut items = Vec::new();
-    row.visit_items(&mut |parents, key, value| {
-        let (key, nested_key) = match parents {
-            [] => (key.to_string(), Vec::new()),
-            _ => (String::new(), leaf_path(parents, key)),
-        };
-        items.push(Item {
-            key,
-            nested_key,
-            value_json: value.to_json(),
-        });
-    });
+    row.visit_items(&mut |parents, key, value| items.push(history_item(parents, key, value)));
     Record {
         num,
         record_type: Some(RecordType::History(HistoryRecord {
@@ -531,6 +521,20 @@ pub fn history_record(num: i64, row: &Row, info: RecordInfo) -> Record {
             step: Some(HistoryStep { num: row.step }),
         })),
         info: Some(info),
+    }
+}
+
+/// A row's item: a top-level key in `key` (as wandb writes it), a nested one's path in
+/// `nested_key`.
+pub fn history_item(parents: &[&str], key: &str, value: &Value) -> Item {
+    let (key, nested_key) = match parents {
+        [] => (key.to_string(), Vec::new()),
+        _ => (String::new(), leaf_path(parents, key)),
+    };
+    Item {
+        key,
+        nested_key,
+        value_json: value.to_json(),
     }
 }
 
@@ -547,28 +551,10 @@ pub struct HistoryEncoder {
 impl HistoryEncoder {
     /// Appends the record to `out`.
     pub fn encode(&mut self, num: i64, row: &Row, info: &RecordInfo, out: &mut Vec<u8>) {
-        put_int64(1, num, out);
-        self.encode_body(row, info, false, out);
-    }
-
-    /// Appends the record's fields after its number (which the writer gives it later), and
-    /// says whether it is the whole row: with `without_media`, items holding media (which
-    /// only the writer can store) are left out.
-    pub fn encode_body(
-        &mut self,
-        row: &Row,
-        info: &RecordInfo,
-        without_media: bool,
-        out: &mut Vec<u8>,
-    ) -> bool {
         let json = &mut self.json;
-        let mut whole = true;
+        put_int64(1, num, out);
         let history = begin_message(2, out);
         row.visit_items(&mut |parents, key, value| {
-            if without_media && value.has_media() {
-                whole = false;
-                return;
-            }
             let item = begin_message(1, out);
             if parents.is_empty() {
                 put_string(1, key, out);
@@ -590,15 +576,7 @@ impl HistoryEncoder {
         let record_info = begin_message(200, out);
         put_string(1, &info.stream_id, out);
         end_message(record_info, out);
-        whole
     }
-}
-
-/// Appends a record numbered `num` whose other fields are `body` (as `encode_body` wrote
-/// them).
-pub fn numbered_record(num: i64, body: &[u8], out: &mut Vec<u8>) {
-    put_int64(1, num, out);
-    out.extend_from_slice(body);
 }
 
 /// Where an embedded message's one-byte length placeholder is (see `end_message`).

@@ -19,9 +19,8 @@ use crate::core::system;
 use crate::core::values::{Entry, Tree, Value};
 use crate::error::Error;
 use crate::log::records::{
-    history_record, numbered_record, ArtifactRecord, ConfigRecord, FilesItem, FilesRecord,
-    HistoryEncoder, Item, OutputRawRecord, Record, RecordInfo, RecordType, Row, SummaryRecord,
-    Timestamp,
+    history_record, ArtifactRecord, ConfigRecord, FilesItem, FilesRecord, HistoryEncoder, Item,
+    OutputRawRecord, Record, RecordInfo, RecordType, Row, SummaryRecord, Timestamp,
 };
 use crate::log::txlog::LogWriter;
 use crate::media::store::{MediaStore, Owner, Stored};
@@ -32,9 +31,6 @@ pub enum Event {
     Record(Box<RecordType>),
     History {
         row: Row,
-        /// The record's fields after its number, as the run encoded them for the rows
-        /// journal; empty when the writer must encode the row (its media are stored first).
-        body: Vec<u8>,
         /// Its seq in the rows journal; 0 when it is not there.
         seq: u64,
     },
@@ -360,6 +356,9 @@ impl Sender {
                             return;
                         }
                     }
+                    // Once the OS has the batch, the rows journal may reuse its room: one
+                    // write per batch keeps it small while rows stream in.
+                    self.flush_to_os();
                     written = true;
                 }
                 Taken::Nothing if written => {
@@ -391,14 +390,12 @@ impl Sender {
     fn handle(&mut self, event: Event) -> Option<FinishRequest> {
         let record = match event {
             Event::Record(record) => *record,
-            Event::History { mut row, body, seq } => {
-                if body.is_empty() {
-                    let mut stored = Vec::new();
-                    row.values
-                        .visit_values_mut(&mut |value| self.media.resolve(value, &mut stored));
-                    self.append_stored(stored);
-                }
-                self.append_history(&row, &body);
+            Event::History { mut row, seq } => {
+                let mut stored = Vec::new();
+                row.values
+                    .visit_values_mut(&mut |value| self.media.resolve(value, &mut stored));
+                self.append_stored(stored);
+                self.append_history(&row);
                 self.journaled = self.journaled.max(seq);
                 return None;
             }
@@ -476,16 +473,11 @@ impl Sender {
         }
     }
 
-    /// Appends a row, from the body the run encoded when there is one.
-    fn append_history(&mut self, row: &Row, body: &[u8]) {
+    fn append_history(&mut self, row: &Row) {
         self.num += 1;
         self.encoded.clear();
-        if body.is_empty() {
-            self.history
-                .encode(self.num, row, &self.info, &mut self.encoded);
-        } else {
-            numbered_record(self.num, body, &mut self.encoded);
-        }
+        self.history
+            .encode(self.num, row, &self.info, &mut self.encoded);
         self.write_encoded();
         if self.uploads.is_some() {
             self.deliver(history_record(self.num, row, self.info.clone()));
