@@ -4,6 +4,7 @@ HOME it must not write to. Also the fake W&B server for online tests, and their 
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -20,6 +21,33 @@ import wandb_log
 from fake_wandb import FakeWandb
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def build_environment(**extra: str) -> dict[str, str]:
+    """The developer's real HOME for the build tools: cargo, rustup and zig keep their caches
+    there, and a different HOME per test would rebuild everything each time (the tests'
+    own HOME is a read-only stand-in). No AWS or W&B settings from outside."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WANDB_"))}
+    environ["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
+    environ.update(AWS_REGION="us-east-1", WANDB_NEXUS_BUILD_PYTHON=sys.executable, **extra)
+    return environ
+
+
+_built_layers: set[str] = set()
+
+
+def build_layer_once(arch: str) -> Path:
+    """Builds the layer of `arch` from the current sources, once per test session; returns
+    its tree (what Lambda extracts to /opt: python/ and extensions/)."""
+    if arch not in _built_layers:
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "build_layer.py"), "--arch", arch],
+            check=True,
+            cwd=REPO,
+            env=build_environment(),
+        )
+        _built_layers.add(arch)
+    return REPO / "build" / f"layer-{arch}"
 
 
 @pytest.fixture(autouse=True)

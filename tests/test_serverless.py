@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import pwd
 import re
 import shutil
 import socket
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import wandb_log
-from conftest import REPO
+from conftest import REPO, build_environment, build_layer_once
 
 sys.path.insert(0, str(REPO / "scripts"))
 import build_layer
@@ -35,27 +34,12 @@ def arm64_available() -> bool:
     return build_layer.RUST_TARGETS["arm64"] in build_layer.installed_rust_targets()
 
 
-def build_environment(**extra: str) -> dict[str, str]:
-    """The developer's real HOME for the build tools: cargo, rustup and zig keep their caches
-    there, and a different HOME per test would rebuild everything each time (the tests'
-    own HOME is a read-only stand-in). No AWS or W&B settings from outside."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WANDB_"))}
-    environ["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
-    environ.update(AWS_REGION="us-east-1", WANDB_NEXUS_BUILD_PYTHON=sys.executable, **extra)
-    return environ
-
-
 @pytest.fixture(scope="session")
 def built_arches() -> list[str]:
     """Builds the layers once for the session (cargo makes later builds quick)."""
     arches = ["x86_64", "arm64"] if arm64_available() else ["x86_64"]
     for arch in arches:
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts" / "build_layer.py"), "--arch", arch],
-            check=True,
-            cwd=REPO,
-            env=build_environment(),
-        )
+        build_layer_once(arch)
     return arches
 
 
