@@ -1,12 +1,11 @@
-//! One error type for the core, and its single mapping onto the Python exception hierarchy
-//! of `wandb_nexus.errors` (whose classes also subclass the stdlib ones users catch).
+//! One error type for the core, and (with the `python` feature) its single mapping onto the
+//! Python exception hierarchy of `wandb_nexus.errors` (whose classes also subclass the stdlib
+//! ones users catch).
 
 use std::io;
 
-use pyo3::exceptions::PyRuntimeError;
-use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+#[cfg(feature = "python")]
+use pyo3::{exceptions::PyRuntimeError, prelude::*, sync::PyOnceLock, types::PyType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,6 +39,7 @@ pub enum Error {
     #[error("{0}")]
     Unavailable(String),
     /// A Python exception raised while converting user data; re-raised unchanged.
+    #[cfg(feature = "python")]
     #[error("{0}")]
     Python(PyErr),
 }
@@ -66,6 +66,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "python")]
 impl From<PyErr> for Error {
     fn from(err: PyErr) -> Self {
         Error::Python(err)
@@ -73,6 +74,7 @@ impl From<PyErr> for Error {
 }
 
 /// Looks a class up in `wandb_nexus.errors` once; import time stays free of this work.
+#[cfg(feature = "python")]
 fn error_class<'py>(
     py: Python<'py>,
     cell: &'static PyOnceLock<Py<PyType>>,
@@ -81,6 +83,7 @@ fn error_class<'py>(
     cell.import(py, "wandb_nexus.errors", name)
 }
 
+#[cfg(feature = "python")]
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         static USAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();

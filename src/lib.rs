@@ -1,5 +1,6 @@
 //! wandb-nexus: a Weights & Biases client core for AWS Lambda. This file only declares the
-//! Python module; each concern lives in its own module.
+//! Python module (with the `python` feature); each concern lives in its own module. Without
+//! the feature the crate is plain Rust: what the external Lambda extension links.
 
 mod alloc;
 pub mod api;
@@ -9,11 +10,14 @@ pub mod error;
 pub mod lambda;
 pub mod log;
 pub mod media;
+#[cfg(feature = "python")]
 pub mod py;
 
+#[cfg(feature = "python")]
 use pyo3::prelude::*;
 
 /// The private native module; `wandb_nexus` re-exports what users need.
+#[cfg(feature = "python")]
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]

@@ -97,7 +97,7 @@ def test_slow_wandb_adds_nothing_to_the_response_and_every_row_arrives_once(
 ) -> None:
     fake.latency = 0.5  # every W&B request takes half a second
     with LambdaEmulator(REPO, "handler.hello", env=wandb_env(fake), timeout=20) as lam:
-        assert lam.extension_names == ["wandb-nexus"]
+        assert lam.extension_names == ["wandb-nexus-internal"]
         for number in range(3):
             invocation = lam.invoke({"invocation": number}, pause=0.3)
             # Frozen now: the run must already be on the server, whole.

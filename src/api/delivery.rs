@@ -29,6 +29,7 @@ use crate::core::settings::{Resume, Settings};
 use crate::core::values::Value;
 use crate::error::Error;
 use crate::log::journal;
+use crate::log::lock::LogLock;
 use crate::log::records::{AlertRecord, MetricRecord, Record, RecordType};
 use crate::log::txlog;
 
@@ -649,12 +650,11 @@ pub fn sync(
         return Ok(SyncOutcome::AlreadySynced);
     }
     // Held until the sync ends: no one else completes or delivers the run meanwhile.
-    let lock = std::fs::File::open(&log)
-        .and_then(|file| Ok(txlog::lock(&file)?.then_some(file)))
-        .map_err(|e| Error::io(format!("cannot lock {}", log.display()), e))?;
-    if lock.is_none() {
+    let Some(_lock) = LogLock::try_acquire(&log)
+        .map_err(|e| Error::io(format!("cannot lock {}", log.display()), e))?
+    else {
         return Ok(SyncOutcome::Open);
-    }
+    };
     let ended_because = overrides.ended_because.as_deref();
     journal::recover(
         &log,

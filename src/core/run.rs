@@ -1,8 +1,7 @@
 //! A run: wandb's step semantics, the pending history row, the derived summary, the config
 //! and defined metrics. It turns API calls into events for the writer (src/log/writer.rs).
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
@@ -263,7 +262,6 @@ impl Run {
         }
         let server_lines = resumed.as_ref().and_then(|next| next.server_lines);
         let dir = create_run_dir(&settings, &info.id, now)?;
-        open_run_dirs().insert(dir.clone());
         info.dir = Some(dir.clone());
         if settings.resume == Some(Resume::Auto) {
             write_auto_resume_id(&settings, &info.id)?;
@@ -794,10 +792,6 @@ impl Run {
             // A run that ended well is not resumed by the next `resume="auto"` run.
             let _ = std::fs::remove_file(auto_resume_file(&self.settings));
         }
-        if let Some(dir) = &self.info.dir {
-            // Closed: a Lambda sweep may now sync it.
-            open_run_dirs().remove(dir);
-        }
         Ok(stored?.map(|err| self.undelivered_notice(&err)))
     }
 
@@ -834,17 +828,6 @@ pub fn finish_open_runs(exit_code: i32) -> Vec<String> {
             Err(err) => Some(format!("run {}: {err}", run.info.id)),
         })
         .collect()
-}
-
-/// Directories of runs open in this process: their logs are still being written, so a
-/// sweep for undelivered runs leaves them alone.
-fn open_run_dirs() -> MutexGuard<'static, BTreeSet<PathBuf>> {
-    static OPEN: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
-    OPEN.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub fn is_open_here(dir: &Path) -> bool {
-    open_run_dirs().contains(dir)
 }
 
 impl Run {

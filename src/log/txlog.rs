@@ -3,7 +3,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
+
+use crate::log::lock::{try_lock, unlock};
 use std::path::Path;
 
 /// `:W&B`, the magic 0xBEE1 (little-endian) and store version 0.
@@ -33,11 +34,11 @@ pub struct LogWriter<W: Write> {
 }
 
 impl LogWriter<BufWriter<File>> {
-    /// Creates a new log file, locked (see `lock`) for as long as the writer holds it; an
+    /// Creates a new log file, locked (`crate::log::lock`) until the run is complete; an
     /// existing file is never overwritten.
     pub fn create(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        if !lock(&file)? {
+        if !try_lock(&file)? {
             return Err(io::Error::other("the new log is locked by another process"));
         }
         let mut writer = Self::new(BufWriter::with_capacity(BLOCK_SIZE, file))?;
@@ -54,13 +55,9 @@ impl LogWriter<BufWriter<File>> {
         })
     }
 
-    /// Gives up the log's lock (see `lock`): the run is complete, others may deliver it.
+    /// Gives up the log's lock: the run is complete, others may deliver it.
     pub fn unlock(&self) -> io::Result<()> {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(self.out.get_ref().as_raw_fd(), libc::LOCK_UN) } == 0 {
-            return Ok(());
-        }
-        Err(io::Error::last_os_error())
+        unlock(self.out.get_ref())
     }
 
     /// Flushes buffered chunks and asks the OS to persist them.
@@ -129,22 +126,6 @@ impl<W: Write> LogWriter<W> {
 
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
-    }
-}
-
-/// Takes the exclusive lock of a log without waiting; false when another open file holds
-/// it. The process writing a run holds its log's lock while the run is open; whoever
-/// completes or delivers a run left on disk takes it first, so that no two deliver one run
-/// at once. The kernel drops the lock of a process that dies.
-pub fn lock(file: &File) -> io::Result<bool> {
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EWOULDBLOCK) => Ok(false),
-        _ => Err(err),
     }
 }
 

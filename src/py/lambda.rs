@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::lambda::{self, Work};
+use crate::lambda::{self, internal, Work};
 use crate::py::run::RunCore;
 
 /// Registers the internal extension (during init); False when there is no Extensions API.
 #[pyfunction]
 pub fn start_lambda_extension(py: Python<'_>) -> PyResult<bool> {
-    Ok(py.detach(lambda::start_extension)?)
+    Ok(py.detach(internal::start)?)
 }
 
 /// Delivers what an invocation used: handed to the extension when one runs (returns at
@@ -29,7 +29,7 @@ pub fn deliver_invocation(
     };
     py.detach(move || {
         let work = match request_id {
-            Some(id) => match lambda::hand_off(&id, work) {
+            Some(id) => match internal::hand_off(&id, work) {
                 Ok(()) => return Vec::new(),
                 Err(work) => work,
             },

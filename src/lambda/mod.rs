@@ -1,0 +1,146 @@
+//! AWS Lambda: delivering runs after the response, without losing them to a freeze, a
+//! timeout or a crash.
+//!
+//! The handler never waits for W&B. When it returns, the runs it used are handed to an
+//! internal extension (`internal`): a native thread registered with the Extensions API
+//! during init. The runtime posts the response while the thread delivers, and the thread asks
+//! for its next event (which lets Lambda freeze the process) only when delivery is done or the
+//! invocation's deadline is near. What is not delivered by then stays in its transaction log
+//! under `/tmp` and is synced later (`spool`), exactly once: a sync resends a run whole, at
+//! the offsets it had, so rows that arrived before are replaced, not repeated.
+//!
+//! Later means after a later invocation, or at once when the runtime dies: the external
+//! extension (`external`, its own process in the layer) is told at SHUTDOWN (a timeout, a
+//! crash, the environment's end) and delivers what the runtime left.
+//!
+//! Without the Extensions API (local runs, `sls invoke local`) the same delivery runs before
+//! the handler returns.
+
+pub mod extensions_api;
+pub mod external;
+pub mod internal;
+pub mod shutdown;
+pub mod spool;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::api::delivery::{self, SyncOverrides};
+use crate::core::run::Run;
+use crate::core::system;
+use crate::error::Error;
+
+use spool::HeldLogs;
+
+/// Delivery in an invocation stops this long before its deadline, so the extension's
+/// next-event call (and the runtime's) happens in time.
+const INVOCATION_MARGIN: Duration = Duration::from_millis(300);
+/// Delivery at SHUTDOWN stops this long before Lambda's SIGKILL: no call is due after it,
+/// only the process's exit.
+const SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
+/// What a sweep after an invocation says of a run whose writer left it open: its process
+/// ended (was killed at a timeout, crashed) before the run finished.
+const LEFT_BY_ENDED_PROCESS: &str = "the runtime process ended before the run finished";
+
+/// What an invocation leaves to deliver: its runs, flushed if still open, synced if
+/// finished. On Lambda, the runs earlier invocations could not deliver go out after them.
+#[derive(Default)]
+pub struct Work {
+    pub runs: Vec<Arc<Run>>,
+}
+
+/// Delivers `work` until `deadline`; returns what went wrong, one line per problem. Runs
+/// not delivered stay on disk for a later sweep or `sync`.
+pub fn deliver(work: Work, deadline: Instant) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut done = BTreeSet::new();
+    for run in &work.runs {
+        let result = if run.is_finished() {
+            deliver_finished(run, deadline)
+        } else {
+            run.flush(Some(deadline))
+                .and_then(|warning| warning.map_or(Ok(()), |w| Err(Error::Comm(w))))
+        };
+        if let Err(err) = result {
+            problems.push(format!("run {}: {err}", run.info.id));
+        }
+        done.extend(run.info.dir.clone());
+    }
+    if let Some(run) = work.runs.first().filter(|run| run.settings.on_lambda) {
+        let left_by = LEFT_BY_ENDED_PROCESS;
+        spool::sweep(
+            &run.settings,
+            &done,
+            left_by,
+            deadline,
+            HeldLogs::Skip,
+            &mut problems,
+        );
+    }
+    problems
+}
+
+fn deliver_finished(run: &Run, deadline: Instant) -> Result<(), Error> {
+    let Some(log) = run.info.log_path().filter(|_| run.needs_sync()) else {
+        return Ok(());
+    };
+    // An outcome of `Open`: another process's sweep is delivering it.
+    let outcome = delivery::sync(
+        &log,
+        &run.settings,
+        SyncOverrides::default(),
+        Some(deadline),
+    )?;
+    if let delivery::SyncOutcome::Uploaded { url } = outcome {
+        let _ = run.info.url.set(url);
+    }
+    Ok(())
+}
+
+/// The deadline for delivery in an invocation that ends at `deadline_ms` (Unix ms).
+pub fn invocation_deadline(deadline_ms: u64) -> Instant {
+    until_epoch_ms(deadline_ms, INVOCATION_MARGIN)
+}
+
+/// The deadline for delivery at a SHUTDOWN whose process is killed at `deadline_ms`.
+pub fn shutdown_deadline(deadline_ms: u64) -> Instant {
+    until_epoch_ms(deadline_ms, SHUTDOWN_MARGIN)
+}
+
+fn until_epoch_ms(deadline_ms: u64, margin: Duration) -> Instant {
+    let now_ms = (system::unix_now() * 1000.0) as u64;
+    let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + remaining.saturating_sub(margin)
+}
+
+/// The deadline for delivery given the time an invocation has left.
+pub fn deadline_from_remaining(remaining: Duration) -> Instant {
+    Instant::now() + remaining.saturating_sub(INVOCATION_MARGIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_keep_a_margin_and_never_lie_in_the_future_when_passed() {
+        let now = Instant::now();
+        let soon = deadline_from_remaining(Duration::from_secs(2));
+        let margin = Duration::from_millis(50);
+        assert!(soon <= now + Duration::from_secs(2) - INVOCATION_MARGIN + margin);
+        assert!(deadline_from_remaining(Duration::from_millis(100)) <= Instant::now());
+        assert!(invocation_deadline(1) <= Instant::now());
+        assert!(shutdown_deadline(1) <= Instant::now());
+        let epoch_ms = (system::unix_now() * 1000.0) as u64;
+        let later = invocation_deadline(epoch_ms + 5_000);
+        assert!(later > Instant::now() + Duration::from_secs(4));
+        let at_shutdown = shutdown_deadline(epoch_ms + 2_000);
+        assert!(at_shutdown > Instant::now() + Duration::from_millis(1_800));
+        assert!(
+            at_shutdown < Instant::now() + Duration::from_millis(2_000) - SHUTDOWN_MARGIN + margin
+        );
+    }
+}
