@@ -1,77 +1,224 @@
-"""Response latency of the `hello` Lambda function under Lambda's lifecycle.
+"""What the layer costs a Lambda function, under Lambda's lifecycle as the tests emulate it
+(tests/lambda_emulator.py: the real awslambdaric runtime and the layer's extension in a
+read-only sandbox with the layer mounted at /opt, frozen between invocations, SIGTERM and
+SHUTDOWN at the end):
 
-Runs handler.hello in the emulated execution environment of the tests (the real awslambdaric
-runtime in a read-only sandbox, frozen between invocations; tests/lambda_emulator.py) three
-ways: without W&B (no API key, the run stays in /tmp), with the fake W&B server answering at
-once, and with it answering each request after 500 ms. For each it prints the median (min,
-max) over the warm invocations of
+  * INIT: a cold start of `hello` with the layer against one of a handler that imports
+    nothing, over fresh environments; the difference is what the layer adds (module import,
+    the extension's start and registration, which the runtime waits for);
+  * the extension's peak memory (VmHWM), idle and while delivering at SHUTDOWN;
+  * response latency (what the caller waits for) with no W&B and with a W&B taking 500 ms
+    per request;
+  * billed time after the response (delivery, before the environment may freeze) for a run
+    per invocation with W&B at 50 ms per request, and for an environment run with
+    flush="periodic" when nothing is due;
+  * the layer zip's size.
 
-  * response: from handing the event to the runtime until its response arrives (what the
-    caller waits for);
-  * after response: from the response until the environment may freeze (delivery; billed,
-    but nobody waits for it);
+Writes its section of BENCHMARKS.md. Fails if an invocation fails or a run does not arrive
+whole.
 
-plus the cold start's response and the runtime's peak memory. Fails if an invocation fails
-or a run does not arrive whole.
-
-    pipenv run python bench/lambda_latency.py [--invocations N]
+    pipenv run python bench/lambda_latency.py [--invocations N] [--cold-starts N]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import statistics
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+# bench/run.py, beside this script: the shared section writer and the machine's description.
+from run import REPO, machine, write_section
+
 sys.path.insert(0, str(REPO / "tests"))
 
-from fake_wandb import FakeWandb  # noqa: E402
-from lambda_emulator import Invocation, LambdaEmulator  # noqa: E402
+from fake_wandb import FakeWandb
+from lambda_emulator import Invocation, LambdaEmulator
+
+LAYER = REPO / "build" / "layer-x86_64"
+LAYER_ZIP = REPO / "dist" / "layer-x86_64.zip"
+FUNCTIONS = REPO / "tests" / "lambda_functions"
+BARE_HANDLER = "def handler(event, context):\n    return {'statusCode': 200}\n"
 
 
-def spread(values: list[float]) -> str:
-    ms = [v * 1000 for v in values]
-    return f"{statistics.median(ms):7.1f} ms ({min(ms):.1f}-{max(ms):.1f})"
+def ms(values: list[float]) -> str:
+    cells = [v * 1000 for v in values]
+    return f"{statistics.median(cells):.1f} ms ({min(cells):.1f}-{max(cells):.1f})"
 
 
-def measure(label: str, invocations: int, fake: FakeWandb | None) -> list[str]:
-    env = {} if fake is None else {"WANDB_BASE_URL": fake.base_url, "WANDB_API_KEY": fake.api_key}
-    with LambdaEmulator(REPO, "handler.hello", env=env, timeout=30) as lam:
-        runs: list[Invocation] = [lam.invoke({"n": n}, pause=0.05) for n in range(invocations + 1)]
-        peak = lam.peak_rss_mb()
-    for invocation in runs:
+def wandb_env(fake: FakeWandb | None) -> dict[str, str]:
+    return {} if fake is None else {"WANDB_BASE_URL": fake.base_url, "WANDB_API_KEY": fake.api_key}
+
+
+@contextmanager
+def bare_function() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as root:
+        (Path(root) / "bare.py").write_text(BARE_HANDLER)
+        yield Path(root)
+
+
+def cold_starts(count: int) -> tuple[list[float], list[float], list[float]]:
+    """INIT durations without and with the layer (interleaved), and the extension's time
+    from its start to its registration."""
+    bare, layered, registration = [], [], []
+    with bare_function() as root:
+        for _ in range(count):
+            with LambdaEmulator(root, "bare.handler") as lam:
+                bare.append(lam.init_duration)
+            with LambdaEmulator(REPO, "handler.hello", opt=LAYER) as lam:
+                layered.append(lam.init_duration)
+                registration.append(lam.extension("wandb-nexus").startup)
+    return bare, layered, registration
+
+
+def after_response(invocations: list[Invocation]) -> list[float]:
+    return [inv.ended_at - inv.responded_at for inv in invocations]  # type: ignore[operator]
+
+
+def check(label: str, invocations: list[Invocation], lam: LambdaEmulator) -> None:
+    for invocation in invocations:
         if invocation.outcome != "response" or invocation.timed_out:
             raise SystemExit(f"{label}: invocation failed: {invocation}\n{lam.output.decode()}")
+
+
+def warm_hello(count: int, fake: FakeWandb | None) -> tuple[list[Invocation], float]:
+    """Warm invocations of `hello` (the first, cold, one dropped) and the extension's peak
+    RSS in MiB, read after the environment's shutdown."""
+    with LambdaEmulator(REPO, "handler.hello", env=wandb_env(fake), timeout=30, opt=LAYER) as lam:
+        runs = [lam.invoke({"n": n}, pause=0.05) for n in range(count + 1)]
+        lam.shutdown()
+    check("hello", runs, lam)
     if fake is not None:
-        arrived = [r for r in fake.runs() if r.complete and len(r.history) == 10]
-        if len(arrived) != len(runs):
-            raise SystemExit(f"{label}: {len(arrived)} of {len(runs)} runs arrived whole")
-    cold, warm = runs[0], runs[1:]
-    after = [inv.ended_at - inv.responded_at for inv in warm]  # type: ignore[operator]
-    return [
-        label,
-        f"{cold.response_latency * 1000:.1f} ms",
-        spread([inv.response_latency for inv in warm]),
-        spread(after),
-        f"{peak:.0f} MiB",
-    ]
+        whole = [r for r in fake.runs() if r.complete and len(r.history) == 10]
+        if len(whole) != len(runs):
+            raise SystemExit(f"{len(whole)} of {len(runs)} runs arrived whole")
+    return runs[1:], lam.extension("wandb-nexus").peak_rss_mb or 0.0
+
+
+def periodic(count: int, fake: FakeWandb) -> list[Invocation]:
+    """Invocations of an environment run with flush="periodic" that have nothing due."""
+    with LambdaEmulator(
+        FUNCTIONS, "shutdown_functions.periodic", env=wandb_env(fake), timeout=30, opt=LAYER
+    ) as lam:
+        runs = [lam.invoke({"invocation": n, "rows": 10}, pause=0.05) for n in range(count + 1)]
+        lam.shutdown()
+    check("periodic", runs, lam)
+    run = fake.single_run()
+    if len(run.history) != 10 * len(runs) or not run.complete:
+        raise SystemExit(f"periodic: {len(run.history)} rows arrived, {10 * len(runs)} logged")
+    return runs[1:]  # the first is due at once
+
+
+def delivery_at_shutdown(fake: FakeWandb) -> float:
+    """The extension's peak RSS (MiB) when it delivers a timed-out invocation's run."""
+    with LambdaEmulator(
+        FUNCTIONS, "shutdown_functions.per_invocation", env=wandb_env(fake), timeout=3, opt=LAYER
+    ) as lam:
+        invocation = lam.invoke({"invocation": 0, "rows": 1000, "end": "timeout"})
+        rss = lam.extension("wandb-nexus").peak_rss_mb or 0.0
+    runs = fake.runs()
+    if invocation.reset is None or len(runs) != 1 or len(runs[0].history) != 1000:
+        raise SystemExit("the timed-out run did not arrive whole at SHUTDOWN")
+    return rss
+
+
+def measure(invocations: int, cold: int) -> list[list[str]]:
+    rows = [["Measure", "Ours", "Target", "Met"]]
+
+    def row(measure: str, value: str, target: str, met: bool | None) -> None:
+        rows.append([measure, value, target, "" if met is None else ("yes" if met else "NO")])
+
+    bare, layered, registration = cold_starts(cold)
+    added = statistics.median(layered) - statistics.median(bare)
+    row("INIT, a handler importing nothing", ms(bare), "", None)
+    row("INIT, `hello` with the layer", ms(layered), "", None)
+    row(
+        "INIT the layer adds (median difference)",
+        f"{added * 1000:.1f} ms",
+        "≤ 10 ms",
+        added <= 0.010,
+    )
+    row("Extension: start to registration", ms(registration), "", None)
+
+    offline, idle_rss = warm_hello(invocations, None)
+    with FakeWandb() as fake:
+        fake.latency = 0.5
+        slow, _ = warm_hello(invocations, fake)
+    with FakeWandb() as fake:
+        shutdown_rss = delivery_at_shutdown(fake)
+    peak = max(idle_rss, shutdown_rss)
+    row("Extension peak RSS, idle / delivering 1,000 rows at SHUTDOWN",
+        f"{idle_rss:.1f} / {shutdown_rss:.1f} MiB", "≤ 10 MiB", peak <= 10)  # fmt: skip
+    response_none = statistics.median([i.response_latency for i in offline])
+    response_slow = statistics.median([i.response_latency for i in slow])
+    row("Response, no W&B (offline)", ms([i.response_latency for i in offline]), "", None)
+    row("Response, W&B at 500 ms per request", ms([i.response_latency for i in slow]),
+        "≤ no W&B + 1 ms", response_slow <= response_none + 0.001)  # fmt: skip
+
+    with FakeWandb() as fake:
+        fake.latency = 0.05
+        per_invocation, _ = warm_hello(invocations, fake)
+    row("Billed after the response, a run per invocation, W&B at 50 ms per request",
+        ms(after_response(per_invocation)), "", None)  # fmt: skip
+    with FakeWandb() as fake:
+        fake.latency = 0.05
+        nothing_due = after_response(periodic(invocations, fake))
+    row('Billed after the response, environment run, flush="periodic", nothing due',
+        ms(nothing_due), "≤ 1 ms median", statistics.median(nothing_due) <= 0.001)  # fmt: skip
+    size = LAYER_ZIP.stat().st_size
+    row("Layer zip (x86_64)", f"{size / 1e6:.2f} MB", "≤ 5 MB", size <= 5_000_000)
+    return rows
+
+
+def render(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(lines)
+
+
+def section(table: str, invocations: int, cold: int) -> str:
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""## On Lambda: INIT, the extension, latency and billed time
+
+What the layer costs a function under the emulated Lambda lifecycle, measured by
+`bench/lambda_latency.py` (this section only):
+
+```bash
+pipenv run python scripts/build_layer.py --arch x86_64   # the layer measured
+pipenv run python bench/lambda_latency.py
+```
+
+- Date: {date}
+- Machine: {machine()}
+- The layer as built in `build/layer-x86_64` (its Python package and its extension, mounted
+  read-only at /opt), the real awslambdaric runtime, 128 MB memory cgroup; median (min-max).
+- INIT: {cold} cold starts each of `hello` with the layer and of a handler importing nothing,
+  interleaved, from starting the first process until the runtime and every extension wait for
+  their next event. No machine here runs Lambda itself: these are this machine's times.
+- Latency and billed time: {invocations} warm invocations each (the cold one dropped). Billed
+  after the response is from the runtime's response until the last process asks for its next
+  event (when Lambda may freeze the environment).
+
+{table}
+"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--invocations", type=int, default=10, help="warm invocations per case")
+    parser.add_argument("--cold-starts", type=int, default=7, help="cold starts per case")
+    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
-    rows = [["W&B", "cold response", "warm response", "after response", "peak RSS"]]
-    rows.append(measure("none (offline)", args.invocations, None))
-    for latency in (0.0, 0.5):
-        with FakeWandb() as fake:
-            fake.latency = latency
-            rows.append(measure(f"fake, {latency * 1000:.0f} ms/request", args.invocations, fake))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    if not (LAYER / "extensions" / "wandb-nexus").exists():
+        raise SystemExit("no layer in build/layer-x86_64: run scripts/build_layer.py first")
+    table = render(measure(args.invocations, args.cold_starts))
+    print(table)
+    write_section(args.output, "lambda", section(table, args.invocations, args.cold_starts))
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,6 @@ from typing import Any
 # bench/run.py, beside this script: its figures, rows, table, runner and clean environment.
 from run import (
     LAYER_SITE,
-    MEDIA_END,
-    MEDIA_START,
     PY,
     REPO,
     Figure,
@@ -44,6 +42,7 @@ from run import (
     met,
     render,
     run_process,
+    write_section,
 )
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -412,8 +411,7 @@ def section(rows: list[Row], repeats: int, path: str, changed: bool) -> str:
         if changed
         else ""
     )
-    return f"""{MEDIA_START}
-## Rich data types
+    return f"""## Rich data types
 
 Caller's cost of logging an Image, a Table and a Histogram, and a whole run logging images,
 measured by `bench/media.py` (this section only; `--repeats N` to change the runs):
@@ -429,19 +427,7 @@ pipenv run python bench/media.py          # about 2 minutes with the default 5 r
 - {provenance(path)} The official SDK is imported from the development environment.
 {NOTES.format(rows=TABLE_ROWS, images=RUN_IMAGES)}{warning}
 {render(rows)}
-{MEDIA_END}"""
-
-
-def write_section(output: Path, text: str) -> None:
-    """Replaces the section between the markers, or appends it; the rest stays as it is."""
-    current = output.read_text() if output.exists() else ""
-    start, end = current.find(MEDIA_START), current.find(MEDIA_END)
-    if 0 <= start < end:
-        updated = current[:start] + text + current[end + len(MEDIA_END) :]
-    else:
-        updated = current + ("\n" if current and not current.endswith("\n") else "")
-        updated += ("\n" if current else "") + text + "\n"
-    output.write_text(updated)
+"""
 
 
 def main() -> None:
@@ -458,7 +444,7 @@ def main() -> None:
         print("warning: the native module changed while this ran; figures may mix builds")
     table = render(rows)
     print(table)
-    write_section(args.output, section(rows, args.repeats, path, changed))
+    write_section(args.output, "media", section(rows, args.repeats, path, changed))
     print(f"wrote {args.output} ({time.perf_counter() - started:.0f} s)")
 
 

@@ -642,17 +642,40 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-# The section bench/media.py writes into BENCHMARKS.md; a run of this script keeps it.
-MEDIA_START, MEDIA_END = "<!-- media:start -->", "<!-- media:end -->"
+# Sections other scripts write into BENCHMARKS.md (bench/media.py, bench/lambda_latency.py),
+# each between its markers; a run of this script keeps them.
+SECTIONS = ("media", "lambda")
 
 
-def media_section(path: Path) -> str:
-    """The media benchmark's section of the current file, with a blank line before it."""
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def kept_sections(path: Path) -> str:
+    """The other scripts' sections of the current file, each with a blank line before it."""
     current = path.read_text() if path.exists() else ""
-    start, end = current.find(MEDIA_START), current.find(MEDIA_END)
+    kept = ""
+    for name in SECTIONS:
+        start_marker, end_marker = markers(name)
+        start, end = current.find(start_marker), current.find(end_marker)
+        if 0 <= start < end:
+            kept += "\n" + current[start : end + len(end_marker)] + "\n"
+    return kept
+
+
+def write_section(output: Path, name: str, text: str) -> None:
+    """Puts `text` between the markers of section `name`, in place of what was there, or at
+    the end; the rest of the file stays as it is."""
+    start_marker, end_marker = markers(name)
+    text = f"{start_marker}\n{text.strip()}\n{end_marker}"
+    current = output.read_text() if output.exists() else ""
+    start, end = current.find(start_marker), current.find(end_marker)
     if 0 <= start < end:
-        return "\n" + current[start : end + len(MEDIA_END)] + "\n"
-    return ""
+        updated = current[:start] + text + current[end + len(end_marker) :]
+    else:
+        updated = current + ("\n" if current and not current.endswith("\n") else "")
+        updated += ("\n" if current else "") + text + "\n"
+    output.write_text(updated)
 
 
 def main() -> None:
@@ -676,7 +699,7 @@ def main() -> None:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     template = (REPO / "bench" / "BENCHMARKS.template.md").read_text()
     text = template.format(date=date, machine=machine(), repeats=args.repeats, table=table)
-    args.output.write_text(text + media_section(args.output))
+    args.output.write_text(text + kept_sections(args.output))
     print(f"wrote {args.output}")
 
 

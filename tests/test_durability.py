@@ -143,7 +143,5 @@ def test_a_forked_child_still_dies_of_sigterm(clean_env: Path) -> None:
         print(os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exited")
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.split()[-1] == str(int(signal.SIGTERM)), out

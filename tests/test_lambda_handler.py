@@ -121,6 +121,37 @@ def test_delivered_before_returning_without_the_extensions_api(
 def test_bad_options_are_usage_errors() -> None:
     with pytest.raises(wandb.UsageError, match="run_per must be one of"):
         wandb.lambda_handler(run_per="request")
+    with pytest.raises(wandb.UsageError, match="flush must be one of invocation, periodic"):
+        wandb.lambda_handler(run_per="environment", flush="sometimes")
+    with pytest.raises(wandb.UsageError, match='flush="periodic" needs run_per="environment"'):
+        wandb.lambda_handler(flush="periodic")
+    for interval in (0, -1.5, float("nan"), "60", True, None):
+        with pytest.raises(wandb.UsageError, match="flush_interval must be"):
+            wandb.lambda_handler(run_per="environment", flush="periodic", flush_interval=interval)
+
+
+def test_a_periodic_environment_run_is_sent_only_when_due(
+    fake: FakeWandb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside Lambda a due send happens before the handler returns; one not due leaves the
+    rows stored, for the next due send (or the environment's end)."""
+    import time
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+
+    @wandb.lambda_handler(run_per="environment", flush="periodic", flush_interval=60)
+    def handler(event: dict, context: object) -> None:
+        wandb.log({"i": event["i"]})
+
+    handler({"i": 0}, None)
+    assert [row["i"] for row in fake.single_run().history] == [0]
+    clock[0] += 30
+    handler({"i": 1}, None)
+    assert [row["i"] for row in fake.single_run().history] == [0]
+    clock[0] += 31
+    handler({"i": 2}, None)
+    assert [row["i"] for row in fake.single_run().history] == [0, 1, 2]
 
 
 def test_arguments_from_the_event_name_the_run_and_a_failing_one_is_named() -> None:

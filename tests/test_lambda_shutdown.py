@@ -111,9 +111,7 @@ def test_a_timed_out_invocation_arrives_whole_before_the_sandbox_is_gone(
 
 
 @pytest.mark.parametrize("end", ["exit", "segfault", "oom"])
-def test_a_crashed_runtime_leaves_every_logged_row(
-    layer: Path, fake: FakeWandb, end: str
-) -> None:
+def test_a_crashed_runtime_leaves_every_logged_row(layer: Path, fake: FakeWandb, end: str) -> None:
     with environment(layer, fake, "per_invocation", timeout=10) as lam:
         crashed = lam.invoke({"invocation": 0, "rows": 5, "end": end})
         assert crashed.outcome == "crash" and crashed.reset is not None

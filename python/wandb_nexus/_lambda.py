@@ -194,7 +194,6 @@ class LambdaHandler:
         for problem in problems:
             _active.report(problem)
 
-
     def _flush_now(self, run: Run) -> bool:
         """Whether this response is followed by sending the run (a periodic run's rows stay
         stored on disk until their time comes, or until the environment ends)."""
