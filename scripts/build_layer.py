@@ -4,9 +4,11 @@
     python scripts/build_layer.py --arch x86_64   # one (x86_64 or arm64)
 
 For each architecture: an abi3 (cp310) manylinux2014 wheel by `maturin build --zig`
-(dist/wheels/<arch>/), the layer's contents in build/layer-<arch>/python, and
-dist/layer-<arch>.zip with the package under `python/` (Lambda puts /opt/python on sys.path).
-Run it where maturin and ziglang are installed (`pipenv run`, or inside `pipenv shell`).
+(dist/wheels/<arch>/); the external Lambda extension, a Rust executable linked against glibc
+2.17 by `cargo zigbuild`; the layer's contents in build/layer-<arch>/ (`python/` and
+`extensions/wandb-nexus`), and dist/layer-<arch>.zip with the same layout (Lambda puts
+/opt/python on sys.path and starts each file in /opt/extensions). Run it where maturin,
+ziglang and cargo-zigbuild are installed (`pipenv run`, or inside `pipenv shell`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ RUST_TARGETS = {"x86_64": "x86_64-unknown-linux-gnu", "arm64": "aarch64-unknown-
 WHEEL_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 # The oldest Lambda runtime the abi3 wheel serves; pip picks wheels for this version.
 LAMBDA_PYTHON = "3.10"
+# The external extension's executable: Lambda requires its file name to be the name it
+# registers with (src/lambda/external.rs).
+EXTENSION = "wandb-nexus"
 # Lambda's Python runtimes. The layer carries bytecode for each one this machine has: /opt is
 # read-only on Lambda, so without it every cold start compiles the package's Python files.
 LAMBDA_PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
@@ -44,32 +49,60 @@ def installed_rust_targets() -> set[str]:
 
 
 def build_wheel(arch: str, out_dir: Path) -> Path:
-    target = RUST_TARGETS[arch]
-    if target not in installed_rust_targets():
-        raise BuildError(
-            f"cannot build the {arch} wheel: the Rust target {target} is not installed. "
-            f"Install it with `rustup target add {target}`, or build only x86_64 with "
-            "`--arch x86_64`."
-        )
+    target = require_target(arch, "wheel")
     cmd = [
         sys.executable, "-m", "maturin", "build", "--release", "--zig",
         "--compatibility", "manylinux2014", "--target", target,
         "--interpreter", sys.executable, "--out", str(out_dir),
     ]  # fmt: skip
-    # maturin finds zig as `python3 -m ziglang` on PATH: make that this interpreter.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run(cmd, cwd=REPO, check=True, env=env)
+    subprocess.run(cmd, cwd=REPO, check=True, env=zig_environment())
     wheels = sorted(out_dir.glob(f"wandb_nexus-*-cp310-abi3-*{target.split('-')[0]}.whl"))
     if len(wheels) != 1:
         raise BuildError(f"expected one {arch} wheel in {out_dir}, found {wheels}")
     return wheels[0]
 
 
-def layer_tree(arch: str, wheel: Path) -> Path:
+def zig_environment() -> dict[str, str]:
+    """maturin and cargo-zigbuild find zig as `python3 -m ziglang` on PATH, and cargo finds
+    `cargo-zigbuild` there: put this interpreter's scripts first."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def require_target(arch: str, what: str) -> str:
+    target = RUST_TARGETS[arch]
+    if target not in installed_rust_targets():
+        raise BuildError(
+            f"cannot build the {arch} {what}: the Rust target {target} is not installed. "
+            f"Install it with `rustup target add {target}`, or build only x86_64 with "
+            "`--arch x86_64`."
+        )
+    return target
+
+
+def build_extension(arch: str) -> Path:
+    """The external extension for `arch`: plain Rust (no Python), glibc symbols at most 2.17
+    like the module's, in the size-first `extension` profile (Cargo.toml)."""
+    target = require_target(arch, "extension")
+    cmd = [
+        "cargo", "zigbuild", "--profile", "extension", "--no-default-features",
+        "--bin", EXTENSION, "--target", f"{target}.2.17",
+    ]  # fmt: skip
+    subprocess.run(cmd, cwd=REPO, check=True, env=zig_environment())
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    return (REPO / target_dir / target / "extension" / EXTENSION).resolve()
+
+
+def layer_tree(arch: str, wheel: Path, extension: Path) -> Path:
     """Installs the wheel for Lambda's platform into build/layer-<arch>/python (the layer's
-    contents, also what `sls invoke local` puts on PYTHONPATH)."""
+    contents, also what `sls invoke local` puts on PYTHONPATH), and the extension into
+    build/layer-<arch>/extensions."""
     root = REPO / "build" / f"layer-{arch}"
     shutil.rmtree(root, ignore_errors=True)
+    executable = root / "extensions" / EXTENSION
+    executable.parent.mkdir(parents=True)
+    shutil.copyfile(extension, executable)
+    # Lambda runs it as it is unzipped: the zip carries this mode (see zip_tree).
+    executable.chmod(0o755)
     site = root / "python"
     cmd = [
         sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
@@ -111,6 +144,8 @@ def interpreters(version: str) -> list[str]:
 
 
 def zip_tree(root: Path, zip_path: Path) -> None:
+    """Zips the tree; `ZipFile.write` records each file's Unix mode (external_attr), which
+    keeps the extension executable."""
     zip_path.unlink(missing_ok=True)
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for path in sorted(root.rglob("*")):
@@ -123,10 +158,12 @@ def build(arch: str) -> Path:
     wheel_dir = DIST / "wheels" / arch
     shutil.rmtree(wheel_dir, ignore_errors=True)
     wheel = build_wheel(arch, wheel_dir)
+    extension = build_extension(arch)
     zip_path = DIST / f"layer-{arch}.zip"
-    zip_tree(layer_tree(arch, wheel), zip_path)
+    zip_tree(layer_tree(arch, wheel, extension), zip_path)
     print(
         f"built {zip_path.relative_to(REPO)} ({zip_path.stat().st_size:,} bytes) from {wheel.name}"
+        f" and extensions/{EXTENSION} ({extension.stat().st_size:,} bytes)"
     )
     return zip_path
 

@@ -21,11 +21,15 @@ import pytest
 
 import wandb_log
 from conftest import REPO, build_environment, build_layer_once
+from fake_extensions_api import FakeExtensionsApi
+from fake_wandb import FakeWandb
 
 sys.path.insert(0, str(REPO / "scripts"))
 import build_layer
 
 MOTO_ACCOUNT = "123456789012"
+# Lambda starts each file in /opt/extensions; this one registers under its file name.
+EXTENSION = f"extensions/{build_layer.EXTENSION}"
 LAYER_BUDGET = 5_000_000  # bytes, zipped, per architecture
 ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}
 
@@ -85,13 +89,118 @@ def test_layer_zip_layout_and_budget(built_arches: list[str], arch: str) -> None
     assert layer.stat().st_size <= LAYER_BUDGET
     with zipfile.ZipFile(layer) as zf:
         names = zf.namelist()
-    assert all(name.startswith("python/") for name in names)
+    # The package, and the external extension beside it: nothing else.
+    assert all(name.startswith("python/") for name in names if name != EXTENSION)
+    assert EXTENSION in names
     for needed in ("__init__.py", "_core.abi3.so", "_run.py", "py.typed"):
         assert f"python/wandb_nexus/{needed}" in names
     # Bytecode for (at least) the Python running this, so imports on Lambda need no compiling.
     tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
     assert f"python/wandb_nexus/__pycache__/_run.{tag}.pyc" in names
     assert not any(name.endswith(("direct_url.json", "RECORD")) for name in names)
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_layer_extension_is_an_executable_for_lambda(
+    built_arches: list[str], arch: str, tmp_path: Path
+) -> None:
+    if arch not in built_arches:
+        pytest.skip("the aarch64 Rust target is not installed here")
+    with zipfile.ZipFile(REPO / "dist" / f"layer-{arch}.zip") as zf:
+        info = zf.getinfo(EXTENSION)
+        binary = Path(zf.extract(info, tmp_path))
+    # Unix mode bits in the zip: Lambda unzips the layer with them, and runs the file.
+    assert info.create_system == 3
+    assert (info.external_attr >> 16) & 0o777 == 0o755
+    elf = subprocess.run(["file", "-b", str(binary)], capture_output=True, text=True).stdout
+    assert "ELF 64-bit" in elf and "executable" in elf, elf
+    assert ("x86-64" if arch == "x86_64" else "aarch64") in elf, elf
+    assert highest_glibc(binary) <= (2, 17)
+    # Built without Python: it must start where no libpython exists.
+    needed = subprocess.run(
+        ["objdump", "-p", str(binary)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "libpython" not in needed
+
+
+def test_layer_extension_runs_and_refuses_to_start_outside_lambda(built_arches: list[str]) -> None:
+    binary = REPO / "build" / "layer-x86_64" / EXTENSION
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run([str(binary)], capture_output=True, text=True, env=env, timeout=10)
+    assert out.returncode == 1
+    assert out.stderr == (
+        "wandb-nexus extension: AWS_LAMBDA_RUNTIME_API is not set: "
+        "this is a Lambda extension, run by Lambda\n"
+    )
+
+
+# A runtime that logs rows to an online run and dies (SIGKILL, as at a timeout) before its end.
+KILLED_RUNTIME = """
+import os, signal, time, wandb_nexus
+run = wandb_nexus.init(project="killed")
+for step in range(50):
+    run.log({"loss": 1 / (step + 1)})
+time.sleep(0.5)  # the writer thread puts the rows in the log
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def run_killed_runtime(env: dict[str, str]) -> None:
+    runtime = subprocess.run([sys.executable, "-c", KILLED_RUNTIME], env=env, timeout=60)
+    assert runtime.returncode == -9
+
+
+def extension_env(fake: FakeWandb, root: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root),
+        "AWS_LAMBDA_FUNCTION_NAME": "f",
+        "WANDB_API_KEY": fake.api_key,
+        "WANDB_BASE_URL": fake.base_url,
+        "WANDB_DIR": str(root),
+        # Nothing streamed while the run is open: all its rows are left to deliver.
+        "WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL": "3600",
+        **extra,
+    }
+
+
+def test_layer_extension_delivers_at_shutdown_what_a_killed_runtime_left(
+    built_arches: list[str], fake: FakeWandb, tmp_path: Path
+) -> None:
+    api = FakeExtensionsApi()
+    env = extension_env(fake, tmp_path)
+    proc = api.start(REPO / "build" / "layer-x86_64" / EXTENSION, env)
+    assert api.registration == {"name": "wandb-nexus", "events": ["SHUTDOWN"]}
+    run_killed_runtime(env)
+    assert all(not run.history for run in fake.runs())
+    assert api.waiting.wait(10)
+    api.shutdown("TIMEOUT")
+    assert proc.wait(5) == 0
+    assert proc.communicate()[1] == ""
+    api.close()
+    run = fake.single_run()
+    assert [row["loss"] for row in run.history] == [1 / (step + 1) for step in range(50)]
+    assert run.exitcode == 1  # it died: W&B marks the run failed
+    (log,) = (tmp_path / "wandb").glob("run-*/run-*.wandb")
+    assert log.with_name(log.name + ".synced").exists()
+
+
+def test_layer_extension_turned_off_registers_and_delivers_nothing(
+    built_arches: list[str], fake: FakeWandb, tmp_path: Path
+) -> None:
+    api = FakeExtensionsApi()
+    env = extension_env(fake, tmp_path, WANDB_NEXUS_EXTENSION="off")
+    # Registered all the same: an extension that exits during init fails the environment.
+    proc = api.start(REPO / "build" / "layer-x86_64" / EXTENSION, env)
+    run_killed_runtime(env)
+    assert api.waiting.wait(10)
+    api.shutdown("SPINDOWN")
+    assert proc.wait(5) == 0
+    assert proc.communicate()[1] == (
+        "wandb-nexus extension: turned off by WANDB_NEXUS_EXTENSION=off; it delivers nothing\n"
+    )
+    api.close()
+    assert all(not run.history for run in fake.runs())
 
 
 # ---------------------------------------------------------------------------- moto and sls

@@ -342,9 +342,9 @@ fn read_chunked(mut reader: impl BufRead) -> std::io::Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use super::fake::{answer, serve};
     use super::*;
     use std::net::TcpListener;
-    use std::sync::mpsc;
 
     #[test]
     fn events_are_parsed_and_reasons_compared_without_case() {
@@ -410,46 +410,6 @@ mod tests {
         ));
     }
 
-    /// A one-connection-per-answer Extensions API on loopback: answers in turn, and hands
-    /// each request's text to the test.
-    fn serve(answers: Vec<String>) -> (ExtensionsApi, mpsc::Receiver<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let api = ExtensionsApi::new(&listener.local_addr().unwrap().to_string()).unwrap();
-        let (sent, requests) = mpsc::channel();
-        std::thread::spawn(move || {
-            for answer in answers {
-                let (stream, _) = listener.accept().unwrap();
-                let mut reader = BufReader::new(&stream);
-                let mut request = String::new();
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = n.trim().parse().unwrap();
-                    }
-                    request.push_str(&line);
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                request.push_str(&String::from_utf8(body).unwrap());
-                sent.send(request).unwrap();
-                (&stream).write_all(answer.as_bytes()).unwrap();
-            }
-        });
-        (api, requests)
-    }
-
-    fn answer(status: &str, headers: &str, body: &str) -> String {
-        format!(
-            "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    }
-
     #[test]
     fn registers_then_skips_unknown_events_until_a_known_one() {
         let (api, requests) = serve(vec![
@@ -504,5 +464,53 @@ mod tests {
         drop(closed);
         let result = gone.register("wandb-nexus", &[EventType::Shutdown]);
         assert!(matches!(result, Err(Error::Unavailable(_))));
+    }
+}
+
+/// A stand-in for Lambda's Extensions API, for the tests of both extensions.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A one-connection-per-answer Extensions API on loopback: answers in turn (an empty
+    /// answer closes the connection unanswered), and hands each request's text to the test.
+    pub fn serve(answers: Vec<String>) -> (ExtensionsApi, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let api = ExtensionsApi::new(&listener.local_addr().unwrap().to_string()).unwrap();
+        let (sent, requests) = mpsc::channel();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(&stream);
+                let mut request = String::new();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = n.trim().parse().unwrap();
+                    }
+                    request.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                request.push_str(&String::from_utf8(body).unwrap());
+                let _ = sent.send(request);
+                (&stream).write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (api, requests)
+    }
+
+    pub fn answer(status: &str, headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
     }
 }

@@ -6,10 +6,13 @@
 //! directory, and exits.
 //!
 //! It must never fail the environment: Lambda restarts an environment whose extension fails
-//! during init, and on Managed Instances an extension that exits kills it. So whatever
-//! happens short of a refused registration, it registers, waits for SHUTDOWN, and exits 0.
+//! during init, and on Managed Instances an extension that exits kills it. So unless the API
+//! refuses it (its registration, or its call for the next event), it registers, waits for
+//! SHUTDOWN whatever its settings, delivers what it can, and exits 0; a bad run costs a line
+//! on stderr, never the process.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,7 +34,13 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
 /// The extension's whole life; the executable's `main`.
 pub fn main() -> ExitCode {
     // One line per panic; each is caught where it would cost more than one run's delivery.
-    panic::set_hook(Box::new(|info| say(&format!("bug: {info}"))));
+    panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        say(&format!("bug{at}: {}", super::panic_text(info.payload())));
+    }));
     let api = match ExtensionsApi::from_env() {
         Ok(Some(api)) => api,
         Ok(None) => {
@@ -73,8 +82,11 @@ pub fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One line on stderr, in one write: Lambda collects the extension's and the runtime's
+/// output together, and a line written in pieces can be split by theirs.
 fn say(line: &str) {
-    eprintln!("wandb-nexus extension: {line}");
+    let line = format!("wandb-nexus extension: {line}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// The settings to deliver with, resolved from the environment as the Python module
@@ -163,7 +175,49 @@ fn deliver_left_runs(settings: &Settings, reason: &ShutdownReason, deadline_ms: 
 
 #[cfg(test)]
 mod tests {
+    use super::super::extensions_api::fake::{answer, serve};
     use super::*;
+
+    fn registered(next: Vec<String>) -> (Registration, std::sync::mpsc::Receiver<String>) {
+        let id = "Lambda-Extension-Identifier: id-1\r\n";
+        let answers = [vec![answer("200 OK", id, "{}")], next].concat();
+        let (api, requests) = serve(answers);
+        let registration = api.register(NAME, &[EventType::Shutdown]).unwrap();
+        requests.recv().unwrap();
+        (registration, requests)
+    }
+
+    #[test]
+    fn it_waits_through_invocations_and_a_dropped_call_for_shutdown() {
+        let shutdown = r#"{"eventType":"SHUTDOWN","shutdownReason":"FAILURE","deadlineMs":7}"#;
+        let (registration, _requests) = registered(vec![
+            answer(
+                "200 OK",
+                "",
+                r#"{"eventType":"INVOKE","requestId":"r","deadlineMs":1}"#,
+            ),
+            String::new(), // the connection closes unanswered
+            answer("200 OK", "", shutdown),
+        ]);
+        let event = wait_for_shutdown(&registration);
+        assert_eq!(event, Some((ShutdownReason::Failure, 7)));
+    }
+
+    #[test]
+    fn an_api_that_refuses_the_next_call_is_told_why_it_exits() {
+        let (registration, requests) = registered(vec![
+            answer("500 Internal Server Error", "", r#"{"errorType":"x"}"#),
+            answer("202 Accepted", "", "{}"),
+        ]);
+        assert_eq!(wait_for_shutdown(&registration), None);
+        requests.recv().unwrap(); // event/next
+        let exit_error = requests.recv().unwrap();
+        assert!(exit_error.starts_with("POST /2020-01-01/extension/exit/error HTTP/1.1\r\n"));
+        assert!(
+            exit_error.contains("Lambda-Extension-Function-Error-Type: Extension.EventFailed\r\n")
+        );
+        assert!(exit_error.contains("Lambda-Extension-Identifier: id-1\r\n"));
+    }
 
     fn settings_with(vars: &[(&str, &str)]) -> Result<Settings, String> {
         delivery_settings(|name| {

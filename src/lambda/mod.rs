@@ -100,6 +100,15 @@ fn deliver_finished(run: &Run, deadline: Instant) -> Result<(), Error> {
     Ok(())
 }
 
+/// A panic's message, from its payload (`panic!` makes a `&str` or a `String`).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// The deadline for delivery in an invocation that ends at `deadline_ms` (Unix ms).
 pub fn invocation_deadline(deadline_ms: u64) -> Instant {
     until_epoch_ms(deadline_ms, INVOCATION_MARGIN)

@@ -103,11 +103,7 @@ fn attempt(
         deliver(log, settings, left_by, deadline)
     }))
     .unwrap_or_else(|panic| {
-        let text = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let text = super::panic_text(panic.as_ref());
         Err(Error::invalid(format!(
             "a bug stopped its delivery: {text}"
         )))
