@@ -312,19 +312,23 @@ def test_a_killed_run_syncs_every_flushed_row_once(
     fake: FakeWandb, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str
 ) -> None:
     """Online, the rows streamed before the kill are sent again by the sync at the same
-    offsets: the strict fake refuses a resent line that differs, so each arrives once."""
+    offsets: the strict fake refuses a resent line that differs, so each arrives once. The
+    sync first completes the log from the rows journal; the official `wandb sync` then reads
+    the same rows from it."""
     monkeypatch.setenv("WANDB_MODE", mode)
     monkeypatch.setenv("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "0.1")
     run_dir, flushed = log_until_killed(200, dict(os.environ))
     if mode == "online":
         assert_prefix_of_the_logged_rows(fake.single_run().history, flushed)
-    official_copy = tmp_path / "official" / run_dir.name
-    shutil.copytree(run_dir, official_copy)
 
     sync_command(str(run_dir))
     state = fake.single_run()
     assert_prefix_of_the_logged_rows(state.history, flushed)
     assert state.complete and state.exitcode == 1  # no exit record: the run died
+    official_copy = tmp_path / "official" / run_dir.name
+    shutil.copytree(run_dir, official_copy)
+    for marker in official_copy.glob("*.synced"):
+        marker.unlink()
 
     with FakeWandb() as second:
         wandb_sync(official_copy, second, args=("--include-online",))

@@ -4,6 +4,7 @@
 //! The API key is sent only to the base URL (GraphQL and file_stream); uploads to signed URLs
 //! never carry it, and redirects are not followed, so it cannot leak to another host.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio::time::{sleep, Instant};
 
 use crate::api::file_stream::{Batch, CONSOLE_FILE, HISTORY_FILE, SUMMARY_FILE};
 use crate::core::settings::{parse_base_url, ApiKey, RetryPolicy};
-use crate::core::system::ProcessLocal;
+use crate::core::system::{self, ProcessLocal};
 use crate::error::Error;
 
 /// The process's client, with the connection generation it was built in (see
@@ -245,6 +246,34 @@ impl Transport {
         })
     }
 
+    /// Where this machine's processes note when W&B said to come back (Retry-After), as Unix
+    /// ms: every request waits for it, not only the retry of the one refused, and so do the
+    /// other processes (a Lambda runtime and its extension, a later invocation's sweep).
+    fn back_at_file(&self) -> PathBuf {
+        let host = self.base_url.host_str().unwrap_or_default();
+        let port = self.base_url.port_or_known_default().unwrap_or_default();
+        let host: String = host.chars().filter(char::is_ascii_alphanumeric).collect();
+        std::env::temp_dir().join(format!("wandb-nexus-retry-after-{host}-{port}"))
+    }
+
+    /// When W&B said to come back, if that is still ahead.
+    fn server_back_at(&self) -> Option<Instant> {
+        let text = std::fs::read_to_string(self.back_at_file()).ok()?;
+        let back_ms: u64 = text.trim().parse().ok()?;
+        let now_ms = (system::unix_now() * 1000.0) as u64;
+        (back_ms > now_ms).then(|| Instant::now() + Duration::from_millis(back_ms - now_ms))
+    }
+
+    fn server_asked_to_wait(&self, after: Duration) {
+        let asked = Instant::now() + after;
+        if self.server_back_at().is_some_and(|at| at >= asked) {
+            return;
+        }
+        let back_ms = (system::unix_now() * 1000.0) as u64 + after.as_millis() as u64;
+        // Best effort: without the note, only this request's retry waits.
+        let _ = write_atomically(&self.back_at_file(), back_ms.to_string().as_bytes());
+    }
+
     fn endpoint(&self, path: &[&str]) -> Url {
         let mut url = self.base_url.clone();
         url.path_segments_mut()
@@ -268,6 +297,15 @@ impl Transport {
         let deadline = Instant::now() + self.policy.budget;
         let mut wait = self.policy.wait_min;
         loop {
+            if let Some(at) = self.server_back_at() {
+                if at >= deadline {
+                    return Err(Error::Unavailable(format!(
+                        "{what}: W&B asked to wait {:?} more (Retry-After), past the retry budget",
+                        at.saturating_duration_since(Instant::now())
+                    )));
+                }
+                tokio::time::sleep_until(at).await;
+            }
             let timeout = self
                 .policy
                 .attempt_timeout
@@ -285,6 +323,9 @@ impl Transport {
                 Ok(answer) => return Ok(answer),
                 Err(Attempt::Fail(err)) => return Err(err),
                 Err(Attempt::Retry { reason, after }) => {
+                    if let Some(after) = after {
+                        self.server_asked_to_wait(after);
+                    }
                     let pause = after.unwrap_or_else(|| jittered(wait));
                     if Instant::now() + pause >= deadline {
                         return Err(Error::Unavailable(format!(
@@ -725,6 +766,13 @@ fn parse_resume_status(bucket: &Json) -> Result<ResumeStatus, String> {
         last_step,
         runtime: runtime.trunc(),
     })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}", system::current_pid()));
+    std::fs::write(&name, bytes)?;
+    std::fs::rename(&name, path)
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

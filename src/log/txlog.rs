@@ -37,12 +37,22 @@ impl LogWriter<BufWriter<File>> {
     /// Creates a new log file, locked (`crate::log::lock`) until the run is complete; an
     /// existing file is never overwritten.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        if path.exists() {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        // Locked under another name, then renamed: a sweep never finds it unlocked.
+        let mut name = path.as_os_str().to_owned();
+        name.push(".new");
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&name)?;
         if !try_lock(&file)? {
             return Err(io::Error::other("the new log is locked by another process"));
         }
         let mut writer = Self::new(BufWriter::with_capacity(BLOCK_SIZE, file))?;
         writer.flush()?;
+        std::fs::rename(&name, path)?;
         Ok(writer)
     }
 
