@@ -319,14 +319,7 @@ class _Process:
 
     def hwm_kb(self) -> int | None:
         """VmHWM now (None once it has ended)."""
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return None
+        return _number_after(Path(f"/proc/{self.pid}/status"), "VmHWM:")
 
     def sample_hwm(self) -> None:
         if self.alive:
@@ -935,14 +928,7 @@ class LambdaEmulator:
     def _oom_kills(self) -> int | None:
         if self.memory_cgroup is None:
             return None
-        try:
-            text = (self.memory_cgroup / "memory.oom_control").read_text()
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith("oom_kill "):
-                return int(line.split()[1])
-        return None
+        return _number_after(self.memory_cgroup / "memory.oom_control", "oom_kill ")
 
     def _invocation_ended(self) -> bool:
         current = self._current
@@ -1256,6 +1242,19 @@ def _stopped(pid: int) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
             return False
     return True
+
+
+def _number_after(path: Path, label: str) -> int | None:
+    """The number after `label` at the start of a line of a /proc or cgroup file; None when
+    the file cannot be read (its process has ended) or has no such line."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(label):
+            return int(line[len(label) :].split()[0])
+    return None
 
 
 def _memory_cgroup(memory_mb: int) -> Path | None:

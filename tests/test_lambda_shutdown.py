@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_lambda_runtime import run_of
 
 from conftest import build_layer_once
 from fake_wandb import FakeWandb, RunState, status
-from lambda_emulator import Invocation, LambdaEmulator
+from lambda_emulator import LambdaEmulator
 
 FUNCTIONS = Path(__file__).resolve().parent / "lambda_functions"
 
@@ -53,16 +54,6 @@ def environment(
         timeout=timeout,
         opt=layer,
     )
-
-
-def run_of(fake: FakeWandb, invocation: Invocation) -> RunState:
-    found = [
-        run
-        for run in fake.runs()
-        if run.config_values.get("lambda", {}).get("request_id") == invocation.request_id
-    ]
-    assert len(found) == 1, [run.config_values.get("lambda") for run in fake.runs()]
-    return found[0]
 
 
 def assert_rows(run: RunState, rows: int, invocation: int = 0) -> None:
