@@ -352,7 +352,9 @@ pub fn read(data: &[u8]) -> Result<Vec<Entry>, String> {
         let Some(body) = data.get(pos + ENTRY_HEADER..pos + ENTRY_HEADER + len) else {
             break;
         };
-        let follows = entries.last().is_none_or(|last| last.seq + 1 == seq);
+        let follows = entries
+            .last()
+            .is_none_or(|last| last.seq.checked_add(1) == Some(seq));
         if seq == 0 || !follows {
             break;
         }
