@@ -297,6 +297,7 @@ pub fn start(
         failure: None,
         journaled: 0,
         journal_progress,
+        log_failed: false,
     };
     for event in opening {
         sender.handle(event);
@@ -339,6 +340,8 @@ struct Sender {
     /// rows the OS has.
     journaled: u64,
     journal_progress: Option<Arc<AtomicU64>>,
+    /// A write to the log failed: nothing more goes into it.
+    log_failed: bool,
 }
 
 impl Sender {
@@ -377,6 +380,9 @@ impl Sender {
     }
 
     fn flush_to_os(&mut self) {
+        if self.log_failed {
+            return;
+        }
         let flushed = self.log.flush().and_then(|()| self.output.flush());
         let handed = flushed.is_ok();
         self.note(flushed, "cannot write the transaction log");
@@ -484,8 +490,15 @@ impl Sender {
         }
     }
 
+    /// Appends the encoded record, unless the log has failed: a write that failed may have
+    /// left part of a record on disk, and one after it would leave a hole in the log rather
+    /// than a cut-off end.
     fn write_encoded(&mut self) {
+        if self.log_failed {
+            return;
+        }
         let written = self.log.append(&self.encoded);
+        self.log_failed = written.is_err();
         self.note(written, "cannot write the transaction log");
     }
 
