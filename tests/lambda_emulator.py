@@ -30,8 +30,9 @@ What it enforces, as Lambda does:
     memory cgroup of that size (where cgroup v1 memory control is writable, as for root
     here), so going over it gets a process killed, as on Lambda.
 
-Everything runs in a Lambda-like sandbox, one mount namespace held open by a sleeping process
-(`unshare`) and entered with `nsenter` by the runtime and each extension: every mount
+Everything runs in a Lambda-like sandbox, one mount namespace (`unshare`) whose first process
+stays as the sandbox's init and starts the runtime and each extension there, as Lambda's init
+starts them inside the microVM: every mount
 read-only, `<opt>` (if given) bound read-only at /opt, a tmpfs /tmp shared by all processes and
 kept across re-initialisations, a /dev with only null, zero, random and urandom (so no
 /dev/shm), and a HOME that does not exist. The emulator stays outside, on the host's network
@@ -53,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
@@ -83,7 +84,7 @@ RUNTIME_ONLY_VARIABLES = (
 # (the task root), "$1" the directory to bind at /opt (or ""); the arguments up to "--" are host
 # paths under /tmp that must stay visible (a checkout or virtualenv there): the new /tmp is
 # assembled under the new /dev with those paths bound into it read-only, then moved over /tmp.
-# It prints "ready" once done and runs the command after "--" (the sandbox holder) silently.
+# It prints "ready" once done and runs the command after "--" (the sandbox's init) silently.
 SANDBOX = r"""
 set -e
 opt="$1"
@@ -117,6 +118,46 @@ mknod -m 444 /dev/urandom c 1 9
 cd "$0"
 echo ready
 exec "$@" </dev/null >/dev/null 2>&1
+"""
+
+
+# The sandbox's init (the process SANDBOX runs last, in the sandbox and its memory cgroup):
+# starts the environment's processes with posix_spawn on request and reports their ends.
+# Requests and replies are JSON datagrams on the socket whose fd is argv[1]; a request brings
+# the write end of the process's output pipe. Starting them here, rather than from the
+# emulator, spares each start a fork of the emulator (a large threaded process), a cgroup
+# migration and a setns: together 3-35 ms a process on this machine, which INIT would count.
+SPAWNER = r"""
+import json, os, select, socket, sys
+fd = int(sys.argv[1])
+os.set_inheritable(fd, False)
+channel = socket.socket(fileno=fd)
+children = {}
+channel.send(b'{"ready": true}')
+while True:
+    for ready in select.select([channel, *children], [], [])[0]:
+        if ready is channel:
+            data, fds, _, _ = socket.recv_fds(channel, 1 << 20, 1)
+            if not data:
+                sys.exit(0)
+            request, output = json.loads(data), fds[0]
+            actions = [(os.POSIX_SPAWN_DUP2, output, 1), (os.POSIX_SPAWN_DUP2, output, 2)]
+            try:
+                pid = os.posix_spawn(request["argv"][0], request["argv"], request["env"],
+                                     file_actions=actions + [(os.POSIX_SPAWN_CLOSE, output)])
+            except OSError as error:
+                reply = {"error": f"{request['argv'][0]}: {error}"}
+            else:
+                children[os.pidfd_open(pid)] = pid
+                reply = {"pid": pid}
+            os.close(output)
+            channel.send(json.dumps(reply).encode())
+        else:
+            pid = children.pop(ready)
+            os.close(ready)
+            _, status, usage = os.wait4(pid, 0)
+            channel.send(json.dumps({"exited": pid, "status": status,
+                                     "maxrss_kb": usage.ru_maxrss}).encode())
 """
 
 
@@ -246,32 +287,124 @@ class Shutdown:
     ended_at: float | None = None
 
 
+@dataclass
+class _Started:
+    """A process just started: its pid, the read end of its output (stdout and stderr), and
+    how to wait for its end (returns its wait status and peak RSS in KiB)."""
+
+    pid: int
+    output: IO[bytes]
+    wait: Callable[[], tuple[int, int]]
+
+
+def _popen(
+    command: list[str], *, cwd: Path, env: dict[str, str], preexec_fn: Callable[[], None]
+) -> _Started:
+    """Starts a process as a child of the emulator (no sandbox)."""
+    popen = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
+    )
+
+    def wait() -> tuple[int, int]:
+        _, status, usage = os.wait4(popen.pid, 0)
+        popen.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits itself
+        return status, usage.ru_maxrss
+
+    assert popen.stdout is not None
+    return _Started(popen.pid, popen.stdout, wait)
+
+
+class _Spawner:
+    """The emulator's end of the sandbox's init (SPAWNER): one start request at a time, and a
+    thread that takes the replies and the processes' ends."""
+
+    def __init__(self, channel: socket.socket, timeout: float):
+        self._channel = channel
+        channel.settimeout(timeout)
+        try:
+            hello = channel.recv(64)
+        except OSError:
+            hello = b""
+        channel.settimeout(None)
+        if hello != b'{"ready": true}':
+            raise AssertionError("the sandbox's init did not start")
+        self._requests = threading.Lock()
+        self._cond = threading.Condition()
+        self._reply: dict[str, Any] | None = None
+        self._ended: dict[int, tuple[int, int]] = {}
+        self._closed = False
+        threading.Thread(target=self._receive, daemon=True).start()
+
+    def start(self, argv: list[str], env: dict[str, str]) -> _Started:
+        read, write = os.pipe()
+        request = json.dumps({"argv": argv, "env": env}).encode()
+        with self._requests:
+            try:
+                socket.send_fds(self._channel, [request], [write])
+            finally:
+                os.close(write)
+            with self._cond:
+                while self._reply is None and not self._closed:
+                    self._cond.wait()
+                reply, self._reply = self._reply, None
+        if reply is None or "error" in reply:
+            os.close(read)
+            raise OSError(reply["error"] if reply else "the sandbox's init is gone")
+        pid = reply["pid"]
+        return _Started(pid, os.fdopen(read, "rb"), lambda: self._wait(pid))
+
+    def _wait(self, pid: int) -> tuple[int, int]:
+        with self._cond:
+            while pid not in self._ended and not self._closed:
+                self._cond.wait()
+            # Without its init (gone only after every process was killed) a status is lost.
+            return self._ended.pop(pid, (signal.SIGKILL, 0))
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data = self._channel.recv(65536)
+            except OSError:
+                data = b""
+            with self._cond:
+                if not data:
+                    self._closed = True
+                    self._cond.notify_all()
+                    return
+                message = json.loads(data)
+                if "exited" in message:
+                    self._ended[message["exited"]] = (message["status"], message["maxrss_kb"])
+                else:
+                    self._reply = message
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        self._channel.close()
+
+
 class _Process:
-    """A process of the environment: its output goes to the emulator's, and a thread reaps
-    it with wait4 (for its exit status and peak RSS, also when it is SIGKILLed)."""
+    """A process of the environment: its output goes to the emulator's, and a thread waits
+    for its end (its exit status and peak RSS, also when it is SIGKILLed)."""
 
     def __init__(
         self,
         name: str,
-        command: list[str],
+        start: Callable[[], _Started],
         *,
-        cwd: Path,
-        env: dict[str, str],
-        preexec_fn: Callable[[], None],
         on_output: Callable[[bytes], None],
         on_exit: Callable[[], None],
     ):
         self.name = name
         self.started_at = time.monotonic()
-        self.popen = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=preexec_fn,
-        )
-        self.pid = self.popen.pid
+        started = start()
+        self.pid = started.pid
+        self._output = started.output
+        self._wait = started.wait
         self.exited = threading.Event()
         self.status: int | None = None
         self.exited_at: float | None = None
@@ -289,17 +422,14 @@ class _Process:
         return not self.exited.is_set()
 
     def _read(self) -> None:
-        stdout = self.popen.stdout
-        assert stdout is not None
-        for chunk in iter(lambda: stdout.read1(65536), b""):  # type: ignore[attr-defined]
+        output = self._output
+        for chunk in iter(lambda: output.read1(65536), b""):  # type: ignore[attr-defined]
             self._on_output(chunk)
-        stdout.close()
+        output.close()
 
     def _reap(self) -> None:
-        _, status, usage = os.wait4(self.pid, 0)
+        status, self.maxrss_kb = self._wait()
         self.status = os.waitstatus_to_exitcode(status)
-        self.popen.returncode = self.status  # so Popen never waits for it itself
-        self.maxrss_kb = usage.ru_maxrss
         self.exited_at = time.monotonic()
         self.exited.set()
         self._on_exit()
@@ -397,12 +527,12 @@ class LambdaEmulator:
         self._frozen: set[int] = set()
         self._alive = False  # between INIT on entry and spin-down (or kill)
         self._needs_init = False  # reset: the next invocation re-initialises
-        self._holder: subprocess.Popen[bytes] | None = None
+        self._holder: subprocess.Popen[bytes] | None = None  # the sandbox's init
+        self._spawner: _Spawner | None = None
         self._kept: list[str] = []  # host paths bound into the sandbox's /tmp
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.emulator = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self.process: subprocess.Popen[bytes] | None = None  # the current runtime process
         self.memory_cgroup = _memory_cgroup(memory_mb)
 
     # ------------------------------------------------------------------ lifecycle
@@ -461,6 +591,11 @@ class LambdaEmulator:
     def kill(self) -> None:
         """Ends the environment without a Shutdown phase: SIGKILL to every process, frozen
         or not; nobody gets SIGTERM or SHUTDOWN. The sandbox (/tmp) stays until exit."""
+        self._kill_all()
+        self._retire()
+
+    def _kill_all(self) -> None:
+        """SIGKILL to every process of the environment (strays included); waits for them."""
         self._alive = False
         for process in self._processes():
             process.kill()
@@ -469,7 +604,6 @@ class LambdaEmulator:
             process.exited.wait(5)
             process.join_output()
         self._record_extension_exits()
-        self._retire()
 
     def shutdown(self, reason: str = "spindown") -> Shutdown | None:
         """Retires the environment as Lambda does (lambda-lifecycle.md §1.4); returns the
@@ -518,23 +652,28 @@ class LambdaEmulator:
             str(self.task_root),
             str(self.opt or ""),
             *self._kept,
-            "--",
-            "sleep",
-            "infinity",
         ]
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        command += ["--", sys.executable, "-I", "-S", "-c", SPAWNER, str(theirs.fileno())]
         self._holder = subprocess.Popen(
             command,
             cwd=self.task_root,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=self._enter_cgroup,
+            pass_fds=(theirs.fileno(),),
         )
+        theirs.close()
         assert self._holder.stdout is not None
-        said = self._holder.stdout.read()  # until "ready" and the holder's silent exec
+        said = self._holder.stdout.read()  # until "ready" and the silent exec of its init
         self._holder.stdout.close()
         if not said.endswith(b"ready\n") or self._holder.poll() is not None:
             raise AssertionError(f"the sandbox could not be set up:\n{said.decode()}")
+        self._spawner = _Spawner(ours, timeout=10)
+        # Only now, so that the init's own start-up memory is not charged to the function
+        # (cgroup v1 leaves charges where they were made); what it starts is born inside.
+        if self.memory_cgroup is not None:
+            (self.memory_cgroup / "cgroup.procs").write_text(str(self._holder.pid))
 
     def _enter_cgroup(self) -> None:
         # In the child, before exec: everything it runs is limited.
@@ -542,26 +681,14 @@ class LambdaEmulator:
             (self.memory_cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> _Process:
-        command = argv
-        if self._holder is not None:
-            command = [
-                "nsenter",
-                "-t",
-                str(self._holder.pid),
-                "-m",
-                f"--wd={self.task_root}",
-                "--",
-                *argv,
-            ]
-        return _Process(
-            name,
-            command,
-            cwd=self.task_root,
-            env=env,
-            preexec_fn=self._enter_cgroup,
-            on_output=self._append_output,
-            on_exit=self._notify,
-        )
+        spawner = self._spawner
+        if spawner is not None:
+            start = lambda: spawner.start(argv, env)  # noqa: E731
+        else:
+            start = lambda: _popen(  # noqa: E731
+                argv, cwd=self.task_root, env=env, preexec_fn=self._enter_cgroup
+            )
+        return _Process(name, start, on_output=self._append_output, on_exit=self._notify)
 
     def _append_output(self, chunk: bytes) -> None:
         with self._output_lock:
@@ -573,14 +700,9 @@ class LambdaEmulator:
 
     def _teardown(self) -> None:
         """Removes the sandbox: kills whatever is left, the holder, the server, the cgroup."""
-        self._alive = False
-        for process in self._processes():
-            process.kill()
-        self._kill_strays()
-        for process in self._processes():
-            process.exited.wait(5)
-            process.join_output()
-        self._record_extension_exits()
+        self._kill_all()
+        if self._spawner is not None:
+            self._spawner.close()
         if self._holder is not None and self._holder.poll() is None:
             self._holder.kill()
             self._holder.wait()
@@ -720,7 +842,6 @@ class LambdaEmulator:
         runtime = self._spawn("runtime", command, self._runtime_env())
         with self._cond:
             self._runtime = runtime
-            self.process = runtime.popen
         init.runtime_started_at, init.runtime_pid = runtime.started_at, runtime.pid
         failed = self._wait_for(self._init_done, deadline)
         if failed is not None:
@@ -975,9 +1096,9 @@ class LambdaEmulator:
 
     def child_processes(self) -> list[int]:
         """Children of the runtime process (Lambda-safe code starts none)."""
-        assert self.process is not None
+        assert self._runtime is not None
         children: list[int] = []
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+        for task in Path(f"/proc/{self._runtime.pid}/task").iterdir():
             text = (task / "children").read_text().split()
             children.extend(int(pid) for pid in text)
         return children
