@@ -17,9 +17,7 @@ fuzz_target!(|data: &[u8]| {
         [&MAGIC[..], data].concat()
     };
     let entries = read(&journal).expect("the magic is there");
-    assert!(entries
-        .windows(2)
-        .all(|pair| pair[0].seq.checked_add(1) == Some(pair[1].seq)));
+    assert!(entries.windows(2).all(|pair| pair[0].seq < pair[1].seq));
     for entry in &entries {
         if let Some(record) = entry_record(1, entry, &RecordInfo::default()) {
             let bytes = record.encode_to_vec();

@@ -7,11 +7,17 @@
 //! which outlives the process, and costs a copy rather than a system call. Whoever delivers
 //! a run left behind (`recover`) appends the rows the log lacks.
 //!
-//! Layout: an 8-byte magic, then entries `[seq u64][len u32][0 u32][step i64][body]` padded
-//! to 8 bytes, little-endian. An entry's seq is stored last (and cleared first): a process
-//! that dies leaves every store it made before that point, so an entry whose seq follows
-//! the one before is whole. Seqs are consecutive; a torn entry, or a stale one after the
-//! journal wrapped around to its start, breaks the sequence and ends the reading. A body is
+//! Layout: an 8-byte magic, the offset of the older lap's entries (u64, 0 for none), then
+//! entries `[seq u64][len u32][0 u32][step i64][body]` padded to 8 bytes, little-endian. An
+//! entry's seq is stored last (and cleared first): a process that dies leaves every store it
+//! made before that point, so an entry whose seq follows the one before is whole.
+//!
+//! The journal is a ring: having reached the end of the file it starts a new lap at the
+//! front, over entries the writer has already handed to the OS. The entries of the lap
+//! before that are not overwritten yet stay readable from the offset in the header, moved
+//! past each one before it is overwritten. So a reader follows two chains of consecutive
+//! seqs, from the front and from that offset; a torn entry, or a stale one from an earlier
+//! lap, breaks a chain and ends it. A writer a lap behind makes the ring grow instead. A body is
 //! the row's items in a plain binary form (`put_value`): the JSON of a history record would
 //! cost `log()` its float formatting, which the writer does later anyway. Items holding media
 //! are left out: only the writer can store them.
@@ -33,12 +39,18 @@ use crate::log::records::{
 };
 use crate::log::txlog::{LogReader, LogWriter};
 
-pub const MAGIC: &[u8; 8] = b"WNXJRN01";
+pub const MAGIC: &[u8; 8] = b"WNXJRN02";
+/// The first version: no header after the magic, no older lap.
+const MAGIC_V1: &[u8; 8] = b"WNXJRN01";
+/// The magic and the older lap's offset.
+const HEADER: usize = 16;
 const ENTRY_HEADER: usize = 24;
-/// The first mapping; rows are small and the journal wraps once the writer has caught up.
+/// The first mapping; rows are small and the ring grows only while the writer is a lap behind.
 const INITIAL_LEN: usize = 256 * 1024;
 /// A writer this far behind is stuck; rows past it are only in the writer's queue.
 const MAX_LEN: usize = 64 * 1024 * 1024;
+/// How long a row waits for a writer a whole lap behind before the journal gives up.
+const WAIT_FOR_WRITER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The journal beside a transaction log.
 pub fn path_for(log: &Path) -> PathBuf {
@@ -55,6 +67,12 @@ pub struct Journal {
     pos: usize,
     /// The seq of the last entry appended.
     seq: u64,
+    /// The seq of the current lap's first entry.
+    lap_first: u64,
+    /// The older lap's entries not overwritten yet: from `older` (an entry's start) to
+    /// `older_end`.
+    older: usize,
+    older_end: usize,
     /// The seq of the last row the writer has handed to the OS in the log: entries up to it
     /// may be overwritten.
     handed: Arc<AtomicU64>,
@@ -72,13 +90,17 @@ impl Journal {
             .create_new(true)
             .open(path_for(log))?;
         let map = Mapping::new(&file, INITIAL_LEN)?;
-        // SAFETY: the mapping is INITIAL_LEN bytes long, more than the magic.
+        // SAFETY: the mapping is INITIAL_LEN bytes long, more than the header; fallocate
+        // zeroed the older lap's offset.
         unsafe { std::ptr::copy_nonoverlapping(MAGIC.as_ptr(), map.ptr, MAGIC.len()) };
         Ok(Self {
             file,
             map,
-            pos: MAGIC.len(),
+            pos: HEADER,
             seq: 0,
+            lap_first: 1,
+            older: HEADER,
+            older_end: HEADER,
             handed: Arc::default(),
             body: Vec::new(),
         })
@@ -105,6 +127,7 @@ impl Journal {
         if self.pos + size > self.map.len {
             self.make_room(size)?;
         }
+        self.pass_older(self.pos + size)?;
         let seq = self.seq + 1;
         let mut header = [0u8; ENTRY_HEADER - 8];
         header[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
@@ -126,12 +149,16 @@ impl Journal {
         Ok(seq)
     }
 
-    /// Wraps around to the start when the writer has handed every entry to the OS, or
-    /// doubles the journal.
+    /// At the end of the mapping: starts a new lap at the front when the writer has handed
+    /// to the OS the first half of this lap (and so every lap before), else doubles the
+    /// journal: a writer that far behind would soon hold up `log()` in `pass_older`.
     fn make_room(&mut self, size: usize) -> io::Result<()> {
-        let start = MAGIC.len();
-        if self.handed.load(Ordering::Acquire) >= self.seq && start + size <= self.map.len {
-            self.pos = start;
+        let half_lap = self.lap_first + (self.seq - self.lap_first) / 2;
+        if self.handed.load(Ordering::Acquire) >= half_lap && HEADER + size <= self.map.len {
+            self.older = HEADER;
+            self.older_end = self.pos;
+            self.lap_first = self.seq + 1;
+            self.pos = HEADER;
             return Ok(());
         }
         let mut len = self.map.len * 2;
@@ -145,6 +172,58 @@ impl Journal {
         }
         self.map = Mapping::new(&self.file, len)?;
         Ok(())
+    }
+
+    /// Moves the older lap's start past its entries that begin before `end` (about to be
+    /// overwritten), each once the writer has handed it to the OS, waiting for a writer a
+    /// lap behind.
+    fn pass_older(&mut self, end: usize) -> io::Result<()> {
+        let moved = self.older < self.older_end && self.older < end;
+        while self.older < self.older_end && self.older < end {
+            let (seq, size) = self.entry_at(self.older);
+            self.wait_until_handed(seq)?;
+            self.older += size;
+        }
+        if moved {
+            let older = if self.older < self.older_end {
+                self.older
+            } else {
+                0
+            };
+            // SAFETY: the header's second word, 8-byte aligned in a page-aligned mapping.
+            let slot = unsafe { &*self.map.ptr.add(MAGIC.len()).cast::<AtomicU64>() };
+            // Released before the entries it passes are overwritten.
+            slot.store(older as u64, Ordering::Release);
+            fence(Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn wait_until_handed(&self, seq: u64) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        while self.handed.load(Ordering::Acquire) < seq {
+            if started.elapsed() > WAIT_FOR_WRITER {
+                return Err(io::Error::other(
+                    "the rows journal is full: the writer is stuck",
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        Ok(())
+    }
+
+    /// The seq and size of the entry this journal stored at `pos` (seq 0 past the last).
+    fn entry_at(&self, pos: usize) -> (u64, usize) {
+        if pos + ENTRY_HEADER > self.map.len {
+            return (0, ENTRY_HEADER);
+        }
+        // SAFETY: within the mapping, 8-byte aligned; only this journal writes to it.
+        unsafe {
+            let at = self.map.ptr.add(pos);
+            let seq = (*at.cast::<AtomicU64>()).load(Ordering::Relaxed);
+            let len = at.add(8).cast::<u32>().read();
+            (seq, (ENTRY_HEADER + len as usize).next_multiple_of(8))
+        }
     }
 }
 
@@ -336,14 +415,31 @@ pub struct Entry {
     pub body: Vec<u8>,
 }
 
-/// The entries of a journal, in order, up to the first torn or stale one. An error means it
-/// is not a journal this version can read.
+/// The whole entries of a journal, in order of their seqs. An error means it is not a
+/// journal this version can read.
 pub fn read(data: &[u8]) -> Result<Vec<Entry>, String> {
-    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        return Err("not a rows journal of this version of wandb-nexus".into());
-    }
+    let mut entries = match data.get(..MAGIC.len()) {
+        Some(magic) if magic == MAGIC_V1 => chain(data, MAGIC_V1.len()),
+        Some(magic) if magic == MAGIC && data.len() >= HEADER => {
+            let older = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
+            let mut entries = chain(data, HEADER);
+            if let Ok(older @ HEADER..) = usize::try_from(older) {
+                if older % 8 == 0 {
+                    entries.extend(chain(data, older));
+                }
+            }
+            entries
+        }
+        _ => return Err("not a rows journal of this version of wandb-nexus".into()),
+    };
+    entries.sort_by_key(|entry| entry.seq);
+    entries.dedup_by_key(|entry| entry.seq);
+    Ok(entries)
+}
+
+/// The entries from `pos` on whose seqs follow one another, up to the first torn or stale one.
+fn chain(data: &[u8], mut pos: usize) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
-    let mut pos = MAGIC.len();
     while pos + ENTRY_HEADER <= data.len() {
         let header = &data[pos..pos + ENTRY_HEADER];
         let seq = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
@@ -365,7 +461,7 @@ pub fn read(data: &[u8]) -> Result<Vec<Entry>, String> {
         });
         pos += (ENTRY_HEADER + len).next_multiple_of(8);
     }
-    Ok(entries)
+    entries
 }
 
 /// What a log holds, as far as it can be read.
@@ -614,6 +710,52 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_behind_loses_nothing_across_laps_and_the_ring_stays_small() {
+        let log = temp_log();
+        let mut journal = Journal::create(&log).unwrap();
+        let lag = 300;
+        let mut checked = 0;
+        for step in 0..(INITIAL_LEN as i64 / 4) {
+            journal.append(&row(step)).unwrap();
+            let handed = journal.seq.saturating_sub(lag);
+            journal.progress().store(handed, Ordering::Release);
+            if step % 997 == 0 {
+                // What a process that died now leaves: every row the writer has not handed.
+                let entries = read(&std::fs::read(path_for(&log)).unwrap()).unwrap();
+                let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+                let first = seqs
+                    .iter()
+                    .position(|&s| s == handed + 1)
+                    .unwrap_or_else(|| {
+                        panic!("seq {} lost at step {step}: {:?}", handed + 1, &seqs[..3])
+                    });
+                assert!(seqs[first..].windows(2).all(|w| w[0] + 1 == w[1]));
+                assert_eq!(*seqs.last().unwrap(), journal.seq);
+                checked += 1;
+            }
+        }
+        assert!(checked > 50);
+        assert_eq!(
+            journal.map.len, INITIAL_LEN,
+            "grew for a writer a few rows behind"
+        );
+    }
+
+    #[test]
+    fn a_version_1_journal_is_read() {
+        let mut data = MAGIC_V1.to_vec();
+        let mut body = Vec::new();
+        encode_row(&row(4), &mut body);
+        data.extend_from_slice(&1u64.to_le_bytes());
+        data.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        data.extend_from_slice(&[0; 4]);
+        data.extend_from_slice(&4i64.to_le_bytes());
+        data.extend_from_slice(&body);
+        let entries = read(&data).unwrap();
+        assert_eq!((entries.len(), entries[0].step), (1, 4));
+    }
+
+    #[test]
     fn a_torn_entry_ends_the_journal() {
         let log = temp_log();
         let mut journal = Journal::create(&log).unwrap();
@@ -624,7 +766,7 @@ mod tests {
         let mut data = std::fs::read(path_for(&log)).unwrap();
         let mut first = Vec::new();
         encode_row(&row(0), &mut first);
-        let second = MAGIC.len() + (ENTRY_HEADER + first.len()).next_multiple_of(8);
+        let second = HEADER + (ENTRY_HEADER + first.len()).next_multiple_of(8);
         // Died after clearing the second entry's seq, before storing it.
         data[second..second + 8].fill(0);
         assert_eq!(read(&data).unwrap().len(), 1);
