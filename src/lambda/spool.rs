@@ -227,6 +227,25 @@ mod tests {
         Settings::resolve(InitArgs::default(), env).unwrap()
     }
 
+    /// The problems a sweep of every run (none skipped) reports.
+    fn sweep_all(
+        settings: &Settings,
+        reason: &str,
+        deadline: Instant,
+        held: HeldLogs,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        sweep(
+            settings,
+            &BTreeSet::new(),
+            reason,
+            deadline,
+            held,
+            &mut problems,
+        );
+        problems
+    }
+
     #[test]
     fn undelivered_logs_are_unsynced_online_runs_oldest_first() {
         let root = temp_dir();
@@ -272,15 +291,11 @@ mod tests {
         let truncated = run_log(&wandb, "run-20261125_110000-b", b":W&", false);
         let other_version = run_log(&wandb, "run-20261125_120000-c", b":W&B\xe1\xbe\x09", false);
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut problems = Vec::new();
-        let skip = BTreeSet::new();
-        sweep(
+        let problems = sweep_all(
             &settings,
-            &skip,
             "the invocation timed out",
             deadline,
             HeldLogs::Skip,
-            &mut problems,
         );
         assert_eq!(problems.len(), 2, "{problems:?}");
         for (problem, log) in problems.iter().zip([&truncated, &other_version]) {
@@ -292,26 +307,21 @@ mod tests {
             assert!(log.exists());
         }
         // Said once: this process does not try them again.
-        problems.clear();
-        sweep(
+        let problems = sweep_all(
             &settings,
-            &skip,
             "the invocation timed out",
             deadline,
             HeldLogs::Skip,
-            &mut problems,
         );
         assert!(problems.is_empty(), "{problems:?}");
 
         // Waiting for a held log ends at the deadline, with the run left in place.
         let soon = Instant::now() + Duration::from_millis(50);
-        sweep(
+        let problems = sweep_all(
             &settings,
-            &skip,
             "the invocation timed out",
             soon,
             HeldLogs::WaitUntilDeadline,
-            &mut problems,
         );
         assert!(Instant::now() >= soon - LOCK_RETRY);
         assert_eq!(problems.len(), 1, "{problems:?}");
@@ -353,17 +363,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(30));
             drop(writer);
         });
-        let mut problems = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
         let wait = HeldLogs::WaitUntilDeadline;
-        sweep(
-            &settings,
-            &BTreeSet::new(),
-            "x",
-            deadline,
-            wait,
-            &mut problems,
-        );
+        let problems = sweep_all(&settings, "x", deadline, wait);
         freed.join().unwrap();
         // Free now, and empty (no run record): left in place, long before the deadline.
         assert!(Instant::now() + Duration::from_secs(4) < deadline);
@@ -379,17 +381,9 @@ mod tests {
         let settings = settings(&root, "http://127.0.0.1:9");
         let older = valid_log(&wandb, "run-20261125_100000-a");
         let newer = valid_log(&wandb, "run-20261125_110000-b");
-        let mut problems = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         let reason = "the runtime process failed";
-        sweep(
-            &settings,
-            &BTreeSet::new(),
-            reason,
-            deadline,
-            HeldLogs::Skip,
-            &mut problems,
-        );
+        let problems = sweep_all(&settings, reason, deadline, HeldLogs::Skip);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("stays queued"), "{}", problems[0]);
         assert!(problems[0].contains("100000-a"), "{}", problems[0]);
@@ -397,15 +391,7 @@ mod tests {
             assert!(!delivery::synced_marker(log).exists());
         }
         // Not given up on: the next sweep tries again.
-        problems.clear();
-        sweep(
-            &settings,
-            &BTreeSet::new(),
-            reason,
-            deadline,
-            HeldLogs::Skip,
-            &mut problems,
-        );
+        let problems = sweep_all(&settings, reason, deadline, HeldLogs::Skip);
         assert_eq!(problems.len(), 1, "{problems:?}");
         std::fs::remove_dir_all(root).unwrap();
     }
@@ -418,16 +404,8 @@ mod tests {
         })
         .unwrap();
         run_log(&root.join("wandb"), "run-20261125_100000-a", b"", false);
-        let mut problems = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(1);
-        sweep(
-            &settings,
-            &BTreeSet::new(),
-            "x",
-            deadline,
-            HeldLogs::Skip,
-            &mut problems,
-        );
+        let problems = sweep_all(&settings, "x", deadline, HeldLogs::Skip);
         assert!(problems.is_empty());
         std::fs::remove_dir_all(root).unwrap();
     }

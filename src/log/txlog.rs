@@ -37,10 +37,7 @@ impl LogWriter<BufWriter<File>> {
     /// Creates a new log file, locked (`crate::log::lock`) until the run is complete; an
     /// existing file is never overwritten.
     pub fn create(path: &Path) -> io::Result<Self> {
-        if path.exists() {
-            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-        }
-        // Locked under another name, then renamed: a sweep never finds it unlocked.
+        // Locked under another name, then given its own: a sweep never finds it unlocked.
         let mut name = path.as_os_str().to_owned();
         name.push(".new");
         let file = OpenOptions::new()
@@ -52,7 +49,9 @@ impl LogWriter<BufWriter<File>> {
         }
         let mut writer = Self::new(BufWriter::with_capacity(BLOCK_SIZE, file))?;
         writer.flush()?;
-        std::fs::rename(&name, path)?;
+        let named = give_name(Path::new(&name), path);
+        let _ = std::fs::remove_file(&name);
+        named?;
         Ok(writer)
     }
 
@@ -74,6 +73,18 @@ impl LogWriter<BufWriter<File>> {
     pub fn sync(&mut self) -> io::Result<()> {
         self.out.flush()?;
         self.out.get_ref().sync_data()
+    }
+}
+
+/// Links `path` to the file at `from`, failing if `path` exists: unlike a rename, a link never
+/// replaces a log of the same name that another start made meanwhile. A file system without
+/// links gets a rename after a check for the name.
+fn give_name(from: &Path, path: &Path) -> io::Result<()> {
+    match std::fs::hard_link(from, path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists && !path.exists() => {
+            std::fs::rename(from, path)
+        }
+        linked => linked,
     }
 }
 
@@ -279,6 +290,24 @@ mod tests {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
             .collect()
+    }
+
+    #[test]
+    fn a_new_log_never_replaces_one_made_meanwhile() {
+        let dir = std::env::temp_dir().join(format!("wandb-nexus-txlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, new) = (dir.join("run-x.wandb"), dir.join("run-x.wandb.new"));
+        std::fs::write(&path, b"the other start's log").unwrap();
+        std::fs::write(&new, b"ours").unwrap();
+        let error = give_name(&new, &path).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"the other start's log");
+        std::fs::remove_file(&new).unwrap();
+        let error = LogWriter::create(&path).err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        assert!(!new.exists(), "left under its temporary name");
+        assert_eq!(std::fs::read(&path).unwrap(), b"the other start's log");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
