@@ -476,6 +476,29 @@ def test_going_over_the_memory_size_is_a_crash(task: Path, opt: Path) -> None:
     assert shutdowns == ["failure", "spindown"]
 
 
+def test_processes_start_inside_the_sandbox_from_its_init(task: Path, opt: Path) -> None:
+    """As Lambda's init starts them inside the microVM: the runtime and the extensions are
+    children of one process of the sandbox, in its mount namespace (not the host's) and in
+    the function's memory cgroup."""
+    extension(opt, "ext", SIMPLE.format(events=["SHUTDOWN"]))
+    with LambdaEmulator(task, "fn.handler", opt=opt) as lam:
+        runtime, ext = lam.inits[0].runtime_pid, lam.extension("ext").pid
+        assert runtime is not None and ext is not None
+        parents = {
+            int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            for pid in (runtime, ext)
+        }
+        assert len(parents) == 1 and os.getpid() not in parents
+        (init,) = parents
+        namespaces = {os.readlink(f"/proc/{pid}/ns/mnt") for pid in (init, runtime, ext)}
+        assert len(namespaces) == 1 and os.readlink("/proc/self/ns/mnt") not in namespaces
+        if lam.memory_cgroup is not None:
+            for pid in (runtime, ext):
+                groups = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                memory = next(g for g in groups if ":memory:" in g)
+                assert memory.endswith(f"/{lam.memory_cgroup.name}"), groups
+
+
 def test_a_frozen_extension_makes_no_progress(task: Path, opt: Path) -> None:
     extension(
         opt,
