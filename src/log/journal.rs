@@ -424,7 +424,7 @@ pub fn read(data: &[u8]) -> Result<Vec<Entry>, String> {
             let older = u64::from_le_bytes(data[8..16].try_into().expect("8 bytes"));
             let mut entries = chain(data, HEADER);
             if let Ok(older @ HEADER..) = usize::try_from(older) {
-                if older % 8 == 0 {
+                if older % 8 == 0 && older < data.len() {
                     entries.extend(chain(data, older));
                 }
             }
