@@ -643,6 +643,7 @@ class LambdaEmulator:
             *map(Path, sys.path[1:]),
         ]
         self._kept = _under_tmp([p for p in needed if p.exists()])
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         command = [
             "unshare",
             "-m",
@@ -652,9 +653,9 @@ class LambdaEmulator:
             str(self.task_root),
             str(self.opt or ""),
             *self._kept,
+            "--",
+            *(sys.executable, "-I", "-S", "-c", SPAWNER, str(theirs.fileno())),
         ]
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        command += ["--", sys.executable, "-I", "-S", "-c", SPAWNER, str(theirs.fileno())]
         self._holder = subprocess.Popen(
             command,
             cwd=self.task_root,

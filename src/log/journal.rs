@@ -67,8 +67,6 @@ pub struct Journal {
     pos: usize,
     /// The seq of the last entry appended.
     seq: u64,
-    /// The seq of the current lap's first entry.
-    lap_first: u64,
     /// The older lap's entries not overwritten yet: from `older` (an entry's start) to
     /// `older_end`.
     older: usize,
@@ -98,7 +96,6 @@ impl Journal {
             map,
             pos: HEADER,
             seq: 0,
-            lap_first: 1,
             older: HEADER,
             older_end: HEADER,
             handed: Arc::default(),
@@ -153,11 +150,12 @@ impl Journal {
     /// to the OS the first half of this lap (and so every lap before), else doubles the
     /// journal: a writer that far behind would soon hold up `log()` in `pass_older`.
     fn make_room(&mut self, size: usize) -> io::Result<()> {
-        let half_lap = self.lap_first + (self.seq - self.lap_first) / 2;
+        // Every lap starts at the front: the entry there is this lap's first.
+        let lap_first = self.entry_at(HEADER).0;
+        let half_lap = lap_first + self.seq.saturating_sub(lap_first) / 2;
         if self.handed.load(Ordering::Acquire) >= half_lap && HEADER + size <= self.map.len {
             self.older = HEADER;
             self.older_end = self.pos;
-            self.lap_first = self.seq + 1;
             self.pos = HEADER;
             return Ok(());
         }
@@ -178,24 +176,25 @@ impl Journal {
     /// overwritten), each once the writer has handed it to the OS, waiting for a writer a
     /// lap behind.
     fn pass_older(&mut self, end: usize) -> io::Result<()> {
-        let moved = self.older < self.older_end && self.older < end;
-        while self.older < self.older_end && self.older < end {
+        let overlaps = |journal: &Self| journal.older < journal.older_end && journal.older < end;
+        if !overlaps(self) {
+            return Ok(());
+        }
+        while overlaps(self) {
             let (seq, size) = self.entry_at(self.older);
             self.wait_until_handed(seq)?;
             self.older += size;
         }
-        if moved {
-            let older = if self.older < self.older_end {
-                self.older
-            } else {
-                0
-            };
-            // SAFETY: the header's second word, 8-byte aligned in a page-aligned mapping.
-            let slot = unsafe { &*self.map.ptr.add(MAGIC.len()).cast::<AtomicU64>() };
-            // Released before the entries it passes are overwritten.
-            slot.store(older as u64, Ordering::Release);
-            fence(Ordering::Release);
-        }
+        let older = if self.older < self.older_end {
+            self.older
+        } else {
+            0
+        };
+        // SAFETY: the header's second word, 8-byte aligned in a page-aligned mapping.
+        let slot = unsafe { &*self.map.ptr.add(MAGIC.len()).cast::<AtomicU64>() };
+        // Released before the entries it passes are overwritten.
+        slot.store(older as u64, Ordering::Release);
+        fence(Ordering::Release);
         Ok(())
     }
 
