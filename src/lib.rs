@@ -24,7 +24,9 @@ mod _core {
     use crate::py::run::{init, netrc_key, sync, verify_login, RunCore};
 
     #[pymodule_export]
-    use crate::py::lambda::{deliver_invocation, start_lambda_extension};
+    use crate::py::lambda::{
+        after_restore, before_snapshot, deliver_invocation, start_lambda_delivery,
+    };
 
     #[pymodule_export]
     use crate::py::media::{

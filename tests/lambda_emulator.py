@@ -37,12 +37,38 @@ read-only, `<opt>` (if given) bound read-only at /opt, a tmpfs /tmp shared by al
 kept across re-initialisations, a /dev with only null, zero, random and urandom (so no
 /dev/shm), and a HOME that does not exist. The emulator stays outside, on the host's network
 namespace, and can look into the sandbox's /tmp (`tmp_files()`, `read_tmp()`).
+
+Two more execution models, as the runtime client runs them:
+  * SnapStart (`snapstart=True`, AWS_LAMBDA_INITIALIZATION_TYPE=snap-start): INIT ends when
+    the runtime, its before-snapshot hooks run, asks `restore/next`; the environment is then
+    the snapshot, frozen, never invoked. `restore()` makes an environment from it: a copy of
+    the runtime process forked where it waits in `restore/next` (SNAPSHOT_RUNTIME), which
+    gets `restore/next` from its own Runtime API, runs its after-restore hooks and must wait
+    for its first event within 10 s (else the restore fails, as SnapStartTimeoutException).
+    A hook's failure is `restore/error`. Registrations made during INIT carry over; none are
+    taken after it. After a timeout or crash a copy is restored again from the snapshot.
+    What the approximation does not cover: fork copies memory, ids and clocks but not
+    threads (a copy has only the thread that forked; Lambda's snapshot of the machine keeps
+    them all, so a copy here is the harder case), copies share the sandbox's /tmp (Lambda
+    gives each its own copy of the snapshot's /tmp; sharing makes a clash of names between
+    copies visible, and tests check that the snapshot leaves nothing there to copy), and
+    external extensions are started anew in each copy instead of being cloned. Copies write
+    their output into the snapshot's.
+  * Managed Instances (`max_concurrency=N`, AWS_LAMBDA_MAX_CONCURRENCY): the runtime client
+    starts N worker processes; INIT ends when one of them asks for an event. Invocations run
+    concurrently (`invoke()` from several threads), one per waiting worker; one that finds
+    every worker busy is throttled. Nothing is frozen. A timeout is per invocation and ends
+    only the invocation, not its code, which goes on running (its late result is refused).
+    Extensions may register for SHUTDOWN only, and internal extensions not at all (what
+    several workers registering one would mean is not defined). Shutdown sends SIGTERM to
+    the runtime and its workers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -159,6 +185,65 @@ while True:
             channel.send(json.dumps({"exited": pid, "status": status,
                                      "maxrss_kb": usage.ru_maxrss}).encode())
 """
+
+# The runtime of a SnapStart function: the runtime client as it is, except that where it asks
+# for restore/next the process stays as the snapshot. Each answer names a restored copy's
+# Runtime API; the process forks, reports the copy's pid and asks again, while the copy goes
+# on from the same call against its own API. The client's native part keeps the address it
+# read at load, so a copy's calls for events and results go through `RuntimeApi`, the same
+# calls in Python. argv[1] is the handler.
+SNAPSHOT_RUNTIME = r"""
+import http.client, json, os, sys
+from awslambdaric import __main__ as main, lambda_runtime_client as client
+
+restore_next = client.BaseLambdaRuntimeClient.restore_next
+
+def call(address, method, path, body=None, headers={}):
+    connection = http.client.HTTPConnection(address)
+    connection.request(method, "/2018-06-01/runtime/" + path, body, headers)
+    answer = connection.getresponse()
+    return answer.status, answer.getheaders(), answer.read()
+
+class RuntimeApi:
+    def __init__(self, address):
+        self.address = address
+
+    def next(self):
+        status, headers, body = call(self.address, "GET", "invocation/next")
+        if status != 200:
+            raise RuntimeError(f"invocation/next: {status} {body!r}")
+        headers = dict(headers)
+        headers["Lambda-Runtime-Deadline-Ms"] = int(headers["Lambda-Runtime-Deadline-Ms"])
+        return body, headers
+
+    def post_invocation_result(self, request_id, data, content_type, invocation_id=None):
+        call(self.address, "POST", f"invocation/{request_id}/response", data,
+             {"Content-Type": content_type})
+
+    def post_error(self, request_id, data, xray_fault, invocation_id=None):
+        call(self.address, "POST", f"invocation/{request_id}/error", data,
+             {"Content-Type": "application/json"})
+
+def snapshot(self):
+    while True:
+        status, _, body = call(self.lambda_runtime_address, "GET", "restore/next")
+        if status != 200:
+            raise RuntimeError(f"restore/next: {status} {body!r}")
+        api = json.loads(body)["api"]
+        pid = os.fork()
+        if pid == 0:
+            os.environ["AWS_LAMBDA_RUNTIME_API"] = api
+            client.runtime_client = RuntimeApi(api)
+            self.lambda_runtime_address = api
+            return restore_next(self)
+        call(self.lambda_runtime_address, "POST", "restore/forked", json.dumps({"pid": pid}))
+
+client.BaseLambdaRuntimeClient.restore_next = snapshot
+main.main(sys.argv)
+"""
+# Lambda's limit on a restore: the runtime, its after-restore hooks run, waits for its first
+# event within this many seconds.
+RESTORE_LIMIT = 10.0
 
 
 def _under_tmp(paths: list[Path]) -> list[str]:
@@ -317,6 +402,27 @@ def _popen(
 
     assert popen.stdout is not None
     return _Started(popen.pid, popen.stdout, wait)
+
+
+def _adopted(pid: int) -> _Started:
+    """A process the emulator did not start (a SnapStart copy, forked by the snapshot): it
+    writes into its parent's output, and its end is seen through a pidfd; its status is read
+    from /proc while it is a zombie (its parent, the snapshot, never reaps it)."""
+    read, write = os.pipe()
+    os.close(write)  # its output is its parent's
+    pidfd = os.pidfd_open(pid)
+
+    def wait() -> tuple[int, int]:
+        select.select([pidfd], [], [])
+        os.close(pidfd)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            status = int(stat.rsplit(")", 1)[1].split()[49])  # exit_code, field 52
+        except (OSError, IndexError, ValueError):
+            status = signal.SIGKILL  # reaped already: its status is lost
+        return status, 0
+
+    return _Started(pid, os.fdopen(read, "rb"), wait)
 
 
 class _Spawner:
@@ -491,6 +597,9 @@ class LambdaEmulator:
         sandbox: bool = True,
         opt: Path | None = None,
         init_timeout: float = 10.0,
+        snapstart: bool = False,
+        max_concurrency: int | None = None,
+        _snapshot: LambdaEmulator | None = None,
     ):
         self.task_root = task_root
         self.handler = handler
@@ -501,10 +610,16 @@ class LambdaEmulator:
         self.sandbox = sandbox
         self.opt = opt.resolve() if opt is not None else None
         self.extra_env = env or {}
+        self.snapstart = snapstart
+        self.max_concurrency = max_concurrency
+        # A SnapStart copy: the snapshot it is restored from (its sandbox is the snapshot's).
+        self.snapshot = _snapshot
         self.invocations: list[Invocation] = []
         self.init_errors: list[Any] = []  # bodies the runtime posted to init/error
         self.extension_errors: list[dict[str, Any]] = []  # extensions' init/error, exit/error
         self.registration_errors: list[dict[str, Any]] = []  # refused registrations
+        self.restore_errors: list[dict[str, Any]] = []  # a copy's restore/error: type, body
+        self.late_results: list[str] = []  # Managed Instances: results after a timeout
         self.extensions: list[Extension] = []  # every extension of every INIT
         self.inits: list[Init] = []
         self.shutdowns: list[Shutdown] = []  # spin-down and resets, in order
@@ -524,6 +639,11 @@ class LambdaEmulator:
         self._extension_waiting: dict[str, bool] = {}
         self._extension_events: dict[str, dict[str, Any]] = {}
         self._current: Invocation | None = None
+        self._restores: list[LambdaEmulator] = []  # the snapshot's: copies waiting for a fork
+        self._forked: int | None = None  # the snapshot's: the pid of the latest copy
+        self._queued: list[Invocation] = []  # Managed Instances: waiting for a worker
+        self._idle_workers = 0  # Managed Instances: workers waiting in next
+        self._running: dict[str, Invocation] = {}  # Managed Instances: by request id
         self._frozen: set[int] = set()
         self._alive = False  # between INIT on entry and spin-down (or kill)
         self._needs_init = False  # reset: the next invocation re-initialises
@@ -534,6 +654,14 @@ class LambdaEmulator:
         self._server.emulator = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self.memory_cgroup = _memory_cgroup(memory_mb)
+        if _snapshot is not None:
+            self._holder, self._spawner = _snapshot._holder, _snapshot._spawner
+            self._kept = _snapshot._kept
+
+    @property
+    def managed(self) -> bool:
+        """Lambda Managed Instances: concurrent workers, never frozen."""
+        return self.max_concurrency is not None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -568,25 +696,69 @@ class LambdaEmulator:
     def __enter__(self) -> LambdaEmulator:
         self._thread.start()
         try:
-            if self.sandbox:
+            if self.sandbox and self.snapshot is None:
                 self._start_sandbox()
-            init = self._run_init("init", time.monotonic() + self.init_timeout)
+            if self.snapshot is not None:
+                init = self._run_init("restore", time.monotonic() + RESTORE_LIMIT)
+            else:
+                init = self._run_init("init", time.monotonic() + self.init_timeout)
             if init.error is not None:
-                raise AssertionError(
-                    f"INIT did not finish ({init.error}); output:\n{self.output.decode()}"
-                )
+                output = (self.snapshot or self).output.decode()
+                what = "INIT" if self.snapshot is None else "restore"
+                raise AssertionError(f"{what} did not finish ({init.error}); output:\n{output}")
         except BaseException:
             self._teardown()
             raise
         self._alive = True
+        if self.snapstart:
+            self._freeze()  # the snapshot: it runs again only to fork a copy
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if self._alive:
+            if self._alive and self.snapstart:
+                self.kill()  # a snapshot is discarded, not shut down
+            elif self._alive:
                 self.shutdown("spindown")
         finally:
             self._teardown()
+
+    def restore(self, env: dict[str, str] | None = None) -> LambdaEmulator:
+        """A new environment restored from this snapshot (SnapStart); use it as a context
+        manager: entering restores it. `env` adds to the copy's environment (its external
+        extensions' and its re-initialisations')."""
+        assert self.snapstart and self._alive, "restore() needs a SnapStart snapshot"
+        return LambdaEmulator(
+            self.task_root,
+            self.handler,
+            env={**self.extra_env, **(env or {})},
+            timeout=self.timeout,
+            memory_mb=self.memory_mb,
+            function_name=self.function_name,
+            sandbox=self.sandbox,
+            opt=self.opt,
+            _snapshot=self,
+        )
+
+    def _fork_runtime(self, copy: LambdaEmulator) -> _Process:
+        """The snapshot's runtime forks a copy for `copy` (thawed only for that)."""
+        with self._cond:
+            self._forked = None
+            self._restores.append(copy)
+            self._thaw()
+            self._cond.notify_all()
+            end = time.monotonic() + 10
+            while self._forked is None or not self._runtime_waiting:
+                left = end - time.monotonic()
+                assert left > 0, "the snapshot did not fork"
+                self._cond.wait(left)
+            pid = self._forked
+        if copy.memory_cgroup is not None:
+            (copy.memory_cgroup / "cgroup.procs").write_text(str(pid))
+        self._freeze()
+        return _Process(
+            "runtime", lambda: _adopted(pid), on_output=copy._append_output, on_exit=copy._notify
+        )
 
     def kill(self) -> None:
         """Ends the environment without a Shutdown phase: SIGKILL to every process, frozen
@@ -625,7 +797,7 @@ class LambdaEmulator:
             if runtime.alive and registered:
                 record.sigterm_at, record.sigterm_ms = time.monotonic(), _epoch_ms()
                 start, start_ms = record.sigterm_at, record.sigterm_ms
-                runtime.signal(signal.SIGTERM)
+                self._signal_runtime(signal.SIGTERM)
                 internal = any(not e.external for e in registered)
                 budget = RUNTIME_SHUTDOWN_INTERNAL if internal else RUNTIME_SHUTDOWN_EXTERNAL
                 runtime.exited.wait(budget)
@@ -689,7 +861,11 @@ class LambdaEmulator:
             start = lambda: _popen(  # noqa: E731
                 argv, cwd=self.task_root, env=env, preexec_fn=self._enter_cgroup
             )
-        return _Process(name, start, on_output=self._append_output, on_exit=self._notify)
+        process = _Process(name, start, on_output=self._append_output, on_exit=self._notify)
+        if self.snapshot is not None and self.memory_cgroup is not None:
+            # Born in the snapshot's cgroup (its init's): a copy's own processes are its.
+            (self.memory_cgroup / "cgroup.procs").write_text(str(process.pid))
+        return process
 
     def _append_output(self, chunk: bytes) -> None:
         with self._output_lock:
@@ -702,6 +878,8 @@ class LambdaEmulator:
     def _teardown(self) -> None:
         """Removes the sandbox: kills whatever is left, the holder, the server, the cgroup."""
         self._kill_all()
+        if self.snapshot is not None:
+            self._holder = self._spawner = None  # the snapshot's
         if self._spawner is not None:
             self._spawner.close()
         if self._holder is not None and self._holder.poll() is None:
@@ -772,11 +950,18 @@ class LambdaEmulator:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.function_name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/25/[$LATEST]0123456789abcdef",
             "AWS_REGION": "us-east-1",
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": self._initialization_type(),
             # Lambda's HOME comes from a password entry whose directory does not exist.
             "HOME": "/home/sbx_user1051",
         }
+        if self.managed:
+            env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.max_concurrency)
         return {**env, **self.extra_env}
+
+    def _initialization_type(self) -> str:
+        if self.snapstart or self.snapshot is not None:
+            return "snap-start"
+        return "lambda-managed-instances" if self.managed else "on-demand"
 
     def extension_env(self) -> dict[str, str]:
         """The environment external extensions get: the function's, minus the runtime's own."""
@@ -839,10 +1024,14 @@ class LambdaEmulator:
         init.extensions_registered_at = time.monotonic()
         with self._cond:
             self._runtime_started = True
-        command = [sys.executable, "-m", "awslambdaric", self.handler]
-        runtime = self._spawn("runtime", command, self._runtime_env())
+        if self.snapshot is not None:
+            self._carry_over_registrations(init)
+            runtime = self.snapshot._fork_runtime(self)
+        else:
+            runtime = self._spawn("runtime", self._runtime_command(), self._runtime_env())
         with self._cond:
             self._runtime = runtime
+            self._cond.notify_all()
         init.runtime_started_at, init.runtime_pid = runtime.started_at, runtime.pid
         failed = self._wait_for(self._init_done, deadline)
         if failed is not None:
@@ -853,6 +1042,32 @@ class LambdaEmulator:
             if not extension.external and extension.pid is None:
                 extension.pid = runtime.pid
         return init
+
+    def _runtime_command(self) -> list[str]:
+        if self.snapstart:
+            return [sys.executable, "-c", SNAPSHOT_RUNTIME, self.handler]
+        return [sys.executable, "-m", "awslambdaric", self.handler]
+
+    def _carry_over_registrations(self, init: Init) -> None:
+        """A copy keeps the internal extensions its snapshot registered (their threads'
+        state is the snapshot's), under the same identifiers."""
+        assert self.snapshot is not None
+        with self._cond:
+            for ext_id, registered in self.snapshot._extensions.items():
+                if registered.external:
+                    continue
+                extension = Extension(
+                    name=registered.name,
+                    external=False,
+                    generation=init.generation,
+                    events=list(registered.events),
+                    id=ext_id,
+                    registered_at=time.monotonic(),
+                )
+                self.extensions.append(extension)
+                init.extensions.append(extension)
+                self._extensions[ext_id] = extension
+                self._extension_waiting[ext_id] = False
 
     def _wait_for(self, ready: Callable[[], bool], deadline: float) -> str | None:
         """Waits until ready(); else says why not: "timeout", or which process ended."""
@@ -868,7 +1083,8 @@ class LambdaEmulator:
         return None
 
     def _init_done(self) -> bool:
-        return self._runtime_waiting and all(self._extension_waiting.values())
+        runtime_waits = self._idle_workers > 0 if self.managed else self._runtime_waiting
+        return runtime_waits and all(self._extension_waiting.values())
 
     # ------------------------------------------------------------------ invoking
 
@@ -879,6 +1095,9 @@ class LambdaEmulator:
         returned as the invocation's outcome ("timeout", "crash"). `pause` keeps the
         environment frozen that long afterwards (idle time)."""
         assert self._alive, "the environment was shut down"
+        assert not self.snapstart, "a snapshot is not invoked: restore() an environment from it"
+        if self.managed:
+            return self._invoke_concurrently(payload)
         started = time.monotonic()
         deadline = started + self.timeout
         invocation = Invocation(
@@ -931,6 +1150,33 @@ class LambdaEmulator:
             time.sleep(pause)
         return invocation
 
+    def _invoke_concurrently(self, payload: Any) -> Invocation:
+        """Managed Instances: one invocation among others, given to a waiting worker (with
+        none waiting it is throttled). A timeout ends the invocation, not its code."""
+        started = time.monotonic()
+        invocation = Invocation(
+            request_id=str(uuid.uuid4()),
+            dispatched_at=0.0,
+            deadline_ms=_epoch_ms() + int(self.timeout * 1000),
+            body=payload,
+            started_at=started,
+        )
+        with self._cond:
+            self.invocations.append(invocation)
+            if self._idle_workers <= len(self._queued):
+                invocation.outcome = "throttled"
+                return invocation
+            self._queued.append(invocation)
+            self._running[invocation.request_id] = invocation
+            self._cond.notify_all()
+            while invocation.outcome is None:
+                left = started + self.timeout - time.monotonic()
+                if left <= 0:
+                    invocation.outcome, invocation.timed_out = "timeout", True
+                    break
+                self._cond.wait(left)
+        return invocation
+
     def _fail(self, invocation: Invocation, reason: str, oom_before: int | None) -> None:
         """Records a timed-out or crashed invocation and resets the environment."""
         dead = [p for p in self._processes() if not p.alive]
@@ -965,12 +1211,24 @@ class LambdaEmulator:
         record.ended_at = time.monotonic()
         return record
 
+    def _signal_runtime(self, sig: int) -> None:
+        """Signals the runtime and, on Managed Instances, its worker processes."""
+        assert self._runtime is not None
+        workers = self.child_processes() if self.managed and self._runtime.alive else []
+        self._runtime.signal(sig)
+        for pid in workers:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
     def _end_runtime(self, record: Shutdown) -> None:
         runtime = self._runtime
         assert runtime is not None
         record.runtime_exited_by_itself = not runtime.alive
         if runtime.alive:
             record.runtime_killed, record.runtime_killed_at = True, time.monotonic()
+            self._signal_runtime(signal.SIGKILL)
             runtime.kill()
         runtime.exited.wait(5)
         record.runtime_exit = runtime.status
@@ -1168,6 +1426,22 @@ class LambdaEmulator:
             request.reply(404, {"errorMessage": f"no such path {path}"})
 
     def _runtime_api(self, request: _Handler, path: str) -> None:
+        if request.command == "GET" and path == "restore/next":
+            self._restore_next(request)
+            return
+        if request.command == "POST" and path == "restore/forked" and self.snapstart:
+            forked = json.loads(request.read_body())["pid"]
+            with self._cond:
+                self._forked = int(forked)
+                self._cond.notify_all()
+            request.reply(202, {"status": "OK"})
+            return
+        if request.command == "POST" and path == "restore/error" and self.snapshot is not None:
+            body = json.loads(request.read_body() or b"null")
+            kind = request.headers.get("Lambda-Runtime-Function-Error-Type")
+            self.restore_errors.append({"type": kind, "body": body})
+            request.reply(202, {"status": "OK"})
+            return
         if request.command == "GET" and path == "invocation/next":
             invocation = self._next_runtime_event()
             if invocation is None:
@@ -1188,9 +1462,13 @@ class LambdaEmulator:
             request_id, outcome = parts[1], parts[2]
             body = request.read_body()
             with self._cond:
-                current = self._current
+                current = self._running.get(request_id) if self.managed else self._current
                 if current is None or current.request_id != request_id:
                     request.reply(400, {"errorMessage": f"unknown request id {request_id}"})
+                    return
+                if current.timed_out and self.managed:
+                    self.late_results.append(request_id)
+                    request.reply(400, {"errorMessage": "the invocation timed out"})
                     return
                 if outcome not in ("response", "error") or current.outcome is not None:
                     request.reply(400, {"errorMessage": "invalid or repeated result"})
@@ -1207,7 +1485,58 @@ class LambdaEmulator:
             return
         request.reply(404, {"errorMessage": f"no such runtime path {path}"})
 
+    def _restore_next(self, request: _Handler) -> None:
+        """A copy's runtime is restored at once (once the emulator knows its process); the
+        snapshot's waits here, as the snapshot, until a copy is to be forked."""
+        if self.snapshot is not None:
+            with self._cond:
+                while self._runtime is None:
+                    self._cond.wait(0.05)
+            request.reply(200, b"")
+            return
+        if not self.snapstart:
+            request.reply(403, {"errorMessage": "restore/next is for SnapStart functions"})
+            return
+        with self._cond:
+            generation = self._generation
+            self._runtime_waiting = True
+            if not self._runtime_ready:
+                self._runtime_ready = True
+                if self._init is not None:
+                    self._init.runtime_ready_at = time.monotonic()
+            self._cond.notify_all()
+            while not self._restores:
+                if self._generation != generation:
+                    return
+                if not self._cond.wait(0.5) and self._server.closing:
+                    return
+            copy = self._restores.pop(0)
+            self._runtime_waiting = False
+        request.reply(200, {"api": copy.api_address})
+
+    def _next_for_worker(self) -> Invocation | None:
+        """Managed Instances: a worker waits for a queued invocation."""
+        with self._cond:
+            generation = self._generation
+            if not self._runtime_ready:
+                self._runtime_ready = True
+                if self._init is not None:
+                    self._init.runtime_ready_at = time.monotonic()
+            self._idle_workers += 1
+            self._cond.notify_all()
+            try:
+                while not self._queued:
+                    if self._generation != generation:
+                        return None
+                    if not self._cond.wait(0.5) and self._server.closing:
+                        return None
+                return self._queued.pop(0)
+            finally:
+                self._idle_workers -= 1
+
     def _next_runtime_event(self) -> Invocation | None:
+        if self.managed:
+            return self._next_for_worker()
         with self._cond:
             generation = self._generation
             self._runtime_waiting = True
@@ -1283,6 +1612,12 @@ class LambdaEmulator:
                     f"in /opt/extensions that has yet to register ({sorted(self._launched)})"
                 )
                 refused = 400, message
+            elif self.managed and not external:
+                refused = 403, "internal extensions are not supported on Managed Instances"
+            elif self.managed and events != ["SHUTDOWN"]:
+                refused = 400, f"on Managed Instances extensions get SHUTDOWN only, not {events}"
+            elif not external and self.snapshot is not None:
+                refused = 403, "registration is closed: the environment was restored"
             elif not external and "SHUTDOWN" in events:
                 # An internal extension (a thread of the runtime) may only have INVOKE.
                 refused = 400, f"internal extensions get INVOKE only, not {events}"

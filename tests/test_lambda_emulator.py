@@ -13,6 +13,7 @@ import signal
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,13 @@ def wait_for_events(ext_id):
         urllib.request.urlopen(request).read()
 
 
+INIT_DRAW = os.urandom(8).hex()  # made during INIT: a SnapStart copy has the snapshot's
+if os.environ.get("FN_RESTORE_FAILS"):
+    import snapshot_restore_py
+
+    @snapshot_restore_py.register_after_restore
+    def fail():
+        raise RuntimeError("cannot restore")
 if os.environ.get("FN_IGNORE_SIGTERM"):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if os.environ.get("FN_INTERNAL"):
@@ -64,7 +72,7 @@ if os.environ.get("FN_INTERNAL"):
 
 def handler(event, context):
     global COLD
-    result = {"cold": COLD, "pid": os.getpid()}
+    result = {"cold": COLD, "pid": os.getpid(), "init_draw": INIT_DRAW}
     COLD = False
     action = event.get("action")
     if action == "write":
@@ -526,3 +534,74 @@ def test_a_frozen_extension_makes_no_progress(task: Path, opt: Path) -> None:
         assert thawed.count(b"tick") >= frozen.count(b"tick") + 5
         time.sleep(0.2)
         assert lam.read_tmp("/tmp/ticks") == thawed
+
+
+def test_snapstart_copies_are_forked_from_the_snapshot_and_restore_errors_fail_them(
+    task: Path, opt: Path
+) -> None:
+    extension(opt, "shut", SIMPLE.format(events=["SHUTDOWN"]))
+    with LambdaEmulator(task, "fn.handler", opt=opt, snapstart=True) as snapshot:
+        assert snapshot.frozen
+        runtime = snapshot.inits[0].runtime_pid
+        assert runtime is not None and state(runtime) == "T"
+        with pytest.raises(AssertionError, match="a snapshot is not invoked"):
+            snapshot.invoke({})
+        with snapshot.restore() as one, snapshot.restore() as two:
+            first, second = one.invoke({}).body, two.invoke({}).body
+            # One INIT, cloned: what it made is the same, the processes are not.
+            assert first["init_draw"] == second["init_draw"]
+            assert first["pid"] != second["pid"] and runtime not in (first["pid"], second["pid"])
+            assert first["cold"] and second["cold"]
+            # Registration closed with the snapshot's INIT.
+            assert one.invoke({"action": "register"}).body["status"] == 403
+            assert one.extension("shut").pid != snapshot.extension("shut").pid
+            assert one.frozen and two.frozen
+    with LambdaEmulator(
+        task, "fn.handler", opt=opt, snapstart=True, env={"FN_RESTORE_FAILS": "1"}
+    ) as snapshot:
+        copy = snapshot.restore()
+        with pytest.raises(AssertionError, match="restore did not finish"):
+            copy.__enter__()
+        [error] = copy.restore_errors
+        assert error["type"] == "Runtime.AfterRestoreError"
+        assert error["body"]["errorMessage"] == "cannot restore"
+
+
+def test_managed_instances_run_invocations_concurrently_and_never_freeze(
+    task: Path, opt: Path
+) -> None:
+    extension(opt, "both", SIMPLE.format(events=["INVOKE", "SHUTDOWN"]))
+    extension(opt, "shut", SIMPLE.format(events=["SHUTDOWN"]))
+    env = {"FN_INTERNAL": '["INVOKE"]'}
+    # Extensions get SHUTDOWN only: one that asks for INVOKE is refused (and exits).
+    refusing = LambdaEmulator(task, "fn.handler", opt=opt, env=env, max_concurrency=2)
+    with pytest.raises(AssertionError, match="INIT did not finish"):
+        refusing.__enter__()
+    assert [e["status"] for e in refusing.registration_errors] == [400]
+    (opt / "extensions" / "both").unlink()
+    with LambdaEmulator(
+        task, "fn.handler", opt=opt, env=env, max_concurrency=2, timeout=1, memory_mb=512
+    ) as lam:
+        assert lam.extension_names == ["shut"]
+        # The workers' internal registrations are refused.
+        assert {e["status"] for e in lam.registration_errors} == {403}
+        lam._wait_for(lambda: lam._idle_workers == 2, time.monotonic() + 10)
+        with ThreadPoolExecutor(3) as pool:
+            slow = [pool.submit(lam.invoke, {"action": "sleep", "seconds": 0.5}) for _ in range(2)]
+            time.sleep(0.2)
+            throttled = lam.invoke({})
+            both = [future.result() for future in slow]
+        assert throttled.outcome == "throttled"
+        assert [i.outcome for i in both] == ["response", "response"]
+        assert len({i.body["pid"] for i in both}) == 2
+        assert not lam.frozen
+        # A timeout ends the invocation, not its code: the worker goes on and its result is
+        # refused when it comes.
+        late = lam.invoke({"action": "sleep", "seconds": 1.5})
+        assert late.outcome == "timeout"
+        deadline = time.monotonic() + 5
+        while late.request_id not in lam.late_results and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert late.request_id in lam.late_results
+        shutdown = lam.shutdown()
+    assert shutdown is not None and shutdown.sent_to == ["shut"]

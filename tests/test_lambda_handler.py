@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import wandb_nexus as wandb
+from wandb_nexus import _core, _snapstart
 
 from conftest import run_records
 from fake_wandb import FakeWandb
@@ -201,3 +203,108 @@ def test_an_environment_run_is_finished_and_delivered_when_a_local_process_exits
         state = fake.single_run()
         assert [row["i"] for row in state.history] == [0, 1, 2]
         assert state.complete and state.exitcode == 0
+
+
+def _delivered_before_returning(handler: Any, fake: FakeWandb) -> None:
+    assert handler({}, Context()) == "done"
+    state = fake.single_run()
+    assert [row["i"] for row in state.history] == list(range(3))
+    assert state.complete and state.exitcode == 0
+
+
+def _logging_handler(**options: Any) -> Any:
+    @wandb.lambda_handler(project="p", **options)
+    def handler(event: Any, context: Any) -> str:
+        for i in range(3):
+            wandb.log({"i": i})
+        return "done"
+
+    return handler
+
+
+def test_an_unparseable_max_concurrency_is_named_and_runs_go_before_returning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeWandb() as fake:
+        monkeypatch.setenv("WANDB_BASE_URL", fake.base_url)
+        monkeypatch.setenv("WANDB_API_KEY", fake.api_key)
+        monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances")
+        monkeypatch.setenv("AWS_LAMBDA_MAX_CONCURRENCY", "lots")
+        handler = _logging_handler()
+        said = capsys.readouterr().err
+        assert 'AWS_LAMBDA_MAX_CONCURRENCY is "lots"' in said
+        assert "delivered before the handler returns" in said
+        _delivered_before_returning(handler, fake)
+
+
+class _HookLibrary(types.ModuleType):
+    """snapshot_restore_py as Lambda's runtimes have it (registering only), or one whose
+    registration fails."""
+
+    def __init__(self, fails: bool = False):
+        super().__init__("snapshot_restore_py")
+        self.fails = fails
+        self.before: list[Any] = []
+        self.after: list[Any] = []
+
+    def register_before_snapshot(self, hook: Any) -> None:
+        if self.fails:
+            raise RuntimeError("the hook registry is broken")
+        self.before.append(hook)
+
+    def register_after_restore(self, hook: Any) -> None:
+        self.after.append(hook)
+
+
+@pytest.fixture
+def snapstart(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A SnapStart INIT whose hooks are not registered yet."""
+    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
+    monkeypatch.setattr(_snapstart, "hooks_registered", False)
+    monkeypatch.setattr(_snapstart, "_in_init", False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("library", ["missing", "failing"])
+def test_snapstart_without_working_hooks_delivers_before_returning(
+    snapstart: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], library: str
+) -> None:
+    module = None if library == "missing" else _HookLibrary(fails=True)
+    snapstart.setitem(sys.modules, "snapshot_restore_py", module)  # type: ignore[arg-type]
+    _snapstart.register_hooks()
+    said = capsys.readouterr().err
+    assert "SnapStart hooks are not registered" in said
+    assert ("ModuleNotFoundError" if library == "missing" else "hook registry is broken") in said
+    with FakeWandb() as fake:
+        snapstart.setenv("WANDB_BASE_URL", fake.base_url)
+        snapstart.setenv("WANDB_API_KEY", fake.api_key)
+        snapstart.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        handler = _logging_handler()
+        assert "SnapStart without its runtime hooks" in capsys.readouterr().err
+        _delivered_before_returning(handler, fake)
+
+
+def test_snapstart_refuses_runs_until_restored_and_its_hooks_never_raise(
+    snapstart: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    library = _HookLibrary()
+    snapstart.setitem(sys.modules, "snapshot_restore_py", library)
+    _snapstart.register_hooks()
+    assert _snapstart.hooks_registered and len(library.before) == len(library.after) == 1
+    with pytest.raises(wandb.UsageError, match="during a SnapStart INIT"):
+        wandb.init(mode="offline", dir=str(tmp_path))
+
+    def broken() -> None:
+        raise RuntimeError("no snapshot for you")
+
+    snapstart.setattr(_core, "before_snapshot", broken)
+    snapstart.setattr(_core, "after_restore", broken)
+    library.before[0]()
+    library.after[0]()
+    said = capsys.readouterr().err
+    assert "before the SnapStart snapshot: RuntimeError: no snapshot for you" in said
+    assert "after the SnapStart restore: RuntimeError: no snapshot for you" in said
+    run = wandb.init(mode="offline", dir=str(tmp_path))
+    run.log({"restored": 1})
+    run.finish()

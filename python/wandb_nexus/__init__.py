@@ -16,7 +16,7 @@ Without an API key (or with ``WANDB_MODE=offline``) the run is written to
 
 from __future__ import annotations
 
-from . import _active, _core, _settings
+from . import _active, _core, _settings, _snapstart
 from ._lambda import LambdaHandler, lambda_handler
 from ._run import Config, Run, Summary, config_mapping, tag_list
 from ._settings import Settings, login
@@ -145,6 +145,7 @@ def _start_run(
 ) -> Run:
     """Opens a new run and makes it the current one; ``defer_delivery`` keeps it off the
     network until it is flushed or synced (Lambda handlers deliver after the response)."""
+    _snapstart.refuse_run_in_init()
     settings = settings or Settings()
     for field, value in names.items():
         if value is not None and not isinstance(value, str):
@@ -312,3 +313,7 @@ def _resume_text(resume: bool | str | None) -> str | None:
     if resume is True:
         return "auto"
     return str(resume)
+
+
+# SnapStart runs only hooks registered while the handler's module is imported.
+_snapstart.register_hooks()

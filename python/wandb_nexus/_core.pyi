@@ -7,8 +7,10 @@ __all__ = [
     "MediaCore",
     "RunCore",
     "__version__",
+    "after_restore",
     "audio_from_array",
     "audio_from_file",
+    "before_snapshot",
     "deliver_invocation",
     "histogram",
     "histogram_from_counts",
@@ -18,7 +20,7 @@ __all__ = [
     "image_from_pixels",
     "init",
     "netrc_key",
-    "start_lambda_extension",
+    "start_lambda_delivery",
     "sync",
     "table",
     "verify_login",
@@ -115,7 +117,9 @@ def verify_login(
 ) -> str | None: ...
 def netrc_key(base_url: str | None = None) -> str | None: ...
 def sync(path: str, entity: str | None = None, project: str | None = None) -> str | None: ...
-def start_lambda_extension() -> bool: ...
+def start_lambda_delivery(snapstart_hooks: bool) -> tuple[str, str | None]: ...
+def before_snapshot() -> None: ...
+def after_restore() -> list[str]: ...
 def deliver_invocation(
     runs: list[RunCore],
     request_id: str | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _active, _core
+from . import _active, _core, _snapstart
 from .errors import UsageError, WandbNexusError
 
 TYPE_CHECKING = False
@@ -54,6 +54,12 @@ def lambda_handler(
     environment freezes, within the invocation's deadline; what does not make it stays under
     ``/tmp`` and goes out after the next invocation. Without the Extensions API (a local
     call, ``sls invoke local``) delivery happens before the handler returns.
+
+    On Lambda Managed Instances (one worker process per concurrent invocation, never frozen)
+    each worker sends its runs from a thread of its own once the handler returns, and
+    ``run_per="environment"`` means one run per worker process. Under SnapStart the
+    decorator is set up before the snapshot and runs start at invocations, in each restored
+    environment (``wandb_nexus.init()`` during a SnapStart INIT is refused).
 
     ``id``, ``name``, ``group``, ``tags``, ``config``, ``job_type`` and ``notes`` may each be
     a value or a function ``(event, context) -> value``, called at every invocation: with
@@ -129,15 +135,11 @@ class LambdaHandler:
         self._run: Run | None = None
         #: The run of the latest invocation (for a caller that wants its id or URL).
         self.last_run: Run | None = None
-        # Registered now, during init: Lambda accepts extensions only before the runtime
-        # asks for its first event. Without one, runs are delivered before returning.
-        try:
-            self._extension = _core.start_lambda_extension()
-        except WandbNexusError as err:
-            _active.report(
-                f"no Lambda extension ({err}); runs are delivered before the handler returns"
-            )
-            self._extension = False
+        # Set up now, during init: Lambda accepts extensions only before the runtime asks
+        # for its first event. Without one, runs are delivered before returning.
+        self._delivery, problem = _core.start_lambda_delivery(_snapstart.hooks_registered)
+        if problem is not None:
+            _active.report(problem)
 
     def __call__(self, event: Any, context: Any) -> Any:
         global _cold_start
@@ -183,7 +185,8 @@ class LambdaHandler:
         try:
             if self._run_per == "invocation" or exit_code != 0:
                 run.finish(exit_code)
-            request_id = getattr(context, "aws_request_id", None) if self._extension else None
+            extension = self._delivery == "extension"
+            request_id = getattr(context, "aws_request_id", None) if extension else None
             problems = _core.deliver_invocation(
                 [run._core] if self._flush_now(run) else [],
                 request_id=request_id,

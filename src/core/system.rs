@@ -94,12 +94,18 @@ impl<T: Clone> ProcessLocal<T> {
 
 const RUN_ID_ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
-/// Eight characters from `[a-z0-9]`, drawn from the OS's CSPRNG as wandb does.
+/// Eight characters from `[a-z0-9]`, drawn from the OS's CSPRNG as wandb does, mixed with the
+/// clocks: copies of a SnapStart snapshot start with one kernel state, and whether every
+/// kernel reseeds its random source on restore is not documented; their clocks differ.
 pub fn random_run_id() -> String {
     let mut id = String::with_capacity(8);
     while id.len() < 8 {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).expect("the OS random source is available");
+        // XOR with anything independent of them keeps uniform bytes uniform.
+        for (byte, noise) in bytes.iter_mut().zip(clock_noise()) {
+            *byte ^= noise;
+        }
         // Rejection sampling keeps the characters uniform: 252 = 7 * 36.
         id.extend(
             bytes
@@ -110,6 +116,26 @@ pub fn random_run_id() -> String {
     }
     id.truncate(8);
     id
+}
+
+/// 16 bytes that differ between calls and between machines started from one snapshot: a hash
+/// of the wall clock and the time since boot, in nanoseconds.
+fn clock_noise() -> [u8; 16] {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let nanos = |clock| {
+        // SAFETY: timespec is plain old data that clock_gettime fills in.
+        let mut time: libc::timespec = unsafe { std::mem::zeroed() };
+        unsafe { libc::clock_gettime(clock, &mut time) };
+        (time.tv_sec, time.tv_nsec)
+    };
+    let moment = (nanos(libc::CLOCK_REALTIME), nanos(libc::CLOCK_BOOTTIME));
+    let mut noise = [0u8; 16];
+    for (half, chunk) in noise.chunks_mut(8).enumerate() {
+        let mut hasher = DefaultHasher::new();
+        (half, moment).hash(&mut hasher);
+        chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    noise
 }
 
 fn uname() -> Option<libc::utsname> {

@@ -91,7 +91,7 @@ pub struct ExtensionsApi {
 }
 
 /// An extension registered with the API: what it needs to ask for events.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Registration {
     api: ExtensionsApi,
     id: String,
@@ -186,6 +186,15 @@ impl ExtensionsApi {
 }
 
 impl Registration {
+    /// The same registration, asking `api` for its events: an environment restored from a
+    /// snapshot keeps the registrations made during its INIT.
+    pub fn on(&self, api: ExtensionsApi) -> Registration {
+        Registration {
+            api,
+            id: self.id.clone(),
+        }
+    }
+
     /// Waits for the next event (no timeout: the call returns when there is one). Events of a
     /// type this code does not know are skipped, with a line on stderr. The API unreachable
     /// is `Unavailable`; an error answer is `Comm`.

@@ -33,6 +33,9 @@ struct Handoff {
 }
 
 static EXTENSION: ProcessLocal<Arc<Extension>> = ProcessLocal::new();
+/// The registration made during INIT, kept beyond its process: a copy of the process
+/// restored from a snapshot without its threads (see `resume`) carries on with it.
+static REGISTERED: Mutex<Option<Registration>> = Mutex::new(None);
 
 /// Registers the internal extension and starts its thread, once per process. Must run during
 /// init (module import), before the runtime asks for its first event. Returns false when
@@ -49,20 +52,48 @@ pub fn start() -> Result<bool, Error> {
         || {
             // Internal extensions may not register for SHUTDOWN.
             let registration = api.register(NAME, &[EventType::Invoke])?;
-            let extension = Arc::new(Extension {
-                registration,
-                handoff: Mutex::default(),
-                handed_off: Condvar::new(),
-            });
-            let worker = extension.clone();
-            std::thread::Builder::new()
-                .name("wandb-nexus-extension".into())
-                .spawn(move || worker.run())
-                .map_err(|e| Error::io("cannot start the Lambda extension thread", e))?;
-            Ok::<_, Error>(extension)
+            *registered() = Some(registration.clone());
+            spawn(registration)
         },
     )?;
     Ok(true)
+}
+
+/// After a restore from a snapshot: the extension's thread goes on where this process
+/// registered it. It is started again when this process is a copy that has the registration
+/// but not the thread (a snapshot taken by forking, as tests take one; Lambda's snapshot of
+/// the whole machine keeps threads, and then nothing is done). Returns whether the
+/// extension runs.
+pub fn resume() -> Result<bool, Error> {
+    if EXTENSION.get().is_some() {
+        return Ok(true);
+    }
+    let Some(registration) = registered().clone() else {
+        return Ok(false);
+    };
+    let Some(api) = ExtensionsApi::from_env()? else {
+        return Ok(false);
+    };
+    EXTENSION.get_or_make(|_| true, || spawn(registration.on(api)))?;
+    Ok(true)
+}
+
+fn registered() -> MutexGuard<'static, Option<Registration>> {
+    REGISTERED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn spawn(registration: Registration) -> Result<Arc<Extension>, Error> {
+    let extension = Arc::new(Extension {
+        registration,
+        handoff: Mutex::default(),
+        handed_off: Condvar::new(),
+    });
+    let worker = extension.clone();
+    std::thread::Builder::new()
+        .name("wandb-nexus-extension".into())
+        .spawn(move || worker.run())
+        .map_err(|e| Error::io("cannot start the Lambda extension thread", e))?;
+    Ok(extension)
 }
 
 /// Hands an invocation's work to the extension; gives it back when there is no running
@@ -150,5 +181,11 @@ mod tests {
     fn without_an_extension_work_comes_back_to_the_caller() {
         let work = Work { runs: Vec::new() };
         assert!(hand_off("request", work).is_err());
+    }
+
+    #[test]
+    fn a_process_that_never_registered_resumes_nothing() {
+        assert!(!resume().unwrap());
+        assert!(EXTENSION.get().is_none());
     }
 }

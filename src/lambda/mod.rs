@@ -15,11 +15,19 @@
 //!
 //! Without the Extensions API (local runs, `sls invoke local`) the same delivery runs before
 //! the handler returns.
+//!
+//! The execution model (`model`) changes two things. SnapStart clones INIT into every
+//! environment, so the runtime hooks (`snapstart`) keep connections out of the snapshot and
+//! give each copy its own threads. Managed Instances never freeze and give no extension
+//! INVOKE events: each worker process delivers from a thread of its own (`managed`).
 
 pub mod extensions_api;
 pub mod external;
 pub mod internal;
+pub mod managed;
+pub mod model;
 pub mod shutdown;
+pub mod snapstart;
 pub mod spool;
 
 use std::collections::BTreeSet;
@@ -33,6 +41,7 @@ use crate::core::run::Run;
 use crate::core::system;
 use crate::error::Error;
 
+use model::ExecutionModel;
 use spool::HeldLogs;
 
 /// Delivery in an invocation stops this long before its deadline, so the extension's
@@ -44,6 +53,56 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
 /// What a sweep after an invocation says of a run whose writer left it open: its process
 /// ended (was killed at a timeout, crashed) before the run finished.
 const LEFT_BY_ENDED_PROCESS: &str = "the runtime process ended before the run finished";
+
+/// How a process delivers what its invocations leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The internal extension, after each response.
+    Extension,
+    /// The worker's own thread (Managed Instances).
+    Background,
+    /// The handler, before it returns: not on Lambda, or what Lambda needs is missing.
+    BeforeReturning,
+}
+
+/// Sets up this process's delivery for its execution model; must run during INIT.
+/// `snapstart_hooks` says the runtime hooks are registered: without them a SnapStart copy
+/// cannot make its own threads. Returns the delivery, and why when it falls short of the one
+/// the model calls for.
+pub fn start(snapstart_hooks: bool) -> (Delivery, Option<String>) {
+    let fallback = |why: String| {
+        let why = format!("{why}; runs are delivered before the handler returns");
+        (Delivery::BeforeReturning, Some(why))
+    };
+    match ExecutionModel::current() {
+        Err(why) => fallback(why),
+        Ok(ExecutionModel::ManagedInstances { .. }) => match managed::start() {
+            Ok(()) => (Delivery::Background, None),
+            Err(err) => fallback(err.to_string()),
+        },
+        Ok(ExecutionModel::SnapStart) if !snapstart_hooks => {
+            fallback("SnapStart without its runtime hooks".into())
+        }
+        Ok(_) => match internal::start() {
+            Ok(true) => (Delivery::Extension, None),
+            Ok(false) => (Delivery::BeforeReturning, None),
+            Err(err) => fallback(format!("no Lambda extension ({err})")),
+        },
+    }
+}
+
+/// Hands an invocation's work to what delivers it in this process (the extension, given the
+/// invocation's `request_id`, or the worker's thread); gives it back when neither runs.
+pub fn hand_off(request_id: Option<&str>, work: Work) -> Result<(), Work> {
+    let work = match request_id {
+        Some(id) => match internal::hand_off(id, work) {
+            Ok(()) => return Ok(()),
+            Err(work) => work,
+        },
+        None => work,
+    };
+    managed::hand_off(work)
+}
 
 /// What an invocation leaves to deliver: its runs, flushed if still open, synced if
 /// finished. On Lambda, the runs earlier invocations could not deliver go out after them.

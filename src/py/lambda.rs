@@ -4,18 +4,42 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::lambda::{self, internal, Work};
+use crate::lambda::{self, snapstart, Delivery, Work};
 use crate::py::run::RunCore;
 
-/// Registers the internal extension (during init); False when there is no Extensions API.
+/// Sets up delivery for this environment's execution model (during init). Returns how runs
+/// are delivered ("extension", "background" or "before-return") and, when that falls short
+/// of what the model calls for, why.
 #[pyfunction]
-pub fn start_lambda_extension(py: Python<'_>) -> PyResult<bool> {
-    Ok(py.detach(internal::start)?)
+pub fn start_lambda_delivery(
+    py: Python<'_>,
+    snapstart_hooks: bool,
+) -> (&'static str, Option<String>) {
+    let (delivery, why) = py.detach(|| lambda::start(snapstart_hooks));
+    let name = match delivery {
+        Delivery::Extension => "extension",
+        Delivery::Background => "background",
+        Delivery::BeforeReturning => "before-return",
+    };
+    (name, why)
 }
 
-/// Delivers what an invocation used: handed to the extension when one runs (returns at
-/// once), otherwise delivered here before returning, within `remaining_ms`. Returns the
-/// problems met, one line each; runs not delivered stay on disk to be synced.
+/// SnapStart's before-snapshot hook.
+#[pyfunction]
+pub fn before_snapshot(py: Python<'_>) {
+    py.detach(snapstart::before_snapshot)
+}
+
+/// SnapStart's after-restore hook; returns what could not be set up, one line each.
+#[pyfunction]
+pub fn after_restore(py: Python<'_>) -> Vec<String> {
+    py.detach(snapstart::after_restore)
+}
+
+/// Delivers what an invocation used: handed to the extension (given the invocation's
+/// `request_id`) or the worker's delivery thread when one runs, returning at once; otherwise
+/// delivered here before returning, within `remaining_ms`. Returns the problems met, one line
+/// each; runs not delivered stay on disk to be synced.
 #[pyfunction]
 #[pyo3(signature = (runs, request_id=None, remaining_ms=None))]
 pub fn deliver_invocation(
@@ -28,12 +52,8 @@ pub fn deliver_invocation(
         runs: runs.iter().map(|core| core.run.clone()).collect(),
     };
     py.detach(move || {
-        let work = match request_id {
-            Some(id) => match internal::hand_off(&id, work) {
-                Ok(()) => return Vec::new(),
-                Err(work) => work,
-            },
-            None => work,
+        let Err(work) = lambda::hand_off(request_id.as_deref(), work) else {
+            return Vec::new();
         };
         let window = match remaining_ms {
             Some(ms) => Duration::from_millis(ms),
