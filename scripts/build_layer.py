@@ -14,7 +14,9 @@ ziglang and cargo-zigbuild are installed (`pipenv run`, or inside `pipenv shell`
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -127,7 +129,7 @@ def compile_bytecode(site: Path) -> list[str]:
     compiled = []
     for version in LAMBDA_PYTHONS:
         for python in interpreters(version):
-            cmd = [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
+            cmd = [*python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
             # A version manager's shim for a version it does not enable fails: try the next.
             if subprocess.run([*cmd, str(site)], capture_output=True).returncode == 0:
                 compiled.append(version)
@@ -135,12 +137,19 @@ def compile_bytecode(site: Path) -> list[str]:
     return compiled
 
 
-def interpreters(version: str) -> list[str]:
-    """`pythonX.Y` on PATH, then pyenv's installs of that version."""
+def interpreters(version: str) -> list[list[str]]:
+    """How to start each interpreter of that version found: `pythonX.Y` on PATH, pyenv's
+    installs, then the one scripts/lambda_runtimes prepared for this machine's architecture
+    (bytecode is the same on every architecture)."""
     found = [shutil.which(f"python{version}")]
     pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
     found += sorted(str(p) for p in pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))
-    return [python for python in found if python]
+    commands = [[python] for python in found if python]
+    arch = "arm64" if platform.machine() == "aarch64" else "x86_64"
+    prepared = REPO / "build" / "lambda-runtimes" / f"{arch}-python{version}" / "runtime.json"
+    if prepared.exists():
+        commands += [json.loads(prepared.read_text()).get("python") or []]
+    return [command for command in commands if command]
 
 
 def zip_tree(root: Path, zip_path: Path) -> None:

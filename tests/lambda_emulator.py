@@ -82,6 +82,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
+from lambda_runtimes import Runtime
+
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
 EXTENSION_PREFIX = "/2020-01-01/extension/"
@@ -597,6 +599,7 @@ class LambdaEmulator:
         sandbox: bool = True,
         opt: Path | None = None,
         init_timeout: float = 10.0,
+        runtime: Runtime | None = None,
         snapstart: bool = False,
         max_concurrency: int | None = None,
         _snapshot: LambdaEmulator | None = None,
@@ -609,6 +612,9 @@ class LambdaEmulator:
         self.function_name = function_name
         self.sandbox = sandbox
         self.opt = opt.resolve() if opt is not None else None
+        self.runtime = runtime  # None: the runtime runs on this interpreter
+        # What starts the layer's executables: qemu-user when the runtime is arm64.
+        self._emulation = runtime.emulation if runtime is not None else []
         self.extra_env = env or {}
         self.snapstart = snapstart
         self.max_concurrency = max_concurrency
@@ -737,6 +743,7 @@ class LambdaEmulator:
             function_name=self.function_name,
             sandbox=self.sandbox,
             opt=self.opt,
+            runtime=self.runtime,
             _snapshot=self,
         )
 
@@ -935,6 +942,10 @@ class LambdaEmulator:
         if self.opt is not None:
             # As Lambda's bootstrap: the task root, then the layers' python directory.
             python_path += ":" + ("/opt/python" if self.sandbox else str(self.opt / "python"))
+        if self.runtime is not None:
+            # Then the runtime's own packages (awslambdaric), as Lambda's /var/runtime.
+            version = self.runtime.version
+            python_path += "".join(f":{entry}" for entry in self.runtime.path)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "en_US.UTF-8",
@@ -1010,7 +1021,7 @@ class LambdaEmulator:
                 self._launched[name] = extension
                 self.extensions.append(extension)
                 init.extensions.append(extension)
-            process = self._spawn(name, [shown], env)
+            process = self._spawn(name, [*self._emulation, shown], env)
             extension.pid, extension.started_at = process.pid, process.started_at
             with self._cond:
                 self._ext_processes[name] = process
@@ -1044,9 +1055,10 @@ class LambdaEmulator:
         return init
 
     def _runtime_command(self) -> list[str]:
+        python = self.runtime.python if self.runtime is not None else [sys.executable]
         if self.snapstart:
-            return [sys.executable, "-c", SNAPSHOT_RUNTIME, self.handler]
-        return [sys.executable, "-m", "awslambdaric", self.handler]
+            return [*python, "-c", SNAPSHOT_RUNTIME, self.handler]
+        return [*python, "-m", "awslambdaric", self.handler]
 
     def _carry_over_registrations(self, init: Init) -> None:
         """A copy keeps the internal extensions its snapshot registered (their threads'
