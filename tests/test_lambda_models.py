@@ -219,6 +219,26 @@ def test_a_timed_out_invocation_keeps_running_and_its_run_ends_whole(
     assert_rows(run_of(fake, on_time), 2, 1)
 
 
+def test_a_dead_workers_run_is_delivered_whole_by_the_others(
+    layer: Path, fake: FakeWandb
+) -> None:
+    options = {"max_concurrency": 2, "memory_mb": 512, "timeout": 2}
+    with environment(layer, fake, "per_invocation", **options) as lam:
+        wait_until(lambda: lam._idle_workers == 2)
+        died = invoke_until_taken(lam, {"invocation": 0, "rows": 5, "end": "exit"})
+        assert died.outcome == "timeout"  # no result: the worker is gone
+        # The other worker goes on, and its delivery thread sweeps what the dead one left.
+        after = invoke_until_taken(lam, {"invocation": 1, "rows": 2})
+        assert after.outcome == "response"
+        wait_until(lambda: sum(run.complete for run in fake.runs()) == 2)
+    run = run_of(fake, died)
+    assert [row["i"] for row in run.history] == list(range(5))
+    assert run.complete and run.exitcode == 1
+    assert any("ended before the run finished" in line for line in run.console), run.console
+    assert_rows(run_of(fake, after), 2, 1)
+    assert len(fake.runs()) == 2
+
+
 def test_a_run_per_worker_ends_at_shutdown_with_every_row_once(
     layer: Path, fake: FakeWandb
 ) -> None:

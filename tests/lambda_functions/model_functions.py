@@ -1,6 +1,7 @@
 """Lambda handlers for the execution-model tests (tests/test_lambda_models.py). Each logs
 `event["rows"]` rows of {"i": n, "invocation": event["invocation"]} (after sleeping
-`event["sleep"]` seconds, if given) and returns what shows which process and run it used."""
+`event["sleep"]` seconds, if given) and returns what shows which process and run it used, or
+with `event["end"] == "exit"` ends its process instead (os._exit)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def _log(event: dict[str, Any]) -> dict[str, Any]:
     for i in range(event["rows"]):
         run.log({"i": i, "invocation": event["invocation"]})
     print(f"logged {event['rows']} rows", flush=True)
+    if event.get("end") == "exit":
+        os._exit(7)
     return {"run": run.id, "dir": run.dir, "pid": os.getpid(), "returned_at": time.monotonic()}
 
 
