@@ -1497,6 +1497,24 @@ class LambdaEmulator:
             return
         request.reply(404, {"errorMessage": f"no such runtime path {path}"})
 
+    def _runtime_asks(self) -> None:
+        """The runtime (or a worker) asks for an event: the first time ends its INIT's
+        registrations. Called with the lock held."""
+        if not self._runtime_ready:
+            self._runtime_ready = True
+            if self._init is not None:
+                self._init.runtime_ready_at = time.monotonic()
+
+    def _wait_in_init(self, ready: Callable[[], bool], generation: int) -> bool:
+        """Waits (lock held) until ready(); False once the processes of INIT `generation` are
+        gone or the server is closing: then nobody is left to answer."""
+        while not ready():
+            if self._generation != generation:
+                return False
+            if not self._cond.wait(0.5) and self._server.closing:
+                return False
+        return True
+
     def _restore_next(self, request: _Handler) -> None:
         """A copy's runtime is restored at once (once the emulator knows its process); the
         snapshot's waits here, as the snapshot, until a copy is to be forked."""
@@ -1512,16 +1530,10 @@ class LambdaEmulator:
         with self._cond:
             generation = self._generation
             self._runtime_waiting = True
-            if not self._runtime_ready:
-                self._runtime_ready = True
-                if self._init is not None:
-                    self._init.runtime_ready_at = time.monotonic()
+            self._runtime_asks()
             self._cond.notify_all()
-            while not self._restores:
-                if self._generation != generation:
-                    return
-                if not self._cond.wait(0.5) and self._server.closing:
-                    return
+            if not self._wait_in_init(lambda: bool(self._restores), generation):
+                return
             copy = self._restores.pop(0)
             self._runtime_waiting = False
         request.reply(200, {"api": copy.api_address})
@@ -1530,18 +1542,12 @@ class LambdaEmulator:
         """Managed Instances: a worker waits for a queued invocation."""
         with self._cond:
             generation = self._generation
-            if not self._runtime_ready:
-                self._runtime_ready = True
-                if self._init is not None:
-                    self._init.runtime_ready_at = time.monotonic()
+            self._runtime_asks()
             self._idle_workers += 1
             self._cond.notify_all()
             try:
-                while not self._queued:
-                    if self._generation != generation:
-                        return None
-                    if not self._cond.wait(0.5) and self._server.closing:
-                        return None
+                if not self._wait_in_init(lambda: bool(self._queued), generation):
+                    return None
                 return self._queued.pop(0)
             finally:
                 self._idle_workers -= 1
@@ -1552,19 +1558,13 @@ class LambdaEmulator:
         with self._cond:
             generation = self._generation
             self._runtime_waiting = True
-            if not self._runtime_ready:
-                self._runtime_ready = True
-                if self._init is not None:
-                    self._init.runtime_ready_at = time.monotonic()
+            self._runtime_asks()
             current = self._current
             if current is not None and self._runtime_event is None and not current.runtime_next_at:
                 current.runtime_next_at = time.monotonic()
             self._cond.notify_all()
-            while self._runtime_event is None:
-                if self._generation != generation:
-                    return None
-                if not self._cond.wait(0.5) and self._server.closing:
-                    return None
+            if not self._wait_in_init(lambda: self._runtime_event is not None, generation):
+                return None
             invocation, self._runtime_event = self._runtime_event, None
             self._runtime_waiting = False
             return invocation
