@@ -148,6 +148,22 @@ def test_a_copy_that_times_out_is_delivered_at_shutdown_and_restored_again(
     assert any("timed out" in line for line in run.console), run.console
 
 
+def test_a_copys_environment_run_is_finished_by_sigterm_and_delivered_at_spindown(
+    layer: Path, fake: FakeWandb
+) -> None:
+    with environment(layer, fake, "per_environment", snapstart=True) as snapshot:
+        with snapshot.restore() as copy:
+            for number in range(2):
+                assert copy.invoke({"invocation": number, "rows": 3}).outcome == "response"
+            assert not fake.single_run().complete
+            shutdown = copy.shutdown()
+    assert shutdown is not None and shutdown.sigterm_at is not None
+    run = fake.single_run()
+    assert [row["_step"] for row in run.history] == list(range(6))
+    # Finished by the copy's own SIGTERM handler (exit code 0), not closed as failed.
+    assert run.complete and run.exitcode == 0
+
+
 # -------------------------------------------------------------------------- Managed Instances
 
 
@@ -219,9 +235,7 @@ def test_a_timed_out_invocation_keeps_running_and_its_run_ends_whole(
     assert_rows(run_of(fake, on_time), 2, 1)
 
 
-def test_a_dead_workers_run_is_delivered_whole_by_the_others(
-    layer: Path, fake: FakeWandb
-) -> None:
+def test_a_dead_workers_run_is_delivered_whole_by_the_others(layer: Path, fake: FakeWandb) -> None:
     options = {"max_concurrency": 2, "memory_mb": 512, "timeout": 2}
     with environment(layer, fake, "per_invocation", **options) as lam:
         wait_until(lambda: lam._idle_workers == 2)

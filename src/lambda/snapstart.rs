@@ -15,18 +15,19 @@ pub fn before_snapshot() {
     transport::reset_connections();
 }
 
-/// After a restore: fresh connections, and this copy's own threads. Returns what could not be
-/// set up, one line each (runs are then delivered before the handler returns).
+/// After a restore: fresh connections, and this copy's own threads (the extension's, and the
+/// SIGTERM handler's that INIT started with it). Returns what could not be set up, one line
+/// each (runs are then delivered before the handler returns).
 pub fn after_restore() -> Vec<String> {
     transport::reset_connections();
-    let mut problems = Vec::new();
-    if let Err(err) = shutdown::finish_runs_on_sigterm() {
-        problems.push(format!("runs open at SIGTERM are not finished ({err})"));
-    }
-    if let Err(err) = internal::resume() {
-        problems.push(format!(
+    match internal::resume() {
+        Ok(false) => Vec::new(),
+        Ok(true) => match shutdown::finish_runs_on_sigterm() {
+            Ok(()) => Vec::new(),
+            Err(err) => vec![format!("runs open at SIGTERM are not finished ({err})")],
+        },
+        Err(err) => vec![format!(
             "the Lambda extension does not run after the restore ({err}); runs are delivered before the handler returns"
-        ));
+        )],
     }
-    problems
 }
