@@ -14,6 +14,10 @@ SHUTDOWN at the end):
   * billed time after the response (delivery, before the environment may freeze) for a run
     per invocation with W&B at 50 ms per request, and for an environment run with
     flush="periodic" when nothing is due;
+  * SnapStart: how long a restore from a snapshot takes, and the response in a restored
+    environment with a W&B taking 500 ms per request;
+  * Managed Instances: the response of a worker process with a W&B taking 500 ms per
+    request, while the workers deliver in the background;
   * the layer zip's size.
 
 Writes its section of BENCHMARKS.md. Fails if an invocation fails or a run does not arrive
@@ -30,6 +34,7 @@ import re
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,10 +97,11 @@ def cold_starts(count: int) -> dict[str, list[float]]:
             with LambdaEmulator(root, "wrapped.handler", opt=LAYER) as lam:
                 found["wrapped"].append(lam.init_duration)
                 found["registration"].append(lam.extension("wandb-nexus").startup)
-                said = re.search(rb"layer init ([0-9.]+) ms", lam.output)
-                if said is None:
-                    raise SystemExit(f"the wrapped handler said nothing:\n{lam.output.decode()}")
-                found["in_runtime"].append(float(said[1]) / 1000)
+            # Read once the environment is gone: its output is then whole.
+            said = re.search(rb"layer init ([0-9.]+) ms", lam.output)
+            if said is None:
+                raise SystemExit(f"the wrapped handler said nothing:\n{lam.output.decode()}")
+            found["in_runtime"].append(float(said[1]) / 1000)
             found["added"].append(found["wrapped"][-1] - found["bare"][-1])
             with LambdaEmulator(REPO, "handler.hello", opt=LAYER) as lam:
                 found["hello"].append(lam.init_duration)
@@ -162,6 +168,52 @@ def delivery_at_shutdown(fake: FakeWandb) -> float:
     return rss
 
 
+def snapstart(count: int, fake: FakeWandb | None) -> tuple[list[float], list[Invocation]]:
+    """Environments restored from one snapshot: each restore's duration (from the snapshot's
+    fork until the copy waits for its first event: the runtime client's restore, our
+    after-restore hooks, the extension's start) and the first invocation of `hello` in each."""
+    restores, invocations = [], []
+    with LambdaEmulator(
+        REPO, "handler.hello", env=wandb_env(fake), timeout=30, opt=LAYER, snapstart=True
+    ) as snapshot:
+        for number in range(count):
+            with snapshot.restore() as copy:
+                restores.append(copy.inits[-1].duration)
+                invocation = copy.invoke({"n": number})
+                check("snapstart", [invocation], copy)
+                invocations.append(invocation)
+    if fake and sum(run.complete and len(run.history) == 10 for run in fake.runs()) != count:
+        raise SystemExit("snapstart: not every run arrived whole")
+    return restores, invocations
+
+
+def invoke_when_a_worker_waits(lam: LambdaEmulator, payload: dict[str, int]) -> Invocation:
+    """Lambda throttles an invocation that finds every worker busy (the one that just
+    answered may not be asking for its next event yet); a caller retries."""
+    while True:
+        invocation = lam.invoke(payload)
+        if invocation.outcome != "throttled":
+            return invocation
+        time.sleep(0.001)
+
+
+def managed_instances(count: int, fake: FakeWandb) -> list[Invocation]:
+    """Invocations of `hello`, one after another, on four Managed Instances workers, which
+    deliver the runs in the background."""
+    with LambdaEmulator(
+        REPO, "handler.hello", env=wandb_env(fake), timeout=30, opt=LAYER, max_concurrency=4,
+        memory_mb=2048,
+    ) as lam:  # fmt: skip
+        runs = [invoke_when_a_worker_waits(lam, {"n": n}) for n in range(count)]
+        check("managed instances", runs, lam)
+        end = time.monotonic() + 120
+        while sum(run.complete for run in fake.runs()) < count:
+            if time.monotonic() > end:
+                raise SystemExit("managed instances: the runs did not arrive")
+            time.sleep(0.1)
+    return runs
+
+
 def measure(invocations: int, cold: int) -> list[list[str]]:
     rows = [["Measure", "Ours", "Target", "Met"]]
 
@@ -210,6 +262,26 @@ def measure(invocations: int, cold: int) -> list[list[str]]:
         nothing_due = after_response(periodic(invocations, fake))
     row('Billed after the response, environment run, flush="periodic", nothing due',
         ms(nothing_due), "≤ 1 ms median", statistics.median(nothing_due) <= 0.001)  # fmt: skip
+    restores, restored_offline = snapstart(invocations, None)
+    with FakeWandb() as fake:
+        fake.latency = 0.5
+        _, restored = snapstart(invocations, fake)
+    row("SnapStart: a restore, until the environment waits for its first event",
+        ms(restores), "≤ 10 s (Lambda's limit)", max(restores) <= 10)  # fmt: skip
+    first_none = statistics.median([i.response_latency for i in restored_offline])
+    first_slow = statistics.median([i.response_latency for i in restored])
+    row("SnapStart: first response in a restored environment, no W&B (offline)",
+        ms([i.response_latency for i in restored_offline]), "", None)  # fmt: skip
+    row("SnapStart: first response in a restored environment, W&B at 500 ms per request",
+        ms([i.response_latency for i in restored]), "≤ no W&B + 1 ms",
+        first_slow <= first_none + 0.001)  # fmt: skip
+    with FakeWandb() as fake:
+        fake.latency = 0.5
+        workers = managed_instances(invocations, fake)
+    response_workers = statistics.median([i.response_latency for i in workers])
+    row("Managed Instances (4 workers): response, W&B at 500 ms per request",
+        ms([i.response_latency for i in workers]), "≤ no W&B + 1 ms",
+        response_workers <= response_none + 0.001)  # fmt: skip
     size = LAYER_ZIP.stat().st_size
     row("Layer zip (x86_64)", f"{size / 1e6:.2f} MB", "≤ 5 MB", size <= 5_000_000)
     return rows
@@ -250,6 +322,10 @@ pipenv run python bench/lambda_latency.py
 - Latency and billed time: {invocations} warm invocations each (the cold one dropped). Billed
   after the response is from the runtime's response until the last process asks for its next
   event (when Lambda may freeze the environment).
+- SnapStart: {invocations} environments restored from one snapshot, one invocation each (the
+  emulator's snapshot is the runtime process, forked where it asks `restore/next`); the first
+  response of an environment includes what a first invocation sets up (the run's writer).
+  Managed Instances: {invocations} invocations, one after another, on 4 worker processes.
 
 {table}
 """
