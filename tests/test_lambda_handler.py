@@ -308,3 +308,15 @@ def test_snapstart_refuses_runs_until_restored_and_its_hooks_never_raise(
     run = wandb.init(mode="offline", dir=str(tmp_path))
     run.log({"restored": 1})
     run.finish()
+
+
+def test_snapstart_imported_inside_an_invocation_refuses_nothing(
+    snapstart: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The runtime sets the invocation's trace id before calling the handler.
+    snapstart.setenv("_X_AMZN_TRACE_ID", "Root=1-0-0")
+    snapstart.setitem(sys.modules, "snapshot_restore_py", _HookLibrary())
+    _snapstart.register_hooks()
+    assert _snapstart.hooks_registered
+    run = wandb.init(mode="offline", dir=str(tmp_path))
+    run.finish()

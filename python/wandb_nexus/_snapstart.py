@@ -36,7 +36,10 @@ def register_hooks() -> None:
             "runs are delivered before the handler returns"
         )
         return
-    hooks_registered = _in_init = True
+    hooks_registered = True
+    # Imported inside an invocation (the runtime sets a trace id for each), INIT is over and
+    # the hooks will not run: nothing is left to refuse.
+    _in_init = "_X_AMZN_TRACE_ID" not in os.environ
 
 
 def refuse_run_in_init() -> None:
