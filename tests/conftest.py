@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 import sys
@@ -33,6 +34,11 @@ def build_environment(**extra: str) -> dict[str, str]:
     return environ
 
 
+# The Lambda emulator's sandbox (tests/lambda_emulator.py) is a mount namespace.
+needs_sandbox = pytest.mark.skipif(
+    shutil.which("unshare") is None, reason="the sandbox needs unshare (util-linux) and root"
+)
+
 _built_layers: set[str] = set()
 
 
@@ -48,6 +54,12 @@ def build_layer_once(arch: str) -> Path:
         )
         _built_layers.add(arch)
     return REPO / "build" / f"layer-{arch}"
+
+
+@pytest.fixture(scope="session")
+def layer() -> Path:
+    """The x86_64 layer as built from the current sources."""
+    return build_layer_once("x86_64")
 
 
 @pytest.fixture(autouse=True)

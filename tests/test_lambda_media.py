@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image as PILImage
 from test_lambda_runtime import (
     assert_ended_in_time,
@@ -26,16 +24,14 @@ from test_lambda_runtime import (
     wandb_env,
 )
 
+from conftest import needs_sandbox
 from fake_wandb import FakeWandb, RunState
 from lambda_emulator import LambdaEmulator
 
 FUNCTIONS = Path(__file__).resolve().parent / "lambda_functions"
 COLUMNS = ["id", "label", "prediction", "confidence"]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("unshare") is None,
-    reason="the sandbox needs unshare (util-linux) and root",
-)
+pytestmark = needs_sandbox
 
 
 def event(invocation: int) -> dict[str, Any]:

@@ -11,36 +11,20 @@ under the emulator (tests/lambda_emulator.py):
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 from test_lambda_runtime import run_of
 
-from conftest import build_layer_once
+from conftest import needs_sandbox
 from fake_wandb import FakeWandb, RunState, request_resource, status
 from lambda_emulator import Invocation, LambdaEmulator
 
 FUNCTIONS = Path(__file__).resolve().parent / "lambda_functions"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("unshare") is None, reason="the sandbox needs unshare (util-linux) and root"
-)
-
-
-@pytest.fixture(scope="module")
-def layer() -> Path:
-    return build_layer_once("x86_64")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeWandb]:
-    with FakeWandb() as server:
-        yield server
-    assert not server.internal_errors
+pytestmark = needs_sandbox
 
 
 def environment(layer: Path, fake: FakeWandb, handler: str, **options: object) -> LambdaEmulator:

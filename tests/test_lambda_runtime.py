@@ -9,21 +9,18 @@ before the freeze, within the invocation."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, needs_sandbox
 from fake_wandb import DROP_AFTER_APPLY, FakeWandb, RunState, status
 from lambda_emulator import Invocation, LambdaEmulator
 
 FUNCTIONS = Path(__file__).resolve().parent / "lambda_functions"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("unshare") is None, reason="the sandbox needs unshare (util-linux) and root"
-)
+pytestmark = needs_sandbox
 
 
 @pytest.fixture

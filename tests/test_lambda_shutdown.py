@@ -8,34 +8,18 @@ then was delivered before the sandbox went away."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_lambda_runtime import run_of
 
-from conftest import build_layer_once
+from conftest import needs_sandbox
 from fake_wandb import FakeWandb, RunState, status
 from lambda_emulator import LambdaEmulator
 
 FUNCTIONS = Path(__file__).resolve().parent / "lambda_functions"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("unshare") is None, reason="the sandbox needs unshare (util-linux) and root"
-)
-
-
-@pytest.fixture(scope="module")
-def layer() -> Path:
-    return build_layer_once("x86_64")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeWandb]:
-    with FakeWandb() as server:
-        yield server
-    assert not server.internal_errors
+pytestmark = needs_sandbox
 
 
 def environment(

@@ -9,9 +9,7 @@ environment is frozen or gone, so whatever the server holds was delivered before
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 from test_lambda_runtime import run_of
 from test_serverless import arm64_available
 
-from conftest import build_layer_once
+from conftest import build_layer_once, needs_sandbox
 from fake_wandb import FakeWandb, RunState
 from lambda_emulator import LambdaEmulator
 from lambda_runtimes import Runtime, runtimes
@@ -33,9 +31,7 @@ ARM64_LAYER = arm64_available()
 # Python and importing the runtime client and the layer take seconds there.
 SLOWER = {"x86_64": 1, "arm64": 3}
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("unshare") is None, reason="the sandbox needs unshare (util-linux) and root"
-)
+pytestmark = needs_sandbox
 
 
 @pytest.fixture(params=RUNTIMES, ids=[runtime.name for runtime in RUNTIMES])
@@ -46,13 +42,6 @@ def runtime(request: pytest.FixtureRequest) -> Runtime:
     if runtime.arch == "arm64" and not ARM64_LAYER:
         pytest.skip("the arm64 layer needs Rust's aarch64-unknown-linux-gnu target")
     return runtime
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeWandb]:
-    with FakeWandb() as server:
-        yield server
-    assert not server.internal_errors
 
 
 def environment(
