@@ -1110,15 +1110,9 @@ class LambdaEmulator:
         assert not self.snapstart, "a snapshot is not invoked: restore() an environment from it"
         if self.managed:
             return self._invoke_concurrently(payload)
-        started = time.monotonic()
+        invocation = self._new_invocation(payload)
+        started = invocation.started_at
         deadline = started + self.timeout
-        invocation = Invocation(
-            request_id=str(uuid.uuid4()),
-            dispatched_at=0.0,
-            deadline_ms=_epoch_ms() + int(self.timeout * 1000),
-            body=payload,
-            started_at=started,
-        )
         self.invocations.append(invocation)
         oom_before = self._oom_kills()
         if not self._needs_init and any(not p.alive for p in self._processes()):
@@ -1162,17 +1156,21 @@ class LambdaEmulator:
             time.sleep(pause)
         return invocation
 
-    def _invoke_concurrently(self, payload: Any) -> Invocation:
-        """Managed Instances: one invocation among others, given to a waiting worker (with
-        none waiting it is throttled). A timeout ends the invocation, not its code."""
-        started = time.monotonic()
-        invocation = Invocation(
+    def _new_invocation(self, payload: Any) -> Invocation:
+        """An invocation starting now, its deadline the function's timeout away."""
+        return Invocation(
             request_id=str(uuid.uuid4()),
             dispatched_at=0.0,
             deadline_ms=_epoch_ms() + int(self.timeout * 1000),
             body=payload,
-            started_at=started,
+            started_at=time.monotonic(),
         )
+
+    def _invoke_concurrently(self, payload: Any) -> Invocation:
+        """Managed Instances: one invocation among others, given to a waiting worker (with
+        none waiting it is throttled). A timeout ends the invocation, not its code."""
+        invocation = self._new_invocation(payload)
+        started = invocation.started_at
         with self._cond:
             self.invocations.append(invocation)
             if self._idle_workers <= len(self._queued):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from test_lambda_runtime import run_of
+from test_lambda_runtime import run_of, wandb_env
 
 from conftest import needs_sandbox
 from fake_wandb import FakeWandb, RunState, request_resource, status
@@ -28,12 +28,7 @@ pytestmark = needs_sandbox
 
 
 def environment(layer: Path, fake: FakeWandb, handler: str, **options: object) -> LambdaEmulator:
-    wandb = {
-        "WANDB_BASE_URL": fake.base_url,
-        "WANDB_API_KEY": fake.api_key,
-        "WANDB_NEXUS_RETRY_WAIT_MIN": "0.1",
-        "WANDB_NEXUS_RETRY_WAIT_MAX": "0.2",
-    }
+    wandb = wandb_env(fake, WANDB_NEXUS_RETRY_WAIT_MIN="0.1", WANDB_NEXUS_RETRY_WAIT_MAX="0.2")
     return LambdaEmulator(
         FUNCTIONS,
         f"model_functions.{handler}" if "." not in handler else handler,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_lambda_runtime import run_of
+from test_lambda_runtime import run_of, wandb_env
 
 from conftest import needs_sandbox
 from fake_wandb import FakeWandb, RunState, status
@@ -25,12 +25,7 @@ pytestmark = needs_sandbox
 def environment(
     layer: Path, fake: FakeWandb, handler: str, timeout: float = 5, **env: str
 ) -> LambdaEmulator:
-    wandb = {
-        "WANDB_BASE_URL": fake.base_url,
-        "WANDB_API_KEY": fake.api_key,
-        "WANDB_NEXUS_RETRY_WAIT_MIN": "0.1",
-        "WANDB_NEXUS_RETRY_WAIT_MAX": "0.2",
-    }
+    wandb = wandb_env(fake, WANDB_NEXUS_RETRY_WAIT_MIN="0.1", WANDB_NEXUS_RETRY_WAIT_MAX="0.2")
     return LambdaEmulator(
         FUNCTIONS,
         f"shutdown_functions.{handler}",
