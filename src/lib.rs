@@ -5,6 +5,7 @@
 mod alloc;
 pub mod api;
 pub mod artifact;
+pub mod aws;
 pub mod core;
 pub mod error;
 pub mod lambda;

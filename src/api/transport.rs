@@ -62,7 +62,7 @@ fn tls_setup_error(err: reqwest::Error) -> Error {
 }
 
 /// reqwest's own message hides the cause (refused, TLS, DNS); include the whole chain.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::extensions_api::{Event, EventType, ExtensionsApi, Registration, ShutdownReason};
 use super::shutdown_deadline;
 use super::spool::{self, HeldLogs};
+use crate::aws::secrets;
 use crate::core::settings::{InitArgs, Mode, Settings};
 use crate::error::Error;
 
@@ -64,12 +65,23 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let settings = panic::catch_unwind(|| delivery_settings(|name| std::env::var(name).ok()))
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = panic::catch_unwind(|| delivery_settings(env, KeyFrom::EnvironmentOnly))
         .unwrap_or_else(|_| Err("cannot read its settings".into()))
         .inspect_err(|why| say(&format!("{why}; it delivers nothing")))
         .ok();
     let Some((reason, deadline_ms)) = wait_for_shutdown(&registration) else {
         return ExitCode::FAILURE;
+    };
+    // A key kept in AWS is fetched now, when there is something to deliver, not during INIT.
+    let settings = match settings {
+        Some(None) => panic::catch_unwind(|| delivery_settings(env, KeyFrom::Aws))
+            .unwrap_or_else(|_| Err("cannot read its settings".into()))
+            .inspect_err(|why| say(&format!("{why}; it delivers nothing")))
+            .ok()
+            .flatten(),
+        Some(Some(settings)) => Some(settings),
+        None => None,
     };
     if let Some(settings) = settings {
         let started = std::time::Instant::now();
@@ -105,17 +117,44 @@ fn say(line: &str) {
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
+/// Where `delivery_settings` may take the API key from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyFrom {
+    /// `WANDB_API_KEY` only: no request is made.
+    EnvironmentOnly,
+    /// Also the secret the environment names (`crate::aws::secrets`).
+    Aws,
+}
+
 /// The settings to deliver with, resolved from the environment as the Python module
-/// resolves them; or why this extension does nothing.
-fn delivery_settings(env: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+/// resolves them; or why this extension does nothing. None when the key is kept in AWS and
+/// `key_from` allows no request.
+fn delivery_settings(
+    env: impl Fn(&str) -> Option<String>,
+    key_from: KeyFrom,
+) -> Result<Option<Settings>, String> {
     if let Some(value) = env(SWITCH)
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| ["off", "false", "0"].contains(&v.as_str()))
     {
         return Err(format!("turned off by {SWITCH}={value}"));
     }
-    let settings = Settings::resolve(InitArgs::default(), env)
+    let api_key = match key_from {
+        KeyFrom::Aws => secrets::api_key(&env, None).map_err(|err| err.to_string())?,
+        KeyFrom::EnvironmentOnly => None,
+    };
+    let args = InitArgs {
+        api_key,
+        ..InitArgs::default()
+    };
+    let settings = Settings::resolve(args, &env)
         .map_err(|err| format!("the W&B settings are not usable ({err})"))?;
+    if settings.api_key.is_none()
+        && key_from == KeyFrom::EnvironmentOnly
+        && secrets::KeySource::from_env(&env).is_some()
+    {
+        return Ok(None);
+    }
     if settings.api_key.is_none() {
         return Err(format!(
             "no W&B API key (WANDB_API_KEY): runs left behind stay under {}",
@@ -126,7 +165,7 @@ fn delivery_settings(env: impl Fn(&str) -> Option<String>) -> Result<Settings, S
         let mode = format!("{:?}", settings.mode).to_lowercase();
         return Err(format!("WANDB_MODE is {mode}"));
     }
-    Ok(settings)
+    Ok(Some(settings))
 }
 
 /// Waits in `event/next` for SHUTDOWN: its reason and deadline (Unix ms). None when the API
@@ -235,18 +274,29 @@ mod tests {
         assert!(exit_error.contains("Lambda-Extension-Identifier: id-1\r\n"));
     }
 
-    fn settings_with(vars: &[(&str, &str)]) -> Result<Settings, String> {
-        delivery_settings(|name| {
+    fn settings_with(vars: &[(&str, &str)]) -> Result<Option<Settings>, String> {
+        let env = |name: &str| {
             vars.iter()
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| value.to_string())
-        })
+        };
+        delivery_settings(env, KeyFrom::EnvironmentOnly)
+    }
+
+    #[test]
+    fn a_key_kept_in_aws_is_left_for_shutdown_without_a_request() {
+        let vars = [
+            ("WANDB_API_KEY_SECRET_ARN", "wandb"),
+            ("AWS_REGION", "us-east-1"),
+        ];
+        assert!(settings_with(&vars).unwrap().is_none());
     }
 
     #[test]
     fn it_delivers_only_online_with_a_key_and_not_turned_off() {
         let key = "k".repeat(40);
-        let online = settings_with(&[("WANDB_API_KEY", &key), ("WANDB_DIR", "/tmp/x")]).unwrap();
+        let online = settings_with(&[("WANDB_API_KEY", &key), ("WANDB_DIR", "/tmp/x")]);
+        let online = online.unwrap().unwrap();
         assert_eq!(online.root_dir, std::path::PathBuf::from("/tmp/x"));
         assert_eq!(
             online.api_key.as_ref().map(|k| k.expose()),

@@ -69,7 +69,7 @@ pub fn init(
     };
     let process = process_info(py)?;
     let run = py.detach(move || {
-        let settings = Settings::resolve(args, |name| std::env::var(name).ok())?;
+        let settings = resolve_with_aws_key(args)?;
         Run::start(settings, config, process)
     })?;
     Ok(RunCore { run })
@@ -421,7 +421,7 @@ pub fn sync(
     project: Option<String>,
 ) -> PyResult<Option<String>> {
     let outcome = py.detach(|| {
-        let settings = Settings::resolve(InitArgs::default(), |name| std::env::var(name).ok())?;
+        let settings = resolve_with_aws_key(InitArgs::default())?;
         let overrides = crate::api::delivery::SyncOverrides {
             entity,
             project,
@@ -438,4 +438,14 @@ pub fn sync(
         ))
         .into()),
     }
+}
+
+/// Settings from the arguments and the process environment, with the API key read from AWS
+/// when the environment keeps it there (and nothing gave one).
+fn resolve_with_aws_key(mut args: InitArgs) -> Result<Settings, Error> {
+    let env = |name: &str| std::env::var(name).ok();
+    if args.api_key.is_none() {
+        args.api_key = crate::aws::secrets::api_key(&env, args.mode.as_deref())?;
+    }
+    Settings::resolve(args, env)
 }
