@@ -966,6 +966,12 @@ class FakeWandb:
             )
         return self._file_stream(params, record.body)
 
+    def rotate_key(self, key: str) -> None:
+        """From now on only `key` is accepted, as after the user rotated their API key."""
+        with self._lock:
+            self.api_key = key
+            self._expected_auth = "Basic " + base64.b64encode(f"api:{key}".encode()).decode()
+
     def _check_auth(self, headers: dict[str, str]) -> None:
         if headers.get("authorization") != self._expected_auth:
             raise HttpError(401, "invalid or missing API key")

@@ -29,6 +29,7 @@ SECRETS = {
     "wandb-json-api-key": '{{"api_key": "{key}"}}',
     "wandb-json-without": '{{"token": "{key}"}}',
     "wandb-blank": "   ",
+    "wandb-rotating": "{key}",
 }
 PARAMETER = "/wandb/api-key"
 
@@ -40,6 +41,7 @@ class Aws:
     arns: dict[str, str]
     reader: dict[str, str]  # a role that may read the secrets and the parameter (with a token)
     stranger: dict[str, str]  # a user with no policy
+    admin: dict[str, str]  # a user who may do anything (the one who rotates the key)
 
 
 def credentials_of(key: dict) -> dict[str, str]:
@@ -93,10 +95,24 @@ def aws() -> Iterator[Aws]:
             )
             iam.create_user(UserName="stranger")
             stranger = iam.create_access_key(UserName="stranger")["AccessKey"]
+            iam.create_user(UserName="admin")
+            everything = {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+            }
+            iam.put_user_policy(
+                UserName="admin", PolicyName="all", PolicyDocument=json.dumps(everything)
+            )
+            admin = iam.create_access_key(UserName="admin")["AccessKey"]
             # From now on every request is authenticated and authorised.
             requests.post(f"{moto.url}/moto-api/reset-auth", data=b"0").raise_for_status()
             yield Aws(
-                moto, fake, arns, credentials_of(assumed["Credentials"]), credentials_of(stranger)
+                moto,
+                fake,
+                arns,
+                credentials_of(assumed["Credentials"]),
+                credentials_of(stranger),
+                credentials_of(admin),
             )
         finally:
             moto.stop()
@@ -267,3 +283,23 @@ def test_the_layer_extension_fetches_the_key_at_shutdown_and_delivers(
     assert run.exitcode == 1
     assert aws.fake.api_key not in said
     assert aws.reader["AWS_SECRET_ACCESS_KEY"] not in said
+
+
+def test_a_rotated_key_is_fetched_again_when_wandb_refuses_the_kept_one(
+    aws: Aws, function_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    function_env.setenv("WANDB_API_KEY_SECRET_ARN", "wandb-rotating")
+    log_a_run(aws, tmp_path)  # the key is fetched, and kept for the process
+    old, new = aws.fake.api_key, "rotated-" + "k" * 32
+    admin = aws.moto.client(
+        "secretsmanager", aws.admin["AWS_ACCESS_KEY_ID"], aws.admin["AWS_SECRET_ACCESS_KEY"]
+    )
+    admin.put_secret_value(SecretId="wandb-rotating", SecretString=new)
+    aws.fake.rotate_key(new)
+    try:
+        # W&B refuses the kept key: the secret is read again, once, and the run starts.
+        log_a_run(aws, tmp_path)
+        refused = [r for r in aws.fake.requests if r.status == 401]
+        assert len(refused) == 1
+    finally:
+        aws.fake.rotate_key(old)

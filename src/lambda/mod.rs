@@ -124,6 +124,11 @@ pub fn deliver(work: Work, deadline: Instant) -> Vec<String> {
                 .and_then(|warning| warning.map_or(Ok(()), |w| Err(Error::Comm(w))))
         };
         if let Err(err) = result {
+            if matches!(err, Error::Auth(_)) {
+                // A key kept in AWS may have been rotated: the next run fetches it again,
+                // and its sweep delivers this one.
+                crate::aws::secrets::forget();
+            }
             problems.push(format!("run {}: {err}", run.info.id));
         }
         done.extend(run.info.dir.clone());

@@ -69,8 +69,17 @@ pub fn init(
     };
     let process = process_info(py)?;
     let run = py.detach(move || {
-        let settings = resolve_with_aws_key(args)?;
-        Run::start(settings, config, process)
+        let (settings, from_aws) = resolve_with_aws_key(args.clone())?;
+        match Run::start(settings, config.clone(), process.clone()) {
+            // A key kept in AWS that W&B refuses may have been rotated: fetched again, once.
+            // (A refused run is refused before it writes anything.)
+            Err(Error::Auth(_)) if from_aws => {
+                crate::aws::secrets::forget();
+                let (settings, _) = resolve_with_aws_key(args)?;
+                Run::start(settings, config, process)
+            }
+            started => started,
+        }
     })?;
     Ok(RunCore { run })
 }
@@ -421,7 +430,7 @@ pub fn sync(
     project: Option<String>,
 ) -> PyResult<Option<String>> {
     let outcome = py.detach(|| {
-        let settings = resolve_with_aws_key(InitArgs::default())?;
+        let (settings, _) = resolve_with_aws_key(InitArgs::default())?;
         let overrides = crate::api::delivery::SyncOverrides {
             entity,
             project,
@@ -441,11 +450,13 @@ pub fn sync(
 }
 
 /// Settings from the arguments and the process environment, with the API key read from AWS
-/// when the environment keeps it there (and nothing gave one).
-fn resolve_with_aws_key(mut args: InitArgs) -> Result<Settings, Error> {
+/// when the environment keeps it there (and nothing gave one); and whether it was.
+fn resolve_with_aws_key(mut args: InitArgs) -> Result<(Settings, bool), Error> {
     let env = |name: &str| std::env::var(name).ok();
+    let mut from_aws = false;
     if args.api_key.is_none() {
         args.api_key = crate::aws::secrets::api_key(&env, args.mode.as_deref())?;
+        from_aws = args.api_key.is_some();
     }
-    Settings::resolve(args, env)
+    Ok((Settings::resolve(args, env)?, from_aws))
 }
