@@ -334,6 +334,66 @@ def test_package_makes_a_valid_template_with_the_layer(
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "name", "action", "arn"),
+    [
+        (
+            "WANDB_API_KEY_SECRET_ARN",
+            "wandb/api-key",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:wandb/api-key-??????",
+        ),
+        (
+            "WANDB_API_KEY_SSM_NAME",
+            "/wandb/api-key",
+            "ssm:GetParameter",
+            "ssm:${AWS::Region}:${AWS::AccountId}:parameter/wandb/api-key",
+        ),
+    ],
+)
+def test_a_key_kept_in_aws_is_named_not_passed_and_only_it_may_be_read(
+    built_arches: list[str],
+    moto: Moto,
+    service: Path,
+    variable: str,
+    name: str,
+    action: str,
+    arn: str,
+) -> None:
+    (service / ".env").write_text(f"WANDB_API_KEY=must-not-be-deployed\n{variable}={name}\n")
+    sls(service, "package", env={"AWS_ENDPOINT_URL": moto.url})
+    resources = template(service)["Resources"]
+    variables = resources["HelloLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables[variable] == name and "WANDB_API_KEY" not in variables
+    assert "must-not-be-deployed" not in json.dumps(template(service))
+    (policy,) = resources["IamRoleLambdaExecution"]["Properties"]["Policies"]
+    granted = [
+        st for st in policy["PolicyDocument"]["Statement"] if action in as_list(st["Action"])
+    ]
+    assert granted == [
+        {
+            "Effect": "Allow",
+            "Action": [action],
+            "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:{arn}"},
+        }
+    ]
+    # Nothing else of Secrets Manager, SSM or KMS, except SSM's own use of KMS.
+    others = [
+        st
+        for st in policy["PolicyDocument"]["Statement"]
+        if st not in granted
+        and any(a.split(":")[0] in ("secretsmanager", "ssm", "kms") for a in as_list(st["Action"]))
+    ]
+    if variable == "WANDB_API_KEY_SSM_NAME":
+        (decrypt,) = others
+        assert decrypt["Action"] == ["kms:Decrypt"]
+        assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == {
+            "Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"
+        }
+    else:
+        assert others == []
+
+
 def test_arm64_is_one_setting(built_arches: list[str], moto: Moto, service: Path) -> None:
     if "arm64" not in built_arches:
         pytest.skip("the aarch64 Rust target is not installed here")
