@@ -19,8 +19,10 @@ from test_serverless import Moto, extension_env, run_killed_runtime
 
 import wandb_nexus as wandb
 
+from conftest import REPO, needs_sandbox
 from fake_extensions_api import FakeExtensionsApi
 from fake_wandb import FakeWandb
+from lambda_emulator import LambdaEmulator
 
 # What each secret holds, by name; "{key}" is the fake W&B's API key.
 SECRETS = {
@@ -303,3 +305,35 @@ def test_a_rotated_key_is_fetched_again_when_wandb_refuses_the_kept_one(
         assert len(refused) == 1
     finally:
         aws.fake.rotate_key(old)
+
+
+@needs_sandbox
+def test_a_function_deployed_with_the_secret_and_no_key_logs_to_wandb(
+    aws: Aws, layer: Path
+) -> None:
+    """`hello` with the layer under the emulated Lambda lifecycle, its environment as the
+    deployment makes it: the secret's ARN, the role's credentials, no key."""
+    env = {
+        **aws.reader,
+        "AWS_ENDPOINT_URL": aws.moto.url,
+        "WANDB_BASE_URL": aws.fake.base_url,
+        "WANDB_API_KEY_SECRET_ARN": aws.arns["wandb-json"],
+    }
+    before = len(aws.fake.runs())
+    with LambdaEmulator(REPO, "handler.hello", env=env, opt=layer, timeout=20) as lam:
+        for number in range(2):
+            invocation = lam.invoke({"n": number})
+            assert invocation.outcome == "response", lam.output.decode()
+            # Frozen now: delivered within the invocation, with the key from the secret.
+            run = aws.fake.runs()[-1]
+            assert run.complete and len(run.history) == 10
+        files = b""
+        for path in lam.tmp_files():
+            try:
+                files += lam.read_tmp(path)
+            except IsADirectoryError:
+                pass
+    assert len(aws.fake.runs()) == before + 2
+    for secret in (aws.fake.api_key, aws.reader["AWS_SECRET_ACCESS_KEY"]):
+        assert secret.encode() not in lam.output
+        assert secret.encode() not in files
