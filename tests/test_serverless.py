@@ -445,9 +445,13 @@ def deployer(moto: Moto, policy: dict) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("key_in", ["environment", "secret"])
 def test_deploy_info_invoke_remove_under_the_deploy_policy(
-    built_arches: list[str], service: Path
+    built_arches: list[str], service: Path, key_in: str
 ) -> None:
+    # The deploy policy covers a function that reads its key from a secret as well.
+    if key_in == "secret":
+        (service / ".env").write_text("WANDB_API_KEY_SECRET_ARN=wandb/api-key\n")
     # moto lets 4 requests through unchecked: its config call and the 3 that create the user.
     moto = Moto(enforce_after=4)
     try:
