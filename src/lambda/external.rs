@@ -65,23 +65,21 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let env = |name: &str| std::env::var(name).ok();
-    let settings = panic::catch_unwind(|| delivery_settings(env, KeyFrom::EnvironmentOnly))
-        .unwrap_or_else(|_| Err("cannot read its settings".into()))
-        .inspect_err(|why| say(&format!("{why}; it delivers nothing")))
-        .ok();
+    let settings_from = |key_from| {
+        let env = |name: &str| std::env::var(name).ok();
+        panic::catch_unwind(|| delivery_settings(env, key_from))
+            .unwrap_or_else(|_| Err("cannot read its settings".into()))
+            .inspect_err(|why| say(&format!("{why}; it delivers nothing")))
+            .ok()
+    };
+    let settings = settings_from(KeyFrom::EnvironmentOnly);
     let Some((reason, deadline_ms)) = wait_for_shutdown(&registration) else {
         return ExitCode::FAILURE;
     };
     // A key kept in AWS is fetched now, when there is something to deliver, not during INIT.
     let settings = match settings {
-        Some(None) => panic::catch_unwind(|| delivery_settings(env, KeyFrom::Aws))
-            .unwrap_or_else(|_| Err("cannot read its settings".into()))
-            .inspect_err(|why| say(&format!("{why}; it delivers nothing")))
-            .ok()
-            .flatten(),
-        Some(Some(settings)) => Some(settings),
-        None => None,
+        Some(None) => settings_from(KeyFrom::Aws).flatten(),
+        other => other.flatten(),
     };
     if let Some(settings) = settings {
         let started = std::time::Instant::now();
@@ -149,13 +147,10 @@ fn delivery_settings(
     };
     let settings = Settings::resolve(args, &env)
         .map_err(|err| format!("the W&B settings are not usable ({err})"))?;
-    if settings.api_key.is_none()
-        && key_from == KeyFrom::EnvironmentOnly
-        && secrets::KeySource::from_env(&env).is_some()
-    {
-        return Ok(None);
-    }
     if settings.api_key.is_none() {
+        if key_from == KeyFrom::EnvironmentOnly && secrets::KeySource::from_env(&env).is_some() {
+            return Ok(None);
+        }
         return Err(format!(
             "no W&B API key (WANDB_API_KEY): runs left behind stay under {}",
             settings.root_dir.join("wandb").display()
