@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,9 @@ SECRETS = {
     "wandb-json-without": '{{"token": "{key}"}}',
     "wandb-blank": "   ",
     "wandb-rotating": "{key}",
+    "wandb-init": "{key}",
+    "wandb-provisioned": "{key}",
+    "wandb-expiring": "{key}",
 }
 PARAMETER = "/wandb/api-key"
 
@@ -165,20 +169,23 @@ def test_the_key_from_an_ssm_securestring(
 
 
 class _CredentialsEndpoint(BaseHTTPRequestHandler):
-    """The container credentials endpoint: the role's credentials for the right token."""
+    """The container credentials endpoint: the role's credentials for the right token, as
+    many times as it is asked."""
 
     credentials: ClassVar[dict[str, str]] = {}
+    asked: ClassVar[int] = 0
 
     def do_GET(self) -> None:
         if self.headers.get("Authorization") != "container-token":
             self.send_response(403)
             self.end_headers()
             return
+        type(self).asked += 1
         body = json.dumps(
             {
                 "AccessKeyId": self.credentials["AWS_ACCESS_KEY_ID"],
                 "SecretAccessKey": self.credentials["AWS_SECRET_ACCESS_KEY"],
-                "Token": self.credentials["AWS_SESSION_TOKEN"],
+                "Token": self.credentials.get("AWS_SESSION_TOKEN"),
                 "Expiration": "2099-01-01T00:00:00Z",
             }
         ).encode()
@@ -191,24 +198,109 @@ class _CredentialsEndpoint(BaseHTTPRequestHandler):
         pass
 
 
-def test_under_snapstart_the_credentials_come_from_the_container_endpoint(
-    aws: Aws, function_env: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.fixture
+def credentials_endpoint(
+    aws: Aws, function_env: pytest.MonkeyPatch
+) -> Iterator[type[_CredentialsEndpoint]]:
+    """The function's credentials from the container endpoint only (as under SnapStart),
+    serving the reading role's until a test changes them."""
     _CredentialsEndpoint.credentials = aws.reader
+    _CredentialsEndpoint.asked = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), _CredentialsEndpoint)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    for name in aws.reader:
+        function_env.delenv(name)
+    port = server.server_address[1]
+    function_env.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}/creds")
+    function_env.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token")
+    yield _CredentialsEndpoint
+    server.shutdown()
+
+
+def test_under_snapstart_the_credentials_come_from_the_container_endpoint(
+    aws: Aws,
+    function_env: pytest.MonkeyPatch,
+    credentials_endpoint: type[_CredentialsEndpoint],
+    tmp_path: Path,
+) -> None:
+    # Fetched anew (the process keeps a key per secret): this secret by its ARN is no other
+    # test's.
+    function_env.setenv("WANDB_API_KEY_SECRET_ARN", aws.arns["wandb-json-api-key"])
+    log_a_run(aws, tmp_path)
+    assert credentials_endpoint.asked == 1
+
+
+def test_credentials_that_expired_are_not_used_again(
+    aws: Aws,
+    function_env: pytest.MonkeyPatch,
+    credentials_endpoint: type[_CredentialsEndpoint],
+    tmp_path: Path,
+) -> None:
+    """The endpoint is asked at every fetch: after the key is rotated, the credentials the
+    first fetch used are no longer valid, and the endpoint serves new ones."""
+    admin = {"key": aws.admin["AWS_ACCESS_KEY_ID"], "secret": aws.admin["AWS_SECRET_ACCESS_KEY"]}
+    iam = aws.moto.client("iam", **admin)
+    iam.create_user(UserName="expiring")
+    read = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+        ],
+    }
+    iam.put_user_policy(UserName="expiring", PolicyName="read", PolicyDocument=json.dumps(read))
+    first = iam.create_access_key(UserName="expiring")["AccessKey"]
+    credentials_endpoint.credentials = credentials_of(first)
+    function_env.setenv("WANDB_API_KEY_SECRET_ARN", "wandb-expiring")
+    log_a_run(aws, tmp_path)
+    iam.delete_access_key(UserName="expiring", AccessKeyId=first["AccessKeyId"])
+    second = iam.create_access_key(UserName="expiring")["AccessKey"]
+    credentials_endpoint.credentials = credentials_of(second)
+    old, new = aws.fake.api_key, "rotated-" + "e" * 32
+    aws.moto.client("secretsmanager", **admin).put_secret_value(
+        SecretId="wandb-expiring", SecretString=new
+    )
+    aws.fake.rotate_key(new)
     try:
-        for name in aws.reader:
-            function_env.delenv(name)
-        port = server.server_address[1]
-        function_env.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}/creds")
-        function_env.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token")
-        # Fetched anew (the process keeps a key per secret): this secret by its ARN is no
-        # other test's.
-        function_env.setenv("WANDB_API_KEY_SECRET_ARN", aws.arns["wandb-json-api-key"])
         log_a_run(aws, tmp_path)
     finally:
-        server.shutdown()
+        aws.fake.rotate_key(old)
+    assert credentials_endpoint.asked == 2
+
+
+@pytest.mark.parametrize(
+    ("initialization", "secret", "asked_in_init"),
+    [("on-demand", "wandb-init", 1), ("provisioned-concurrency", "wandb-provisioned", 0)],
+)
+def test_a_decorated_handler_fetches_the_key_during_init_unless_provisioned(
+    aws: Aws,
+    function_env: pytest.MonkeyPatch,
+    credentials_endpoint: type[_CredentialsEndpoint],
+    tmp_path: Path,
+    initialization: str,
+    secret: str,
+    asked_in_init: int,
+) -> None:
+    """On demand, INIT is followed by the first invocation: the fetch runs during INIT, off
+    the response's path. A provisioned environment may be frozen for hours after its INIT,
+    which would cut the request: it fetches at the first invocation."""
+    function_env.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", initialization)
+    function_env.setenv("WANDB_API_KEY_SECRET_ARN", secret)
+
+    def handler(event: dict, context: object) -> str:
+        assert wandb.run is not None
+        wandb.run.log({"loss": event["loss"]})
+        return "ok"
+
+    decorated = wandb.lambda_handler(handler, project="secrets", dir=str(tmp_path))
+    deadline = time.monotonic() + 5
+    while credentials_endpoint.asked < asked_in_init and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # long enough for a fetch that should not start to show
+    assert credentials_endpoint.asked == asked_in_init
+    before = len(aws.fake.runs())
+    assert decorated({"loss": 0.5}, None) == "ok"
+    assert credentials_endpoint.asked == 1
+    assert len(aws.fake.runs()) == before + 1 and aws.fake.runs()[-1].complete
 
 
 @pytest.mark.parametrize(
@@ -298,10 +390,11 @@ def test_a_rotated_key_is_fetched_again_when_wandb_refuses_the_kept_one(
     )
     admin.put_secret_value(SecretId="wandb-rotating", SecretString=new)
     aws.fake.rotate_key(new)
+    asked_before = len(aws.fake.requests)
     try:
         # W&B refuses the kept key: the secret is read again, once, and the run starts.
         log_a_run(aws, tmp_path)
-        refused = [r for r in aws.fake.requests if r.status == 401]
+        refused = [r for r in aws.fake.requests[asked_before:] if r.status == 401]
         assert len(refused) == 1
     finally:
         aws.fake.rotate_key(old)

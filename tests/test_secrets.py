@@ -1,17 +1,21 @@
 """The API key goes to the API host and nowhere else: not into any file a run writes, not into
 what the process prints (warnings, tracebacks, debug switches on), not into exceptions or
-reprs, and not to upload hosts."""
+reprs, and not to upload hosts. A key kept in AWS, and the AWS credentials that read it, go
+nowhere either."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from test_serverless import Moto
 
 import wandb_nexus as wandb
 
@@ -120,3 +124,35 @@ def test_the_key_is_in_no_exception(fake: FakeWandb, monkeypatch: pytest.MonkeyP
         wandb.init(project="secrets")
     messages += [str(failed.value), repr(failed.value)]
     assert_nowhere(secret_forms(wrong) + secret_forms(fake.api_key), messages, [])
+
+
+def test_a_key_kept_in_aws_and_the_credentials_reading_it_are_in_no_file_output_or_message(
+    fake: FakeWandb, tmp_path: Path
+) -> None:
+    moto = Moto()
+    try:
+        secret = moto.client("secretsmanager").create_secret(
+            Name="wandb", SecretString=json.dumps({"WANDB_API_KEY": fake.api_key})
+        )["ARN"]
+        credentials = {
+            "AWS_ACCESS_KEY_ID": "ASIA" + secrets.token_hex(8).upper(),
+            "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
+            "AWS_SESSION_TOKEN": secrets.token_urlsafe(120),
+        }
+        output = run_script(
+            fake,
+            tmp_path,
+            "0",
+            WANDB_API_KEY="",
+            WANDB_API_KEY_SECRET_ARN=secret,
+            AWS_ENDPOINT_URL=moto.url,
+            AWS_REGION="us-east-1",
+            **credentials,
+        )
+    finally:
+        moto.stop()
+    assert "refused:" in output and fake.single_run().complete
+    forms = secret_forms(fake.api_key) + [
+        credentials[name].encode() for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    ]
+    assert_nowhere(forms, [output], [tmp_path])

@@ -136,8 +136,11 @@ class LambdaHandler:
         #: The run of the latest invocation (for a caller that wants its id or URL).
         self.last_run: Run | None = None
         # Set up now, during init: Lambda accepts extensions only before the runtime asks
-        # for its first event. Without one, runs are delivered before returning.
-        self._delivery, problem = _core.start_lambda_delivery(_snapstart.hooks_registered)
+        # for its first event. Without one, runs are delivered before returning. An API key
+        # kept in AWS starts coming now too, so the first response need not wait for it.
+        self._delivery, problem = _core.start_lambda_delivery(
+            _snapstart.hooks_registered, options["mode"]
+        )
         if problem is not None:
             _active.report(problem)
 

@@ -4,7 +4,8 @@
 //! SecureString, read decrypted). `WANDB_API_KEY`, when set, still wins.
 //!
 //! The key is fetched at the first run that needs it, not at import, once per process, and is
-//! kept in memory only. Endpoints follow the AWS SDKs' variables (`AWS_ENDPOINT_URL_SECRETS_MANAGER`,
+//! kept in memory only. A Lambda handler's decorator starts the fetch during INIT, so that the
+//! first response does not wait for it. Endpoints follow the AWS SDKs' variables (`AWS_ENDPOINT_URL_SECRETS_MANAGER`,
 //! `AWS_ENDPOINT_URL_SSM`, `AWS_ENDPOINT_URL`), so a VPC endpoint or a test server can be named.
 //! Errors name the secret and what to fix, never a value.
 
@@ -16,8 +17,11 @@ use serde_json::{json, Value as Json};
 
 use super::credentials::Source;
 use super::sigv4;
+use tokio::task::JoinHandle;
+
 use crate::api::transport;
 use crate::core::runtime::runtime;
+use crate::core::system::current_pid;
 use crate::error::Error;
 
 /// AWS answers in milliseconds; this bounds an endpoint that hangs (the run's creation waits).
@@ -36,6 +40,11 @@ pub enum KeySource {
 
 /// The key fetched in this process, with where it came from.
 static FETCHED: Mutex<Option<(KeySource, String)>> = Mutex::new(None);
+/// A fetch under way ahead of the first run, with the process that started it (a forked child
+/// cannot wait on its parent's runtime).
+static PREFETCH: Mutex<Option<(u32, KeySource, Fetch)>> = Mutex::new(None);
+
+type Fetch = JoinHandle<Result<String, Error>>;
 
 impl KeySource {
     /// The source the environment configures, if any.
@@ -92,32 +101,73 @@ impl KeySource {
 
 /// The API key from AWS for a run resolved with `env`, when the environment keeps it there
 /// and the run needs one: None when `WANDB_API_KEY` is set, when no secret is configured, or
-/// in an offline or disabled `mode` (the argument, else `WANDB_MODE`). Blocks on the
-/// requests; must not be called from the tokio runtime's threads.
+/// in an offline or disabled `mode` (the argument, else `WANDB_MODE`). Waits for a fetch
+/// `prefetch` started, else fetches; must not be called from the tokio runtime's threads.
 pub fn api_key(
     env: &impl Fn(&str) -> Option<String>,
     mode: Option<&str>,
 ) -> Result<Option<String>, Error> {
-    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
-    if set("WANDB_API_KEY") {
+    let Some(source) = needed(env, mode) else {
         return Ok(None);
+    };
+    if let Some(key) = kept(&source) {
+        return Ok(Some(key));
+    }
+    let runtime = runtime().map_err(|e| Error::io("cannot start the runtime", e))?;
+    let started = take_prefetch(&source).map(|fetch| runtime.block_on(fetch));
+    let key = match started {
+        Some(Ok(fetched)) => fetched?,
+        // Not started, or the task was lost: fetch now.
+        _ => runtime.block_on(SignedRequest::new(&source, env)?.send(source.clone()))?,
+    };
+    *fetched() = Some((source, key.clone()));
+    Ok(Some(key))
+}
+
+/// Starts fetching the key `api_key` will want, in the background, when there is one to fetch.
+/// Problems are left for `api_key` to report where the run is created.
+pub fn prefetch(env: &impl Fn(&str) -> Option<String>, mode: Option<&str>) {
+    let Some(source) = needed(env, mode) else {
+        return;
+    };
+    if kept(&source).is_some() {
+        return;
+    }
+    let (Ok(request), Ok(runtime)) = (SignedRequest::new(&source, env), runtime()) else {
+        return;
+    };
+    let fetch = runtime.spawn(request.send(source.clone()));
+    *lock(&PREFETCH) = Some((current_pid(), source, fetch));
+}
+
+/// Where the key is to be read from, when a run resolved with `env` and `mode` needs it.
+fn needed(env: &impl Fn(&str) -> Option<String>, mode: Option<&str>) -> Option<KeySource> {
+    if env("WANDB_API_KEY").is_some_and(|v| !v.is_empty()) {
+        return None;
     }
     let mode = mode.map(str::to_string).or_else(|| env("WANDB_MODE"));
     if matches!(mode.as_deref(), Some("offline" | "disabled" | "dryrun")) {
-        return Ok(None);
+        return None;
     }
-    let Some(source) = KeySource::from_env(env) else {
-        return Ok(None);
-    };
-    if let Some((_, key)) = fetched().as_ref().filter(|(from, _)| *from == source) {
-        return Ok(Some(key.clone()));
+    KeySource::from_env(env)
+}
+
+/// The key already fetched from `source` in this process.
+fn kept(source: &KeySource) -> Option<String> {
+    let fetched = fetched();
+    let (from, key) = fetched.as_ref()?;
+    (from == source).then(|| key.clone())
+}
+
+/// The fetch started from `source` in this process, if any (any other is dropped).
+fn take_prefetch(source: &KeySource) -> Option<Fetch> {
+    let (pid, from, fetch) = lock(&PREFETCH).take()?;
+    if pid != current_pid() {
+        // The parent's runtime does not run here: its task can never be awaited.
+        std::mem::forget(fetch);
+        return None;
     }
-    let request = SignedRequest::new(&source, env)?;
-    let key = runtime()
-        .map_err(|e| Error::io("cannot start the runtime", e))?
-        .block_on(request.send(&source))?;
-    *fetched() = Some((source, key.clone()));
-    Ok(Some(key))
+    (from == *source).then_some(fetch)
 }
 
 /// Forgets the fetched key, so that the next run fetches it again (after W&B refused it: the
@@ -127,7 +177,11 @@ pub fn forget() {
 }
 
 fn fetched() -> MutexGuard<'static, Option<(KeySource, String)>> {
-    FETCHED.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&FETCHED)
+}
+
+fn lock<T>(mutex: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Everything a fetch needs from the environment, read before any request.
@@ -176,7 +230,8 @@ impl SignedRequest {
         })
     }
 
-    async fn send(self, source: &KeySource) -> Result<String, Error> {
+    async fn send(self, source: KeySource) -> Result<String, Error> {
+        let source = &source;
         let (service, _, target, body) = source.service();
         let failed = |why: String| {
             Error::Auth(format!(

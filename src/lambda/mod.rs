@@ -68,13 +68,19 @@ pub enum Delivery {
 /// Sets up this process's delivery for its execution model; must run during INIT.
 /// `snapstart_hooks` says the runtime hooks are registered: without them a SnapStart copy
 /// cannot make its own threads. Returns the delivery, and why when it falls short of the one
-/// the model calls for.
-pub fn start(snapstart_hooks: bool) -> (Delivery, Option<String>) {
+/// the model calls for. Also starts fetching an API key kept in AWS (for runs in `mode`) where
+/// INIT is followed by the first invocation.
+pub fn start(snapstart_hooks: bool, mode: Option<&str>) -> (Delivery, Option<String>) {
     let fallback = |why: String| {
         let why = format!("{why}; runs are delivered before the handler returns");
         (Delivery::BeforeReturning, Some(why))
     };
-    match ExecutionModel::current() {
+    let env = |name: &str| std::env::var(name).ok();
+    let model = ExecutionModel::current();
+    if fetches_key_in_init(&model, &env) {
+        crate::aws::secrets::prefetch(&env, mode);
+    }
+    match model {
         Err(why) => fallback(why),
         Ok(ExecutionModel::ManagedInstances { .. }) => match managed::start() {
             Ok(()) => (Delivery::Background, None),
@@ -89,6 +95,21 @@ pub fn start(snapstart_hooks: bool) -> (Delivery, Option<String>) {
             Err(err) => fallback(format!("no Lambda extension ({err})")),
         },
     }
+}
+
+/// Whether the API key kept in AWS is fetched during INIT, off the first response's path. Not
+/// where INIT may be frozen long before the first invocation (provisioned concurrency: the
+/// request could be cut), nor into a SnapStart snapshot (every copy would hold the key).
+fn fetches_key_in_init(
+    model: &Result<ExecutionModel, String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> bool {
+    let provisioned =
+        env("AWS_LAMBDA_INITIALIZATION_TYPE").as_deref() == Some("provisioned-concurrency");
+    matches!(
+        model,
+        Ok(ExecutionModel::OnDemand | ExecutionModel::ManagedInstances { .. })
+    ) && !provisioned
 }
 
 /// Hands an invocation's work to what delivers it in this process (the extension, given the

@@ -9,13 +9,15 @@ use crate::py::run::RunCore;
 
 /// Sets up delivery for this environment's execution model (during init). Returns how runs
 /// are delivered ("extension", "background" or "before-return") and, when that falls short
-/// of what the model calls for, why.
+/// of what the model calls for, why. Starts fetching an API key kept in AWS for runs in `mode`.
 #[pyfunction]
+#[pyo3(signature = (snapstart_hooks, mode=None))]
 pub fn start_lambda_delivery(
     py: Python<'_>,
     snapstart_hooks: bool,
+    mode: Option<String>,
 ) -> (&'static str, Option<String>) {
-    let (delivery, why) = py.detach(|| lambda::start(snapstart_hooks));
+    let (delivery, why) = py.detach(|| lambda::start(snapstart_hooks, mode.as_deref()));
     let name = match delivery {
         Delivery::Extension => "extension",
         Delivery::Background => "background",
