@@ -4,6 +4,7 @@ finish, context-manager use and the module-level helpers."""
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,20 @@ def test_init_from_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) ->
     )
     assert list(record.tags) == ["a", "b"]
     assert (record.run_group, record.job_type, record.notes) == ("g", "train", "n")
+
+
+def test_a_run_offline_for_want_of_a_key_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    for asked in (None, "online"):
+        if asked:
+            monkeypatch.setenv("WANDB_MODE", asked)
+        with pytest.warns(UserWarning, match=r"no W&B API key .* WANDB_API_KEY_SECRET_ARN"):
+            run = wandb.init(project="keyless")
+        run.finish()
+        assert run.offline
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # offline as asked for: nothing to explain
+        wandb.init(project="keyless").finish()
 
 
 def test_run_directory_layout(clean_env: Path) -> None:

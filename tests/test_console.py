@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,8 +50,14 @@ def test_output_of_a_real_process(tmp_path: Path) -> None:
         "run.finish()\n"
         "print(run.sync_dir)\n"
     )
+    # Offline as asked for: a run offline for want of a key would say so on stderr.
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "WANDB_MODE": "offline"},
     )
     assert out.stdout.startswith("line one\n") and out.stderr == "oops\n"
     sync_dir = Path(out.stdout.strip().splitlines()[-1])

@@ -203,7 +203,7 @@ impl Run {
             mode: settings.mode,
             dir: None,
             url: UrlSlot::default(),
-            notice: None,
+            notice: settings.keyless.then(keyless_notice),
             stopped: StopFlag::default(),
         };
         let mut state = State::default();
@@ -923,6 +923,13 @@ fn write_auto_resume_id(settings: &Settings, id: &str) -> Result<(), Error> {
     let text = serde_json::json!({ "run_id": id }).to_string();
     std::fs::write(&path, text)
         .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+fn keyless_notice() -> String {
+    "no W&B API key (set WANDB_API_KEY, or name a secret holding it in \
+     WANDB_API_KEY_SECRET_ARN or WANDB_API_KEY_SSM_NAME), so the run is kept offline: upload \
+     it later with `python -m wandb_nexus sync <run.sync_dir>`"
+        .into()
 }
 
 fn unreachable_notice(settings: &Settings, err: &str) -> String {

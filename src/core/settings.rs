@@ -98,6 +98,8 @@ impl Default for RetryPolicy {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub mode: Mode,
+    /// Offline for want of an API key, not because offline was asked for.
+    pub keyless: bool,
     pub api_key: Option<ApiKey>,
     pub base_url: String,
     pub entity: Option<String>,
@@ -147,7 +149,9 @@ impl Settings {
         let api_key = pick(args.api_key, "WANDB_API_KEY")
             .or_else(|| netrc_password(&base_url, &env))
             .map(ApiKey);
-        let mode = parse_mode(pick(args.mode, "WANDB_MODE").as_deref(), api_key.is_some())?;
+        let asked = pick(args.mode, "WANDB_MODE");
+        let mode = parse_mode(asked.as_deref(), api_key.is_some())?;
+        let keyless = mode == Mode::Offline && parse_mode(asked.as_deref(), true)? == Mode::Online;
         if mode == Mode::Online {
             parse_base_url(&base_url)?;
         }
@@ -211,6 +215,7 @@ impl Settings {
         };
         Ok(Self {
             mode,
+            keyless,
             api_key,
             app_url: env_str("WANDB_APP_URL")
                 .map(|u| u.trim_end_matches('/').to_string())
@@ -432,9 +437,14 @@ mod tests {
 
     #[test]
     fn mode_defaults_to_offline_without_key() {
+        let keyless = resolve(InitArgs::default(), &[]).unwrap();
+        assert_eq!((keyless.mode, keyless.keyless), (Mode::Offline, true));
+        let asked_online = resolve(InitArgs::default(), &[("WANDB_MODE", "online")]).unwrap();
+        assert!(asked_online.keyless);
+        let asked_offline = resolve(InitArgs::default(), &[("WANDB_MODE", "offline")]).unwrap();
         assert_eq!(
-            resolve(InitArgs::default(), &[]).unwrap().mode,
-            Mode::Offline
+            (asked_offline.mode, asked_offline.keyless),
+            (Mode::Offline, false)
         );
         let online = resolve(
             InitArgs::default(),
