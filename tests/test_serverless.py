@@ -394,6 +394,23 @@ def test_a_key_kept_in_aws_is_named_not_passed_and_only_it_may_be_read(
         assert others == []
 
 
+def test_the_env_example_documents_a_working_env(
+    built_arches: list[str], moto: Moto, service: Path
+) -> None:
+    """`.env.example` copied to `.env` with its secret's line uncommented, as it says."""
+    example = (REPO / ".env.example").read_text()
+    assert "# WANDB_API_KEY_SECRET_ARN=" in example and "# WANDB_API_KEY_SSM_NAME=" in example
+    (service / ".env").write_text(
+        example.replace("# WANDB_API_KEY_SECRET_ARN=", "WANDB_API_KEY_SECRET_ARN=")
+    )
+    sls(service, "package", env={"AWS_ENDPOINT_URL": moto.url})
+    function = template(service)["Resources"]["HelloLambdaFunction"]["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert variables["WANDB_API_KEY_SECRET_ARN"] == "wandb/api-key"
+    assert "WANDB_API_KEY" not in variables and "WANDB_API_KEY_SSM_NAME" not in variables
+    assert variables["WANDB_PROJECT"] == "lambda-wandb-nexus"
+
+
 def test_arm64_is_one_setting(built_arches: list[str], moto: Moto, service: Path) -> None:
     if "arm64" not in built_arches:
         pytest.skip("the aarch64 Rust target is not installed here")
