@@ -1,16 +1,26 @@
-//! AWS Signature Version 4 for the JSON requests the layer sends: a canonical request, the
-//! string to sign over it, and the signing key derived from the secret key for one day,
-//! region and service. Written over `ring` (already in the build through rustls) rather than
+//! AWS Signature Version 4 for the requests the layer sends (JSON APIs and S3): a canonical
+//! request, the string to sign over it, and the signing key derived from the secret key for
+//! one day, region and service. Written over `ring` (already in the build through rustls) rather than
 //! taken from `aws-sigv4`, which would bring some fifty crates for these few lines.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use ring::{digest, hmac};
 
 use super::credentials::Credentials;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// What SigV4 leaves unencoded: letters, digits and `-._~`.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// The same in a path, whose `/` separate segments.
+const UNRESERVED_IN_PATH: &AsciiSet = &UNRESERVED.remove(b'/');
 
 /// A request to sign. `headers` are the ones to sign besides `host` and `x-amz-date`
-/// (lower-case names); `query` pairs are already URI-encoded.
+/// (lower-case names); `path` is as sent, its segments URI-encoded (`uri_encode_path`), and
+/// `query` pairs are URI-encoded (`uri_encode`).
 pub struct Request<'a> {
     pub method: &'a str,
     pub host: &'a str,
@@ -21,7 +31,8 @@ pub struct Request<'a> {
 }
 
 /// The headers that sign `request` for `service` in `region` at `unix_seconds`: `x-amz-date`,
-/// `x-amz-security-token` with temporary credentials (signed too), and `authorization`.
+/// `x-amz-security-token` with temporary credentials, for S3 `x-amz-content-sha256` (the
+/// body's hash, which S3 requires), all signed too, and `authorization`.
 pub fn sign(
     request: &Request<'_>,
     credentials: &Credentials,
@@ -43,6 +54,11 @@ pub fn sign(
         headers.push(("x-amz-security-token".into(), token.to_string()));
         added.push(("x-amz-security-token", token.to_string()));
     }
+    let body_hash = hex_sha256(request.body);
+    if service == "s3" {
+        headers.push(("x-amz-content-sha256".into(), body_hash.clone()));
+        added.push(("x-amz-content-sha256", body_hash.clone()));
+    }
     headers.sort();
     let signed_headers = headers
         .iter()
@@ -50,9 +66,11 @@ pub fn sign(
         .collect::<Vec<_>>()
         .join(";");
     let scope = format!("{day}/{region}/{service}/aws4_request");
+    let path = canonical_path(request.path, service);
+    let canonical = canonical_request(request, &path, &headers, &signed_headers, &body_hash);
     let to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex_sha256(canonical_request(request, &headers, &signed_headers).as_bytes())
+        hex_sha256(canonical.as_bytes())
     );
     let key = signing_key(credentials.secret_access_key(), day, region, service);
     let signature = hex(hmac::sign(&key, to_sign.as_bytes()).as_ref());
@@ -66,7 +84,13 @@ pub fn sign(
     added
 }
 
-fn canonical_request(request: &Request<'_>, headers: &[(String, String)], signed: &str) -> String {
+fn canonical_request(
+    request: &Request<'_>,
+    path: &str,
+    headers: &[(String, String)],
+    signed: &str,
+    body_hash: &str,
+) -> String {
     let mut query = request.query.to_vec();
     query.sort();
     let query = query
@@ -79,11 +103,29 @@ fn canonical_request(request: &Request<'_>, headers: &[(String, String)], signed
         .map(|(name, value)| format!("{name}:{value}\n"))
         .collect();
     format!(
-        "{}\n{}\n{query}\n{headers}\n{signed}\n{}",
-        request.method,
-        request.path,
-        hex_sha256(request.body)
+        "{}\n{path}\n{query}\n{headers}\n{signed}\n{body_hash}",
+        request.method
     )
+}
+
+/// The path as the canonical request holds it: S3 signs it as sent, other services sign its
+/// segments encoded once more.
+fn canonical_path(path: &str, service: &str) -> String {
+    if service == "s3" {
+        path.to_string()
+    } else {
+        uri_encode_path(path)
+    }
+}
+
+/// `text` URI-encoded as SigV4 wants it: every byte but the unreserved ones as `%XX`.
+pub fn uri_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+/// A path URI-encoded segment by segment: `uri_encode` keeping the `/`.
+pub fn uri_encode_path(path: &str) -> String {
+    percent_encoding::utf8_percent_encode(path, UNRESERVED_IN_PATH).to_string()
 }
 
 /// The key for one day, region and service: an HMAC chain from the secret key.
@@ -219,6 +261,53 @@ mod tests {
         assert!(authorization.contains("/20150830/eu-west-1/secretsmanager/aws4_request"));
         assert!(authorization
             .contains("SignedHeaders=host;x-amz-date;x-amz-security-token;x-amz-target,"));
+    }
+
+    /// The "GET Object" example of the S3 SigV4 documentation (header-based authentication).
+    #[test]
+    fn the_s3_get_object_example() {
+        let credentials = Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE".into(),
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            None,
+        );
+        let request = Request {
+            method: "GET",
+            host: "examplebucket.s3.amazonaws.com",
+            path: "/test.txt",
+            query: &[],
+            headers: &[("Range", "bytes=0-9")],
+            body: b"",
+        };
+        let may_24_2013 = 1_369_353_600;
+        let headers = sign(&request, &credentials, "us-east-1", "s3", may_24_2013);
+        let empty_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(headers[1], ("x-amz-content-sha256", empty_sha256.into()));
+        let authorization = &headers[2].1;
+        assert!(authorization.starts_with(
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+        ));
+        let sig = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+        assert!(authorization.ends_with(&format!("Signature={sig}")));
+    }
+
+    #[test]
+    fn s3_signs_the_path_as_sent_and_other_services_encode_it_again() {
+        let sent = uri_encode_path("/a b");
+        assert_eq!(sent, "/a%20b");
+        assert_eq!(canonical_path(&sent, "s3"), "/a%20b");
+        assert_eq!(canonical_path(&sent, "secretsmanager"), "/a%2520b");
+    }
+
+    #[test]
+    fn uri_encoding_keeps_only_unreserved_bytes() {
+        assert_eq!(uri_encode("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(uri_encode("a b+c=d/é"), "a%20b%2Bc%3Dd%2F%C3%A9");
+        assert_eq!(
+            uri_encode_path("/dir/a b+c=d~é"),
+            "/dir/a%20b%2Bc%3Dd~%C3%A9"
+        );
     }
 
     #[test]
