@@ -48,6 +48,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// Where the credentials come from, read from the environment without any request.
+#[derive(Clone)]
 pub enum Source {
     Environment(Credentials),
     /// The container endpoint and the authorization token to send it.
