@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use md5::{Digest, Md5};
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::Event;
+use quick_xml::Reader;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode, Url};
-use serde::Deserialize;
 
 use super::credentials::{Credentials, Source};
 use super::sigv4::{self, uri_encode, uri_encode_path};
@@ -51,35 +53,20 @@ pub struct ObjectHead {
 }
 
 /// An object of a listing, as ListObjectsV2 describes it.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectSummary {
-    #[serde(rename = "Key")]
     pub key: String,
     /// Without its quotes.
-    #[serde(rename = "ETag")]
     pub etag: String,
-    #[serde(rename = "Size")]
     pub size: u64,
 }
 
 /// One page of a ListObjectsV2 answer.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Default)]
 struct ListPage {
-    #[serde(default)]
     contents: Vec<ObjectSummary>,
-    #[serde(default)]
     is_truncated: bool,
     next_continuation_token: Option<String>,
-    /// `url` when the keys are URL-encoded (as asked, so that any key fits in XML).
-    encoding_type: Option<String>,
-}
-
-/// S3's XML error answer; only its code tells what went wrong.
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    #[serde(rename = "Code")]
-    code: String,
 }
 
 /// One request, but for the region it is sent to (a redirect may change it).
@@ -487,13 +474,34 @@ fn encrypted_with_a_key(headers: &HeaderMap) -> bool {
 }
 
 fn parse_list_page(body: &[u8]) -> Option<ListPage> {
-    let mut page: ListPage = quick_xml::de::from_str(std::str::from_utf8(body).ok()?).ok()?;
-    let url_encoded = page.encoding_type.as_deref() == Some("url");
-    for object in &mut page.contents {
-        if url_encoded {
+    let mut page = ListPage::default();
+    let mut object = ObjectSummary::default();
+    // `url` when the keys are URL-encoded (as asked, so that any key fits in XML).
+    let mut url_encoded = false;
+    let mut complete = false;
+    xml_elements(body, |path, text| {
+        match path {
+            "/ListBucketResult/Contents/Key" => object.key = text.to_string(),
+            "/ListBucketResult/Contents/ETag" => object.etag = unquoted(text.to_string()),
+            "/ListBucketResult/Contents/Size" => object.size = text.parse().ok()?,
+            "/ListBucketResult/Contents" => page.contents.push(std::mem::take(&mut object)),
+            "/ListBucketResult/IsTruncated" => page.is_truncated = text == "true",
+            "/ListBucketResult/NextContinuationToken" => {
+                page.next_continuation_token = Some(text.to_string())
+            }
+            "/ListBucketResult/EncodingType" => url_encoded = text == "url",
+            "/ListBucketResult" => complete = true,
+            _ => {}
+        }
+        Some(())
+    })?;
+    if !complete {
+        return None;
+    }
+    if url_encoded {
+        for object in &mut page.contents {
             object.key = url_decode(&object.key)?;
         }
-        object.etag = unquoted(std::mem::take(&mut object.etag));
     }
     Some(page)
 }
@@ -508,11 +516,44 @@ fn url_decode(text: &str) -> Option<String> {
 }
 
 fn error_code(body: &[u8]) -> String {
-    std::str::from_utf8(body)
-        .ok()
-        .and_then(|text| quick_xml::de::from_str::<ErrorAnswer>(text).ok())
-        .map(|answer| answer.code)
-        .unwrap_or_default()
+    let mut code = String::new();
+    xml_elements(body, |path, text| {
+        if path == "/Error/Code" {
+            code = text.to_string();
+        }
+        Some(())
+    });
+    code
+}
+
+/// Calls `visit` with each element's path (`/ListBucketResult/Contents/Key`) and text, at
+/// its end (the text is untrimmed: a key may start or end with spaces); None when `xml` is
+/// not well-formed, or when `visit` returns None.
+fn xml_elements(xml: &[u8], mut visit: impl FnMut(&str, &str) -> Option<()>) -> Option<()> {
+    let mut reader = Reader::from_reader(xml);
+    let (mut path, mut text) = (String::new(), String::new());
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(start) => {
+                path.push('/');
+                path.push_str(std::str::from_utf8(start.local_name().as_ref()).ok()?);
+                text.clear();
+            }
+            Event::Text(part) => text.push_str(&part.xml10_content().ok()?),
+            Event::CData(part) => text.push_str(&part.decode().ok()?),
+            Event::GeneralRef(entity) => match entity.resolve_char_ref().ok()? {
+                Some(c) => text.push(c),
+                None => text.push_str(resolve_predefined_entity(&entity.decode().ok()?)?),
+            },
+            Event::End(_) => {
+                visit(&path, &text)?;
+                text.clear();
+                path.truncate(path.rfind('/')?);
+            }
+            Event::Eof => return Some(()),
+            _ => {}
+        }
+    }
 }
 
 /// The error for S3's refusal of `call`, from its error code ("" when the answer had none) or
@@ -783,15 +824,18 @@ mod tests {
                 },
             ]
         );
-        let last = b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>a+b</Key>\
-            <ETag>\"x\"</ETag><Size>0</Size></Contents></ListBucketResult>";
+        let last = b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents>\
+            <Key> a+b&amp;c </Key><ETag>&#34;x&#34;</ETag><Size>0</Size></Contents>\
+            </ListBucketResult>";
         let last = parse_list_page(last).unwrap();
         assert!(!last.is_truncated);
-        // Not URL-encoded: taken as it is.
-        assert_eq!(last.contents[0].key, "a+b");
+        // Not URL-encoded: taken as it is, spaces and all.
+        assert_eq!(last.contents[0].key, " a+b&c ");
+        assert_eq!(last.contents[0].etag, "x");
         let empty = parse_list_page(b"<ListBucketResult><KeyCount>0</KeyCount></ListBucketResult>");
         assert!(empty.unwrap().contents.is_empty());
         assert!(parse_list_page(b"<html>").is_none());
+        assert!(parse_list_page(b"<Error><Code>AccessDenied</Code></Error>").is_none());
     }
 
     #[test]
