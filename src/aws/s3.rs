@@ -955,7 +955,7 @@ mod tests {
 
     #[test]
     fn a_part_file_is_removed_unless_renamed_onto_its_destination() {
-        let dir = std::env::temp_dir().join(format!("wandb-nexus-s3-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("wandb-nexus-s3-part-{}", std::process::id()));
         let dest = dir.join("sub/file.bin");
         let part = PartFile::create(&dest).unwrap();
         let path = part.path.clone();
@@ -988,7 +988,8 @@ mod tests {
         assert_eq!((head.size, head.version_id.as_deref()), (5, None));
         assert_eq!(s3.head("s3-test", "dir", None).await.unwrap(), None);
 
-        let dir = std::env::temp_dir().join(format!("wandb-nexus-s3-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("wandb-nexus-s3-download-{}", std::process::id()));
         let dest = dir.join("hello.txt");
         let size = s3.download("s3-test", key, None, Some(&head.etag), &dest);
         assert_eq!(size.await.unwrap(), 5);
