@@ -9,12 +9,21 @@
   and NotifyScriptableRunAlert (``run.alert``), whose alerts are kept in `RunState.alerts`.
   Artifacts (wandb-artifacts-resume.md §1.5): CreateArtifact, CreateArtifactManifest,
   CreateArtifactFiles and CommitArtifact, which keep versions in `ArtifactState`s
-  (`FakeWandb.artifacts`); UseArtifact; ClientIDMapping, which resolves the client ids behind
-  ``wandb-client-artifact://`` references (`FakeWandb.resolve_client_artifact_url`).
-  And the queries the official ``wandb.Api()`` and the SDK's own checks send
-  (`READ_OPERATIONS`: a run with its config, summary, history, files and logged artifacts,
-  scan_history through wandb-core's history reader, an artifact by name or id, its manifest
-  and file URLs), answered from the stored runs and artifacts.
+  (`FakeWandb.artifacts`) with their description, metadata, tags and aliases ("latest" and
+  any other alias move to the version that takes them); UseArtifact in both forms (wandb-core's
+  ``$input``, the Python SDK's top-level variables), which makes the run a user of the
+  version (`ArtifactState.used_by`, the run's inputArtifacts); ClientIDMapping, which
+  resolves the client ids behind ``wandb-client-artifact://`` references
+  (`FakeWandb.resolve_client_artifact_url`).
+  And the queries the official ``wandb.Api()``, ``run.use_artifact`` and the SDK's own checks
+  send (`READ_OPERATIONS`: a run with its config, summary, history, files, logged and used
+  artifacts, scan_history through wandb-core's history reader, an artifact by name, alias,
+  version or id, its manifest, files and file URLs, who logged and used it), answered from
+  the stored runs and artifacts. What does not exist is null in the data, without errors, as
+  W&B answers it (the SDK then raises "artifact membership 'x:v9' not found in 'e/p'" or
+  "project 'p' not found under entity 'e'"). An artifact's files are all its manifest
+  entries: references too, whose ``url`` and ``directUrl`` are the reference itself (the
+  fake never serves their bytes).
 - ``POST /files/<entity>/<project>/<run>/file_stream``: the file stream.
 - ``PUT /upload/<entity>/<project>/<run>/<path>``: the "signed" URLs that CreateRunFiles hands
   out. They point back at this server so that uploads can be checked too. A GET of the same
@@ -23,15 +32,20 @@
 - ``PUT /artifacts/<n>/files/<path>`` and ``PUT /artifacts/<n>/wandb_manifest.json``: the
   signed URLs of artifact files (CreateArtifactFiles) and manifests (CreateArtifactManifest);
   a GET of them (their ``directUrl``) downloads.
+- ``GET /artifactsV2/<region>/<entity>/<project>/<collection>/[<artifact id>/]<birth artifact
+  id>/<hex MD5>/<file name>``: an artifact's stored file on the API host (needs the API key),
+  where the SDK fetches a file it has no directUrl for (``get_entry(path).download()``,
+  ``file()``); the artifact id only comes from clients told
+  ARTIFACT_V2_DOWNLOAD_HANDLER_SUPPORTS_ARTIFACT_ID.
 
 Anything else gets a 404; that includes the SDK's telemetry probe to ``/sdk/otel/...``, after
 which the SDK sends no telemetry.
 
 It is deliberately strict, so that a client bug fails a test instead of passing silently:
 
-- GraphQL and file_stream requests need ``Authorization: Basic base64("api:" + key)`` (401
-  otherwise); uploads and downloads through signed URLs must carry no ``Authorization`` at
-  all (400), since the key must never reach a storage host.
+- GraphQL, file_stream and API-host downloads need ``Authorization: Basic base64("api:" +
+  key)`` (401 otherwise); uploads and downloads through signed URLs must carry no
+  ``Authorization`` at all (400), since the key must never reach a storage host.
 - Malformed bodies, unknown operations, wrongly typed variables or unknown input fields,
   unknown file_stream keys or file names, history/events offsets that skip ahead, resent
   history/events lines that differ from what was stored, ``uploaded`` names that were never
@@ -44,22 +58,32 @@ It is deliberately strict, so that a client bug fails a test instead of passing 
   ``digest``): a PUT without the issued ``Content-MD5`` header (uploadHeaders) is a 403, one
   whose body has another MD5 a 400. CommitArtifact fails unless the manifest was uploaded,
   its digests add up to the artifact digest given to CreateArtifact, and every file it
-  stores was uploaded with the digest and size it states. Other refusals (unknown artifact,
-  run or entity, a collection of another type, an artifact no longer PENDING) are GraphQL
-  errors: HTTP 200 with ``errors`` and no data, as W&B answers them.
+  stores was uploaded with the digest and size it states; entries with a ``ref`` (references:
+  digest an ETag, MD5 or the URI, ``extra``, maybe no size) are metadata only. Other refusals
+  (unknown artifact, run or entity, a collection of another type, an artifact no longer
+  PENDING, UseArtifact of an uncommitted artifact) are GraphQL errors: HTTP 200 with
+  ``errors`` and no data. Input fields that only exist with a server feature
+  (CreateArtifactFiles ``digest``, UseArtifact ``artifactEntityName``/``artifactProjectName``)
+  are unknown fields (400) unless the fake advertises it.
 - gzip'd file_stream bodies are only accepted if the FILESTREAM_GZIP feature is advertised.
 - W&B's file_stream size limits hold: a body over `MAX_REQUEST_BYTES` is refused with 413, a
   line (history, events, summary or console) over `MAX_LINE_BYTES` with 400.
 - A bug in the fake itself is answered with 400 and its traceback kept in `internal_errors`.
 
-Selection sets are checked for `READ_OPERATIONS` only: those are executed (fields, aliases,
-arguments, fragments, @include/@skip), and selecting a field the fake does not serve is a 400
-naming it. The other operations are recognised by name and answered with the fields
-wandb-core selects, so a misspelt field in a client's mutation goes unnoticed.
+Selection sets are checked for `READ_OPERATIONS` and `EXECUTED_MUTATIONS` (UseArtifact)
+only: those are executed (fields, aliases, arguments, fragments, @include/@skip), selecting
+a field the fake does not serve is a 400 naming it, and their variables must fit the types
+the operation declares (String, ID, Int, Float, Boolean, JSONString, lists, non-null) and be
+declared where used (400 otherwise; undeclared extra variables are ignored, as GraphQL
+servers do). A mutation's effects apply only if its whole answer could be made. The other
+operations are recognised by name and answered with the fields wandb-core selects, so a
+misspelt field in a client's mutation goes unnoticed.
 
-Not modelled: multipart artifact uploads, incremental and distributed (PATCH) manifests,
-XXH128 digests, file-level deduplication (CreateArtifactFiles always asks for an upload),
-history exported to parquet (every row is "live"), pagination limits of the real server.
+Not modelled: multipart artifact uploads and ranged (multipart) downloads, incremental and
+distributed (PATCH) manifests, XXH128 digests, file-level deduplication (CreateArtifactFiles
+always asks for an upload), editing logged artifacts (UpdateArtifact, AddAliases, ...),
+links and portfolios, TTLs, storage regions other than "default", history exported to
+parquet (every row is "live"), pagination limits of the real server.
 
 Every request is recorded (`FakeWandb.requests`), and each run's state is kept in a `RunState`
 (`FakeWandb.run_state`, `FakeWandb.single_run`). Faults can be injected per request kind with
@@ -169,18 +193,12 @@ CREATE_ARTIFACT_FILES_INPUT = frozenset(
 ARTIFACT_FILE_SPEC = frozenset(
     {"artifactID", "artifactManifestID", "md5", "mimetype", "name", "uploadPartsInput"}
 )
+# UseArtifactInput. "artifactEntityName" and "artifactProjectName" only exist on servers with
+# the USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION feature (both clients send them only then).
 USE_ARTIFACT_INPUT = frozenset(
-    {
-        "artifactID",
-        "entityName",
-        "projectName",
-        "runName",
-        "usedAs",
-        "clientMutationId",
-        "artifactEntityName",
-        "artifactProjectName",
-    }
+    {"artifactID", "entityName", "projectName", "runName", "usedAs", "clientMutationId"}
 )
+USE_ARTIFACT_PROJECT_INPUT = frozenset({"artifactEntityName", "artifactProjectName"})
 DIGEST_ALGORITHMS = ("MANIFEST_MD5", "MANIFEST_XXH128")
 MANIFEST_TYPES = ("FULL", "INCREMENTAL", "PATCH")
 STORAGE_LAYOUTS = ("V1", "V2")
@@ -202,12 +220,18 @@ READ_OPERATIONS = frozenset(
         "RunFiles",
         "RunOutputArtifacts",
         "RunInputArtifacts",
-        "ArtifactMembershipByName",
+        "ArtifactMembershipByName",  # Api().artifact(...) and run.use_artifact("name:alias")
         "ArtifactByID",
         "FetchArtifactManifest",
-        "GetArtifactMembershipFileUrls",
+        "GetArtifactMembershipFileUrls",  # artifact.download()
+        "ArtifactMembershipFiles",  # artifact.files()
+        "ArtifactUsedBy",  # artifact.used_by()
+        "ArtifactCreatedBy",  # artifact.logged_by()
     }
 )
+# Mutations whose selection sets are executed like READ_OPERATIONS' (see `FakeWandb._graphql`):
+# their effects apply only once the whole answer could be made.
+EXECUTED_MUTATIONS = frozenset({"UseArtifact"})
 
 # A realistic file_stream answer; clients only look at "stopped".
 FILE_STREAM_RESPONSE: dict[str, Any] = {"exitcode": None, "limits": {}, "stopped": False}
@@ -217,6 +241,13 @@ _UPLOAD_PATH = re.compile(r"/upload/([^/]+)/([^/]+)/([^/]+)/(.+)")
 _RUN_FILE_PATH = re.compile(r"/files/([^/]+)/([^/]+)/([^/]+)/(.+)")
 _ARTIFACT_FILE_PATH = re.compile(r"/artifacts/(\d+)/files/(.+)")
 _ARTIFACT_MANIFEST_PATH = re.compile(r"/artifacts/(\d+)/wandb_manifest\.json")
+# An artifact file on the API host (the SDK's fallback when it has no directUrl, e.g. for
+# get_entry(...).download() and file()): /artifactsV2/<region>/<entity>/<project>/<collection>/
+# [<artifact id>/]<birth artifact id>/<hex MD5>/<file name>, the artifact id only from clients
+# that saw ARTIFACT_V2_DOWNLOAD_HANDLER_SUPPORTS_ARTIFACT_ID.
+_ARTIFACT_API_PATH = re.compile(
+    r"/artifactsV2/([^/]+)/([^/]+)/([^/]+)/([^/]+)/(?:([^/]+)/)?([^/]*)/([0-9a-f]{32})/([^/]+)"
+)
 _OPERATION_DEFINITION = re.compile(r"\b(?:query|mutation|subscription)\s+([A-Za-z_]\w*)")
 
 
@@ -447,7 +478,9 @@ class ArtifactState:
     client_ids: list[str] = field(default_factory=list)
     sequence_client_ids: list[str] = field(default_factory=list)
     logged_by: list[str] = field(default_factory=list)  # runs whose CreateArtifact got it
-    used_by: list[str] = field(default_factory=list)  # runs that called UseArtifact on it
+    # Runs that called UseArtifact on it, as (entity, project, run name): a run of any project
+    # may use it.
+    used_by: list[tuple[str, str, str]] = field(default_factory=list)
     manifest_id: str | None = None  # from the first CreateArtifactManifest
     manifest_digest: str | None = None  # base64 MD5 given to the second one
     manifest_bytes: bytes | None = None  # as PUT
@@ -560,7 +593,6 @@ class FakeWandb:
             "CreateArtifactManifest": self._create_artifact_manifest,
             "CreateArtifactFiles": self._create_artifact_files,
             "CommitArtifact": self._commit_artifact,
-            "UseArtifact": self._use_artifact,
             "ClientIDMapping": self._client_id_mapping,
         }
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -1005,14 +1037,23 @@ class FakeWandb:
             raise HttpError(400, "variables must be a JSON object")
         operation = self._operations.get(name)
         executor = None
-        if name in READ_OPERATIONS:
+        if name in READ_OPERATIONS or name in EXECUTED_MUTATIONS:
             executor = _Executor(body["query"], name, variables)
         elif operation is None:
             raise HttpError(400, f"unknown operation {name!r}")
         try:
             with self._lock:
                 if executor is not None:
-                    return 200, {"data": executor.run(self._query_root())}
+                    if name in READ_OPERATIONS:
+                        return 200, {"data": executor.run(self._query_root())}
+                    # A mutation's resolvers queue their effects, applied only once the
+                    # whole selection set could be answered: a rejected request changes
+                    # nothing.
+                    effects: list[Callable[[], None]] = []
+                    data = executor.run(self._mutation_root(effects))
+                    for effect in effects:
+                        effect()
+                    return 200, {"data": data}
                 assert operation is not None
                 return 200, {"data": operation(variables)}
         except GraphQLError as err:
@@ -1506,27 +1547,55 @@ class FakeWandb:
                 other.aliases = [a for a in other.aliases if a not in wanted]
         artifact.aliases = list(dict.fromkeys([*artifact.aliases, *wanted]))
 
-    def _use_artifact(self, variables: dict[str, Any]) -> dict[str, Any]:
-        # wandb-core: mutation UseArtifact($input: UseArtifactInput!); the Python SDK sends the
-        # same fields as top-level variables. Both select artifact { id ... }.
-        if "input" in variables:
-            data = _input_object(variables, "input", USE_ARTIFACT_INPUT)
-        else:
-            data = variables
+    def _mutation_root(self, effects: list[Callable[[], None]]) -> dict[str, Any]:
+        """The root of `EXECUTED_MUTATIONS`; resolvers append their effects to `effects`."""
+        return {
+            "__typename": "Mutation",
+            "useArtifact": lambda a: self._use_artifact(a, effects),
+        }
+
+    def _use_artifact(
+        self, arguments: dict[str, Any], effects: list[Callable[[], None]]
+    ) -> dict[str, Any]:
+        # useArtifact(input: UseArtifactInput!): wandb-core passes the input as one variable
+        # (mutation UseArtifact($input: UseArtifactInput!)), the Python SDK (run.use_artifact)
+        # as an object literal of top-level variables; both arrive here as the evaluated
+        # argument. Records the run as a user of the artifact (its inputArtifacts).
+        allowed = USE_ARTIFACT_INPUT
+        if "USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION" in self.features:
+            allowed = allowed | USE_ARTIFACT_PROJECT_INPUT
+        data = _input_object(arguments, "input", allowed)
         artifact_id = _string(data, "artifactID", required=True)
         entity = _string(data, "entityName", required=True)
         project = _string(data, "projectName", required=True)
         run_name = _string(data, "runName", required=True)
-        for key in ("usedAs", "clientMutationId", "artifactEntityName", "artifactProjectName"):
+        for key in ("usedAs", "clientMutationId", *USE_ARTIFACT_PROJECT_INPUT):
             _string(data, key)
         artifact = self._artifact_by_id(artifact_id)
-        if artifact is None or artifact.state != "COMMITTED":
-            raise GraphQLError(f"artifact {artifact_id} not found or not committed")
+        if artifact is None:
+            raise GraphQLError(f"artifact {artifact_id} not found")
+        if artifact.state != "COMMITTED":
+            # W&B's words for it (wandb/wandb#3117).
+            raise GraphQLError(f"cannot use artifact {artifact_id} as it has not committed")
+        for key, value in (
+            ("artifactEntityName", artifact.entity),
+            ("artifactProjectName", artifact.project),
+        ):
+            if data.get(key) is not None and data[key] != value:
+                raise GraphQLError(f"artifact {artifact_id} is not in {key} {data[key]}")
         if (entity, project, run_name) not in self._runs:
             raise GraphQLError(f"run {entity}/{project}/{run_name} not found")
-        if run_name not in artifact.used_by:
-            artifact.used_by.append(run_name)
-        return {"useArtifact": {"artifact": self._artifact_fields(artifact)}}
+
+        def apply() -> None:
+            if (entity, project, run_name) not in artifact.used_by:
+                artifact.used_by.append((entity, project, run_name))
+
+        effects.append(apply)
+        return {
+            "__typename": "UseArtifactPayload",
+            "artifact": self._artifact_node(artifact),
+            "clientMutationId": data.get("clientMutationId"),
+        }
 
     def _client_id_mapping(self, variables: dict[str, Any]) -> dict[str, Any]:
         # query ClientIDMapping($clientID: ID!) { clientIDMapping(clientID: $clientID)
@@ -1535,16 +1604,6 @@ class FakeWandb:
         client_id = _string(variables, "clientID", required=True)
         server_id = self._client_ids.get(client_id)
         return {"clientIDMapping": None if server_id is None else {"serverID": server_id}}
-
-    def _artifact_fields(self, artifact: ArtifactState) -> dict[str, Any]:
-        return {
-            "id": artifact.id,
-            "digest": artifact.digest,
-            "description": artifact.description,
-            "state": artifact.state,
-            "createdAt": artifact.created_at,
-            "metadata": json.dumps(artifact.metadata or {}),
-        }
 
     def _artifact_by_id(self, artifact_id: str) -> ArtifactState | None:
         match = re.fullmatch(r"Artifact:(\d+)", _decode_node_id(artifact_id) or "")
@@ -1670,7 +1729,7 @@ class FakeWandb:
             return _connection(logged, args, self._artifact_node)
 
         def input_artifacts(args: dict[str, Any]) -> dict[str, Any]:
-            used = [a for a in self._artifacts if run.name in a.used_by and in_run_project(a)]
+            used = [a for a in self._artifacts if (run.entity, run.project, run.name) in a.used_by]
             return _connection(used, args, self._artifact_node)
 
         return {
@@ -1729,13 +1788,14 @@ class FakeWandb:
             return None
         collection = self._collections[(artifact.entity, artifact.project, artifact.name)]
         contents = (artifact.manifest or {}).get("contents", {})
-        stored = sorted(p for p, entry in contents.items() if entry.get("ref") is None)
         manifest_url = f"{self.base_url}/artifacts/{artifact.number}/wandb_manifest.json"
 
         def files(args: dict[str, Any]) -> dict[str, Any]:
-            names = args.get("names") or stored
+            # Every manifest entry is a File, references too (wandb/wandb#5808: the SDK's
+            # download() fetches exactly the files listed, references through their ref).
+            names = args.get("names") or sorted(contents)
             return _connection(
-                [n for n in names if n in stored],
+                [n for n in names if n in contents],
                 args,
                 lambda path: self._artifact_file_node(artifact, path, contents[path]),
             )
@@ -1743,6 +1803,10 @@ class FakeWandb:
         def created_by(args: dict[str, Any]) -> dict[str, Any] | None:
             run = self._runs.get((artifact.entity, artifact.project, artifact.run_name or ""))
             return None if run is None else self._run_node(run)
+
+        def used_by(args: dict[str, Any]) -> dict[str, Any]:
+            runs = [self._runs[key] for key in artifact.used_by if key in self._runs]
+            return _connection(runs, args, self._run_node)
 
         return {
             "__typename": "Artifact",
@@ -1782,25 +1846,37 @@ class FakeWandb:
                 },
             },
             "createdBy": created_by,
+            "usedBy": used_by,
             "files": files,
         }
 
     def _artifact_file_node(
         self, artifact: ArtifactState, path: str, entry: dict[str, Any]
     ) -> dict[str, Any]:
-        # The bytes live with the version that uploaded them (the birth artifact).
-        owner = self._artifact_by_id(entry.get("birthArtifactID") or artifact.id) or artifact
-        url = f"{self.base_url}/artifacts/{owner.number}/files/{quote(path, safe='/')}"
+        ref = entry.get("ref")
+        storage_path = None
+        if ref is None:
+            # The bytes live with the version that uploaded them (the birth artifact).
+            owner = self._artifact_by_id(entry.get("birthArtifactID") or artifact.id) or artifact
+            url = f"{self.base_url}/artifacts/{owner.number}/files/{quote(path, safe='/')}"
+            storage_path = f"wandb_artifacts/{owner.number}/{_md5_digest(entry['digest'])}"
+        else:
+            # A reference's url and directUrl are the reference itself (as the SDK's
+            # File.path_uri notes); the bytes are fetched from there, never from W&B.
+            url = ref
         return {
             "__typename": "File",
             "id": _node_id("File", f"artifact:{artifact.number}:{path}"),
             "name": path,
+            "displayName": path,
             "directUrl": url,
             "url": url,
-            "sizeBytes": entry.get("size"),
+            "storagePath": storage_path,
+            "sizeBytes": entry.get("size") or 0,
             "md5": entry["digest"],
             "digest": entry["digest"],
             "mimetype": mimetypes.guess_type(path)[0] or "application/octet-stream",
+            "updatedAt": artifact.created_at,
         }
 
     def _collection_node(self, collection: ArtifactCollection) -> dict[str, Any]:
@@ -1933,14 +2009,17 @@ class FakeWandb:
 
     def _download(self, params: tuple[str, ...], record: Request) -> tuple[int, Any]:
         """GET of a run file: its `url` on the API host (needs the API key, as W&B's does) or
-        its `directUrl`; or of an artifact file or manifest (their `directUrl`). directUrls
-        are "signed" like the upload URLs, so they must not receive the key."""
+        its `directUrl`; or of an artifact file or manifest (their `directUrl`), or of an
+        artifact file on the API host (/artifactsV2/..., needs the key). directUrls are
+        "signed" like the upload URLs, so they must not receive the key."""
         what, *rest = params
-        if what == "run-api":
+        if what in ("run-api", "artifact-api"):
             self._check_auth(record.headers)
         elif "authorization" in record.headers:
             raise HttpError(400, "signed download URLs must not receive an Authorization header")
         with self._lock:
+            if what == "artifact-api":
+                return 200, self._artifact_api_file(*rest)
             if what in ("run", "run-api"):
                 entity, project, name, path = rest
                 run = self._runs.get((entity, project, name))
@@ -1956,6 +2035,48 @@ class FakeWandb:
             if data is None:
                 raise HttpError(404, f"nothing stored at {record.path}")
             return 200, data
+
+    def _artifact_api_file(
+        self,
+        region: str,
+        entity: str,
+        project: str,
+        collection_name: str,
+        artifact_id: str,
+        birth_id: str,
+        hex_md5: str,
+        file_name: str,
+    ) -> bytes:
+        """The bytes an /artifactsV2/ URL names (see `_ARTIFACT_API_PATH`): a stored file of
+        a committed version of the collection (the artifact id's, if given) whose manifest
+        entry has this MD5 and file name (the last part of its path) and was born in the
+        birth artifact (if given). 404 otherwise."""
+        collection = self._collections.get((entity, project, collection_name))
+        if collection is None:
+            raise HttpError(404, f"no artifact collection {entity}/{project}/{collection_name}")
+        versions = collection.versions
+        if artifact_id:
+            versions = [a for a in versions if a.id == artifact_id]
+            if not versions:
+                raise HttpError(404, f"artifact {artifact_id} is not in {collection_name}")
+        for artifact in versions:
+            manifest = artifact.manifest or {}
+            config = manifest.get("storagePolicyConfig") or {}
+            if region != (config.get("storageRegion") or "default"):
+                continue
+            for path, entry in (manifest.get("contents") or {}).items():
+                born = entry.get("birthArtifactID") or artifact.id
+                if (
+                    entry.get("ref") is None
+                    and path.rsplit("/", 1)[-1] == file_name
+                    and _md5_digest(entry["digest"]) == hex_md5
+                    and (not birth_id or birth_id == born)
+                ):
+                    owner = self._artifact_by_id(born)
+                    data = None if owner is None else owner.files.get(path)
+                    if data is not None:
+                        return data
+        raise HttpError(404, f"no file {file_name!r} with MD5 {hex_md5} in {collection_name}")
 
 
 class _Server(ThreadingHTTPServer):  # daemon threads: a stuck request never blocks exit
@@ -1997,7 +2118,9 @@ class _Handler(BaseHTTPRequestHandler):
 def _route(method: str, path: str) -> tuple[str, tuple[str, ...]]:
     """The request kind and its parameters. Uploads and downloads start with what they
     address: "run" (entity, project, run, path) for a run file's signed URL, "run-api" (the
-    same) for its URL on the API host, "artifact" (number, path) or "manifest" (number)."""
+    same) for its URL on the API host, "artifact" (number, path) or "manifest" (number), or
+    "artifact-api" (region, entity, project, collection, artifact id or "", birth artifact id
+    or "", hex MD5, file name) for an artifact file on the API host."""
     transfer = "download" if method == "GET" else "upload"
     if path == "/graphql":
         return "graphql", ()
@@ -2011,6 +2134,8 @@ def _route(method: str, path: str) -> tuple[str, tuple[str, ...]]:
         return transfer, ("artifact", match[1], unquote(match[2]))
     if match := _ARTIFACT_MANIFEST_PATH.fullmatch(path):
         return transfer, ("manifest", match[1])
+    if method == "GET" and (match := _ARTIFACT_API_PATH.fullmatch(path)):
+        return "download", ("artifact-api", *(unquote(p or "") for p in match.groups()))
     return "unknown", ()
 
 
@@ -2298,6 +2423,19 @@ def _check_manifest(manifest: Any) -> dict[str, dict[str, Any]]:
         size = entry.get("size")
         if size is not None and (type(size) is not int or size < 0):
             raise GraphQLError(f"manifest entry {path!r} has an invalid size")
+        # A reference (s3://, gs://, http(s)://, file://, wandb-artifact://...) names where
+        # its bytes are; its digest is an ETag, an MD5 or the URI itself, and it may have no
+        # size (the Python SDK writes none for unchecked references, wandb-core 0).
+        ref = entry.get("ref")
+        if ref is not None and (not isinstance(ref, str) or ":" not in ref):
+            raise GraphQLError(f"manifest entry {path!r} has an invalid ref {ref!r}")
+        if entry.get("extra") is not None and not isinstance(entry["extra"], dict):
+            raise GraphQLError(f"manifest entry {path!r}: extra must be an object")
+        birth = entry.get("birthArtifactID")
+        if birth is not None and not isinstance(birth, str):
+            raise GraphQLError(f"manifest entry {path!r}: birthArtifactID must be a string")
+        if ref is None and _md5_digest(entry["digest"]) is None:
+            raise GraphQLError(f"manifest entry {path!r}: digest is not a base64 MD5")
     return contents
 
 
@@ -2536,11 +2674,25 @@ class _Selection:
     type_condition: str | None = None  # for "... on Type" and fragment definitions
 
 
+@dataclass(frozen=True)
+class _Type:
+    """A variable's declared type: a named type or a list of `item`, maybe non-null (!)."""
+
+    name: str | None  # None for a list
+    non_null: bool
+    item: _Type | None = None
+
+    def __str__(self) -> str:
+        text = self.name if self.item is None else f"[{self.item}]"
+        return f"{text}!" if self.non_null else str(text)
+
+
 @dataclass
 class _Operation:
     name: str | None
     defaults: dict[str, Any]  # variable defaults
     selections: list[_Selection]
+    types: dict[str, _Type] = field(default_factory=dict)  # declared variables
 
 
 _GQL_TOKEN = re.compile(
@@ -2591,37 +2743,43 @@ class _GraphQLParser:
                 if self.take("name") not in ("query", "mutation", "subscription"):
                     raise HttpError(400, "GraphQL syntax error: expected an operation")
                 operation_name = self.take("name") if self.peek_kind("name") else None
-                defaults = self.variable_definitions()
+                defaults, types = self.variable_definitions()
                 self.directives()
-                operations.append(_Operation(operation_name, defaults, self.selection_set()))
+                operations.append(_Operation(operation_name, defaults, self.selection_set(), types))
         return operations, fragments
 
-    def variable_definitions(self) -> dict[str, Any]:
+    def variable_definitions(self) -> tuple[dict[str, Any], dict[str, _Type]]:
         defaults: dict[str, Any] = {}
+        types: dict[str, _Type] = {}
         if not self.peek("("):
-            return defaults
+            return defaults, types
         self.take()
         while not self.peek(")"):
             self.expect("$")
             name = self.take("name")
             self.expect(":")
-            self.type_reference()
+            if name in types:
+                raise HttpError(400, f"variable ${name} is declared twice")
+            types[name] = self.type_reference()
             if self.peek("="):
                 self.take()
                 defaults[name] = self.value()
             self.directives()
         self.take()
-        return defaults
+        return defaults, types
 
-    def type_reference(self) -> None:
+    def type_reference(self) -> _Type:
         if self.peek("["):
             self.take()
-            self.type_reference()
+            item = self.type_reference()
             self.expect("]")
+            named = None
         else:
-            self.take("name")
-        if self.peek("!"):
+            item, named = None, self.take("name")
+        non_null = self.peek("!")
+        if non_null:
             self.take()
+        return _Type(named, non_null, item)
 
     def selection_set(self) -> list[_Selection]:
         self.expect("{")
@@ -2724,6 +2882,35 @@ class _GraphQLParser:
             raise HttpError(400, f"GraphQL syntax error: expected {text!r}")
 
 
+# Built-in and W&B scalars a variable value is checked against (other types, e.g. enums and
+# input objects, are checked where they are used).
+_SCALARS: dict[str, Callable[[Any], bool]] = {
+    "String": lambda v: isinstance(v, str),
+    "ID": lambda v: isinstance(v, str) or (type(v) is int),
+    "Int": lambda v: type(v) is int and -(2**31) <= v < 2**31,
+    "Int64": lambda v: type(v) is int,
+    "Float": lambda v: type(v) in (int, float),
+    "Boolean": lambda v: isinstance(v, bool),
+    "JSONString": lambda v: isinstance(v, str),
+}
+
+
+def _check_variable(where: str, declared: _Type, value: Any) -> None:
+    """A variable value must fit its declared type (GraphQL input coercion: 400 otherwise)."""
+    if value is None:
+        if declared.non_null:
+            raise HttpError(400, f"variable {where} of type {declared} must not be null")
+        return
+    if declared.item is not None:
+        items = value if isinstance(value, list) else [value]  # a single value is a list of one
+        for i, item in enumerate(items):
+            _check_variable(f"{where}[{i}]", declared.item, item)
+        return
+    valid = _SCALARS.get(declared.name or "")
+    if valid is not None and not valid(value):
+        raise HttpError(400, f"variable {where} of type {declared} got {value!r}")
+
+
 class _Executor:
     """Runs one operation's selection set against a tree of nodes (see above)."""
 
@@ -2733,7 +2920,12 @@ class _Executor:
         if operation is None:
             raise HttpError(400, f"the document defines no operation {operation_name!r}")
         self.selections = operation.selections
+        self.types = operation.types
+        # Variables the operation does not declare are ignored (the Python SDK sends
+        # UseArtifact's "usedAs" undeclared); declared ones must fit their types.
         self.variables = {**operation.defaults, **variables}
+        for name, declared in self.types.items():
+            _check_variable(f"${name}", declared, self.variables.get(name))
 
     def run(self, root: dict[str, Any]) -> Any:
         return self.select(root, self.selections, "")
@@ -2803,6 +2995,8 @@ class _Executor:
 
     def evaluate(self, value: Any) -> Any:
         if isinstance(value, _Var):
+            if value.name not in self.types:
+                raise HttpError(400, f"variable ${value.name} is not declared by the operation")
             return self.variables.get(value.name)
         if isinstance(value, list):
             return [self.evaluate(item) for item in value]
