@@ -39,6 +39,9 @@ mod _core {
     use crate::py::media_core::MediaCore;
 
     #[pymodule_export]
+    use crate::py::artifact::ArtifactCore;
+
+    #[pymodule_export]
     #[allow(non_upper_case_globals)]
     const __version__: &str = env!("CARGO_PKG_VERSION");
 }

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from . import plot
     from ._alert import AlertLevel
+    from ._artifact import Artifact, ArtifactManifestEntry
     from ._media import Audio, Histogram, Html, Image, Table
     from .plot import plot_table
 
@@ -48,6 +49,8 @@ __version__: str = _core.__version__
 
 __all__ = [
     "AlertLevel",
+    "Artifact",
+    "ArtifactManifestEntry",
     "Audio",
     "AuthenticationError",
     "CommError",
@@ -73,6 +76,7 @@ __all__ = [
     "init",
     "lambda_handler",
     "log",
+    "log_artifact",
     "login",
     "plot",
     "plot_table",
@@ -204,6 +208,17 @@ def save(
     return _current("save").save(glob_str, base_path, policy)
 
 
+def log_artifact(
+    artifact_or_path: Artifact | str | os.PathLike[str],
+    name: str | None = None,
+    type: str | None = None,
+    aliases: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+) -> Artifact:
+    """Logs an artifact with the current run (see :meth:`Run.log_artifact`)."""
+    return _current("log_artifact").log_artifact(artifact_or_path, name, type, aliases, tags)
+
+
 def finish(exit_code: int | None = None) -> None:
     """Finishes the current run, if there is one."""
     if _active.current is not None:
@@ -222,6 +237,10 @@ def __getattr__(name: str) -> Any:
         from ._alert import AlertLevel
 
         return AlertLevel
+    if name in ("Artifact", "ArtifactManifestEntry"):
+        from . import _artifact
+
+        return getattr(_artifact, name)
     if name in _MEDIA_TYPES:
         # The data types load on first use: import stays cheap for runs that log scalars.
         from . import _media

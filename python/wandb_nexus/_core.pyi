@@ -1,9 +1,10 @@
 """Stubs for the private native module built from src/ (see src/py/)."""
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, final
 
 __all__ = [
+    "ArtifactCore",
     "MediaCore",
     "RunCore",
     "__version__",
@@ -88,6 +89,9 @@ class RunCore:
         job_type: str | None = None,
     ) -> None: ...
     def alert(self, title: str, text: str, level: str, wait_duration_ms: int) -> None: ...
+    def log_artifact(
+        self, artifact: ArtifactCore, aliases: list[str], tags: list[str]
+    ) -> list[str]: ...
     def save_files(self, files: list[tuple[str, str]]) -> None: ...
     def output(self, stderr: bool, text: str) -> None: ...
     def flush(self) -> str | None: ...
@@ -149,3 +153,38 @@ def histogram_from_counts(values: Any, bins: Any) -> tuple[list[int], list[float
 def table(
     columns: list[Any], rows: list[list[Any]], allow_mixed_types: bool = False
 ) -> MediaCore: ...
+
+_Entry = tuple[str, str, int | None, str | None, str | None, str | None]
+
+@final
+class ArtifactCore:
+    def __new__(
+        cls,
+        name: str,
+        type: str,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ArtifactCore: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def entries(self) -> list[_Entry]: ...
+    def get_entry(self, path: str) -> _Entry | None: ...
+    def add_file(
+        self,
+        local_path: str,
+        name: str | None = None,
+        is_tmp: bool = False,
+        policy: str = "mutable",
+        overwrite: bool = False,
+    ) -> _Entry: ...
+    def add_dir(self, local_path: str, name: str | None = None, policy: str = "mutable") -> int: ...
+    def add_reference(
+        self,
+        uri: str,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+    ) -> list[_Entry]: ...

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from ._alert import AlertLevel
+    from ._artifact import Artifact
 
     class _Log(Protocol):
         def __call__(
@@ -55,6 +56,24 @@ def tag_list(tags: Sequence[str] | None) -> list[str] | None:
     if bad:
         raise UsageError(f"tags must be strings; got {bad[0]!r}")
     return tags
+
+
+def _strings(argument: str, items: Sequence[str] | None) -> list[str]:
+    """A list of strings given as ``argument`` (a single string is one item, as in wandb)."""
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [items]
+    try:
+        found = list(items)
+    except TypeError:
+        raise UsageError(
+            f"{argument} must be a list of strings, not {type(items).__name__}"
+        ) from None
+    bad = [item for item in found if not isinstance(item, str)]
+    if bad:
+        raise UsageError(f"{argument} must be strings; got {bad[0]!r}")
+    return found
 
 
 def _changes_a_value(current: Any, new: Any) -> bool:
@@ -375,6 +394,28 @@ class Run:
         from ._save import save_files
 
         return save_files(self, glob_str, base_path, policy)
+
+    def log_artifact(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> Artifact:
+        """Logs an artifact (or one made of a file, directory or URI, named
+        ``run-<run id>-<basename>`` of type ``unspecified`` unless ``name``/``type`` say
+        otherwise) as a new version, with ``aliases`` (``latest`` is always one) and
+        ``tags``. It is uploaded with the run's data (on Lambda, after the response); from
+        now on it no longer changes. Returns the artifact."""
+        from ._artifact import artifact_of
+
+        artifact = artifact_of(self.id, artifact_or_path, name, type)
+        artifact.aliases = self._core.log_artifact(
+            artifact._core, _strings("aliases", aliases), _strings("tags", tags)
+        )
+        artifact.tags = list(dict.fromkeys(tags or ()))
+        return artifact
 
     def flush(self) -> None:
         """Stores everything logged so far and, for a live run, sends it to W&B now (the

@@ -59,9 +59,20 @@ pub async fn save(
         // As wandb-core: the step the artifact was logged at, null for step 0.
         "historyStep": artifact.history_step.filter(|&step| step > 0),
         "clientID": artifact.client_id, "sequenceClientID": artifact.sequence_client_id,
-        "clientMutationId": null, "description": null, "metadata": null, "labels": null,
+        "clientMutationId": null, "description": non_empty(&artifact.description),
+        "metadata": non_empty(&artifact.metadata), "labels": null,
         "ttlDurationSeconds": null, "distributedID": null, "storageRegion": null,
     });
+    let mut input = input;
+    if !artifact.tags.is_empty() {
+        // As wandb-core: the key only when there are tags.
+        let tags: Vec<Json> = artifact
+            .tags
+            .iter()
+            .map(|tag| json!({"tagName": tag, "tagCategoryName": null, "attributes": null}))
+            .collect();
+        input["tags"] = Json::Array(tags);
+    }
     let created = transport
         .graphql("CreateArtifact", CREATE_ARTIFACT, json!({"input": input}))
         .await?;
@@ -119,18 +130,21 @@ pub async fn save(
         .map(drop)
 }
 
-/// Asks for upload URLs for every entry and uploads those the server lacks; returns the
-/// artifact id each entry's bytes are stored under.
+/// Asks for upload URLs for every file entry (references have no bytes to upload) and
+/// uploads those the server lacks; returns the artifact id each entry's bytes are stored under.
 async fn upload_files(
     transport: &Arc<Transport>,
     artifact: &Artifact,
     id: &str,
     manifest_id: &str,
 ) -> Result<HashMap<String, String>, Error> {
-    let files: Vec<Json> = artifact
-        .entries
+    let local: Vec<(&artifact::Entry, &std::path::Path)> = artifact.files().collect();
+    if local.is_empty() {
+        return Ok(HashMap::new()); // As wandb-core: no CreateArtifactFiles at all.
+    }
+    let files: Vec<Json> = local
         .iter()
-        .map(|entry| {
+        .map(|(entry, _)| {
             json!({"artifactID": id, "artifactManifestID": manifest_id, "name": entry.path,
                    "md5": entry.digest, "mimetype": null, "uploadPartsInput": null})
         })
@@ -148,17 +162,17 @@ async fn upload_files(
         .as_array()
         .cloned()
         .unwrap_or_default();
-    if edges.len() != artifact.entries.len() {
+    if edges.len() != local.len() {
         return Err(Error::Comm(format!(
             "CreateArtifactFiles: asked for {} files, got {}",
-            artifact.entries.len(),
+            local.len(),
             edges.len()
         )));
     }
     let mut birth_ids = HashMap::new();
     let limit = Arc::new(Semaphore::new(MAX_PARALLEL_UPLOADS));
     let mut uploads = JoinSet::new();
-    for (entry, edge) in artifact.entries.iter().zip(edges) {
+    for ((entry, path), edge) in local.into_iter().zip(edges) {
         let node = &edge["node"];
         if let Some(birth) = node["artifact"]["id"].as_str() {
             birth_ids.insert(entry.path.clone(), birth.to_string());
@@ -171,7 +185,7 @@ async fn upload_files(
             url: url.to_string(),
             headers: upload_headers(&node["uploadHeaders"]),
         };
-        let (transport, limit, path) = (transport.clone(), limit.clone(), entry.local_path.clone());
+        let (transport, limit, path) = (transport.clone(), limit.clone(), path.to_path_buf());
         uploads.spawn(async move {
             let _permit = limit.acquire_owned().await;
             transport.upload_file(&target, path).await
@@ -181,6 +195,14 @@ async fn upload_files(
         joined.map_err(|e| Error::Comm(format!("an artifact upload failed: {e}")))??;
     }
     Ok(birth_ids)
+}
+
+fn non_empty(text: &str) -> Json {
+    if text.is_empty() {
+        Json::Null
+    } else {
+        Json::String(text.into())
+    }
 }
 
 fn text(value: &Json, field: &str, operation: &str) -> Result<String, Error> {

@@ -508,9 +508,12 @@ async fn save_artifacts(
     let mut problems = Vec::new();
     let mut kept = Vec::new();
     for artifact in pending {
-        if let Err(err) = artifacts::save(transport, target, &artifact).await {
-            problems.push(format!("artifact {}: {err}", artifact.name));
-            kept.push(artifact);
+        match artifacts::save(transport, target, &artifact).await {
+            Ok(()) => artifact.remove_staged(),
+            Err(err) => {
+                problems.push(format!("artifact {}: {err}", artifact.name));
+                kept.push(artifact);
+            }
         }
     }
     let saved = match problems.is_empty() {

@@ -10,17 +10,26 @@ use md5::{Digest, Md5};
 
 use crate::core::values::Value;
 
+pub mod draft;
+pub mod names;
+pub mod reference;
+
 pub const STORAGE_POLICY: &str = "wandb-storage-policy-v1";
 pub const DIGEST_ALGORITHM: &str = "MANIFEST_MD5";
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Artifact {
     pub run_id: String,
     pub project: String,
     pub entity: String,
     pub artifact_type: String,
     pub name: String,
+    /// Empty when none was given.
+    pub description: String,
+    /// JSON text of an object; empty when none was given.
+    pub metadata: String,
     pub aliases: Vec<String>,
+    pub tags: Vec<String>,
     pub client_id: String,
     pub sequence_client_id: String,
     /// Sorted by path.
@@ -29,14 +38,33 @@ pub struct Artifact {
     pub history_step: Option<i64>,
 }
 
-/// A file of the artifact: its path inside it, the base64 MD5 of its bytes, and where the
-/// bytes are until they are uploaded.
-#[derive(Clone, Debug, PartialEq)]
+/// A file of the artifact, by its path inside it: either bytes to upload (`local_path`, where
+/// they are until then) or a reference to bytes kept elsewhere (`reference`, a URI).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Entry {
     pub path: String,
+    /// The base64 MD5 of a file's bytes; for a reference, what identifies its version (an
+    /// ETag, a checksum, or the URI itself).
     pub digest: String,
-    pub size: u64,
-    pub local_path: PathBuf,
+    /// Unknown for some references.
+    pub size: Option<u64>,
+    pub local_path: Option<PathBuf>,
+    pub reference: Option<String>,
+    /// What else a reference records (an S3 object's `etag` and `versionID`).
+    pub extra: Vec<(String, Value)>,
+}
+
+impl Entry {
+    /// A file whose bytes are at `local_path` until they are uploaded.
+    pub fn file(path: String, digest: String, size: u64, local_path: PathBuf) -> Self {
+        Self {
+            path,
+            digest,
+            size: Some(size),
+            local_path: Some(local_path),
+            ..Self::default()
+        }
+    }
 }
 
 impl Artifact {
@@ -62,12 +90,18 @@ impl Artifact {
             .entries
             .iter()
             .map(|entry| {
-                let mut fields = vec![
-                    ("digest".to_string(), Value::Str(entry.digest.clone())),
-                    ("size".to_string(), Value::Int(entry.size as i64)),
-                ];
+                let mut fields = vec![("digest".to_string(), Value::Str(entry.digest.clone()))];
+                if let Some(uri) = &entry.reference {
+                    fields.push(("ref".into(), Value::Str(uri.clone())));
+                }
                 if let Some(id) = birth_id(&entry.path) {
-                    fields.push(("birthArtifactID".to_string(), Value::Str(id)));
+                    fields.push(("birthArtifactID".into(), Value::Str(id)));
+                }
+                if let Some(size) = entry.size {
+                    fields.push(("size".into(), Value::Int(size as i64)));
+                }
+                if !entry.extra.is_empty() {
+                    fields.push(("extra".into(), Value::Map(entry.extra.clone())));
                 }
                 (entry.path.clone(), Value::Map(fields))
             })
@@ -82,6 +116,27 @@ impl Artifact {
             ("contents".into(), Value::Map(contents)),
         ])
         .to_json()
+    }
+
+    /// Removes the copies of its files staged when they were added, once the artifact is
+    /// saved (the user's own files, added as immutable, stay). A sync of the run later finds
+    /// the artifact saved by its digest, and reads no file.
+    pub fn remove_staged(&self) {
+        for (_, path) in self.files() {
+            let staged = path
+                .parent()
+                .is_some_and(|dir| dir.ends_with(Path::new("artifacts").join("staging")));
+            if staged {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    /// The entries whose bytes are uploaded with the artifact.
+    pub fn files(&self) -> impl Iterator<Item = (&Entry, &Path)> {
+        self.entries
+            .iter()
+            .filter_map(|entry| Some((entry, entry.local_path.as_deref()?)))
     }
 }
 
@@ -145,12 +200,7 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, digest: &str) -> Entry {
-        Entry {
-            path: path.into(),
-            digest: digest.into(),
-            size: 1,
-            local_path: PathBuf::new(),
-        }
+        Entry::file(path.into(), digest.into(), 1, PathBuf::new())
     }
 
     #[test]
@@ -166,7 +216,7 @@ mod tests {
             client_id: client_id(),
             sequence_client_id: client_id(),
             entries: vec![entry("df_tbl.table.json", "FSmxg6ehJyFyWzgN4v2lVg==")],
-            history_step: None,
+            ..Artifact::default()
         };
         // Digest observed from wandb 0.31.0 for this one entry.
         assert_eq!(artifact.digest(), "f94d8513e74e076c1095863e855ed3b1");

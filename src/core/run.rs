@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use crate::api::delivery::{self, Delivery, Finished, StopFlag, UrlSlot};
 use crate::api::file_stream::RunStream;
 use crate::api::transport::Transport;
+use crate::artifact::Artifact;
 use crate::core::metrics::{MetricDef, Metrics};
 use crate::core::resume::{self, Continuation};
 use crate::core::runtime::runtime;
@@ -18,9 +19,9 @@ use crate::core::values::{Entry, Key, Tree, Value};
 use crate::error::Error;
 use crate::log::journal::{self, Journal};
 use crate::log::records::{
-    AlertRecord, ConfigRecord, EnvironmentRecord, FilesItem, FilesRecord, HeaderRecord, Item,
-    RecordType, Row, RunExitRecord, RunRecord, TelemetryFeature, TelemetryRecord, Timestamp,
-    VersionInfo,
+    AlertRecord, ArtifactRecord, ConfigRecord, EnvironmentRecord, FilesItem, FilesRecord,
+    HeaderRecord, Item, RecordType, Row, RunExitRecord, RunRecord, TelemetryFeature,
+    TelemetryRecord, Timestamp, VersionInfo,
 };
 use crate::log::writer::{self, Event, EventSender, Online, Paths, RunFiles};
 use crate::media::store::Owner;
@@ -646,16 +647,36 @@ impl Run {
         let _state = self.live_state("save files")?;
         let now = files.iter().any(|file| file.policy == 0);
         self.send(Event::record(RecordType::Files(FilesRecord { files })));
-        let live = self.settings.mode == Mode::Online && !self.settings.defer_delivery;
-        if now && live {
-            // Policy "now": the delivery task sends them at once, without the caller waiting.
+        if now {
+            self.send_soon();
+        }
+        Ok(())
+    }
+
+    /// Has a live run's delivery task send what is pending at once, without the caller
+    /// waiting (a deferred run sends it when it is delivered).
+    fn send_soon(&self) {
+        if self.settings.mode == Mode::Online && !self.settings.defer_delivery {
             let (reply, _) = std_mpsc::sync_channel(1);
             self.send(Event::Flush {
                 deadline: None,
                 reply,
             });
         }
-        Ok(())
+    }
+
+    /// `run.log_artifact(...)`: the artifact, as logged by this run, into the log; sent with
+    /// the run's next delivery (a live run's at once). Returns it as logged.
+    pub fn log_artifact(&self, mut artifact: Artifact) -> Result<Artifact, Error> {
+        let _state = self.live_state("log an artifact")?;
+        artifact.run_id = self.info.id.clone();
+        artifact.project = self.info.project.clone().unwrap_or_default();
+        artifact.entity = self.info.entity.clone().unwrap_or_default();
+        self.send(Event::record(RecordType::Artifact(ArtifactRecord::from(
+            &artifact,
+        ))));
+        self.send_soon();
+        Ok(artifact)
     }
 
     pub fn define_metric(&self, def: MetricDef) -> Result<(), Error> {

@@ -169,9 +169,7 @@ impl Settings {
                     }),
             }
         };
-        let on_lambda = ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_RUNTIME_API"]
-            .iter()
-            .any(|name| env_str(name).is_some());
+        let on_lambda = on_lambda(&env);
         let defaults = RetryPolicy::default();
         // On Lambda, time spent retrying is billed after every invocation during an outage;
         // what is not delivered in time is spooled and sent by the next invocation instead.
@@ -381,6 +379,27 @@ pub fn check_run_id(id: Option<&str>) -> Result<(), Error> {
 
 /// On Lambda, or where the working directory is read-only, runs go under the temporary
 /// directory (`$TMPDIR`, else /tmp: Lambda's only writable place).
+/// Running in AWS Lambda (or an emulation of it).
+fn on_lambda(env: &impl Fn(&str) -> Option<String>) -> bool {
+    ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_RUNTIME_API"]
+        .iter()
+        .any(|name| env(name).is_some_and(|v| !v.is_empty()))
+}
+
+/// Where artifact files are copied until they are uploaded: under `WANDB_DATA_DIR`, else
+/// beside the runs (`<WANDB_DIR or its default>/wandb/`), so on Lambda under `/tmp`, where a
+/// later sync of the run still finds them.
+pub fn artifact_staging_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let env_str = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(data) = env_str("WANDB_DATA_DIR") {
+        return PathBuf::from(data).join("artifacts").join("staging");
+    }
+    let root = env_str("WANDB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_root_dir(on_lambda(&env)));
+    root.join("wandb").join("artifacts").join("staging")
+}
+
 fn default_root_dir(on_lambda: bool) -> PathBuf {
     let tmp = std::env::temp_dir();
     if on_lambda {

@@ -252,6 +252,11 @@ pub struct ArtifactRecord {
     pub name: String,
     #[prost(string, tag = "6")]
     pub digest: String,
+    #[prost(string, tag = "7")]
+    pub description: String,
+    /// JSON text.
+    #[prost(string, tag = "8")]
+    pub metadata: String,
     #[prost(string, repeated, tag = "11")]
     pub aliases: Vec<String>,
     #[prost(message, optional, tag = "12")]
@@ -262,6 +267,8 @@ pub struct ArtifactRecord {
     pub client_id: String,
     #[prost(string, tag = "16")]
     pub sequence_client_id: String,
+    #[prost(string, repeated, tag = "19")]
+    pub tags: Vec<String>,
     #[prost(string, tag = "20")]
     pub digest_algorithm: String,
 }
@@ -292,10 +299,24 @@ pub struct ArtifactManifestEntry {
     pub path: String,
     #[prost(string, tag = "2")]
     pub digest: String,
+    #[prost(string, tag = "3")]
+    pub r#ref: String,
+    /// 0 when unknown, as wandb writes it.
     #[prost(int64, tag = "4")]
     pub size: i64,
     #[prost(string, tag = "6")]
     pub local_path: String,
+    #[prost(message, repeated, tag = "16")]
+    pub extra: Vec<ExtraItem>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ExtraItem {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// JSON text.
+    #[prost(string, tag = "2")]
+    pub value_json: String,
 }
 
 impl From<&Artifact> for ArtifactRecord {
@@ -307,6 +328,8 @@ impl From<&Artifact> for ArtifactRecord {
             r#type: artifact.artifact_type.clone(),
             name: artifact.name.clone(),
             digest: artifact.digest(),
+            description: artifact.description.clone(),
+            metadata: artifact.metadata.clone(),
             aliases: artifact.aliases.clone(),
             manifest: Some(ArtifactManifest {
                 version: 1,
@@ -315,22 +338,36 @@ impl From<&Artifact> for ArtifactRecord {
                     key: "storageLayout".into(),
                     value_json: "\"V2\"".into(),
                 }],
-                contents: artifact
-                    .entries
-                    .iter()
-                    .map(|entry| ArtifactManifestEntry {
-                        path: entry.path.clone(),
-                        digest: entry.digest.clone(),
-                        size: entry.size as i64,
-                        local_path: entry.local_path.to_string_lossy().into_owned(),
-                    })
-                    .collect(),
+                contents: artifact.entries.iter().map(manifest_entry).collect(),
             }),
             finalize: true,
             client_id: artifact.client_id.clone(),
             sequence_client_id: artifact.sequence_client_id.clone(),
+            tags: artifact.tags.clone(),
             digest_algorithm: crate::artifact::DIGEST_ALGORITHM.into(),
         }
+    }
+}
+
+fn manifest_entry(entry: &Entry) -> ArtifactManifestEntry {
+    ArtifactManifestEntry {
+        path: entry.path.clone(),
+        digest: entry.digest.clone(),
+        r#ref: entry.reference.clone().unwrap_or_default(),
+        size: entry.size.unwrap_or(0) as i64,
+        local_path: entry
+            .local_path
+            .as_ref()
+            .map(|path| path.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        extra: entry
+            .extra
+            .iter()
+            .map(|(key, value)| ExtraItem {
+                key: key.clone(),
+                value_json: value.to_json(),
+            })
+            .collect(),
     }
 }
 
@@ -343,19 +380,36 @@ impl From<&ArtifactRecord> for Artifact {
             entity: record.entity.clone(),
             artifact_type: record.r#type.clone(),
             name: record.name.clone(),
+            description: record.description.clone(),
+            metadata: record.metadata.clone(),
             aliases: record.aliases.clone(),
+            tags: record.tags.clone(),
             client_id: record.client_id.clone(),
             sequence_client_id: record.sequence_client_id.clone(),
-            entries: entries
-                .map(|entry| Entry {
-                    path: entry.path.clone(),
-                    digest: entry.digest.clone(),
-                    size: entry.size.max(0) as u64,
-                    local_path: entry.local_path.clone().into(),
-                })
-                .collect(),
+            entries: entries.map(artifact_entry).collect(),
             history_step: None,
         }
+    }
+}
+
+fn artifact_entry(entry: &ArtifactManifestEntry) -> Entry {
+    let present = |text: &str| (!text.is_empty()).then(|| text.to_string());
+    Entry {
+        path: entry.path.clone(),
+        digest: entry.digest.clone(),
+        // A file's size is always known; a reference's 0 is wandb's "unknown".
+        size: (entry.size > 0 || entry.r#ref.is_empty()).then_some(entry.size.max(0) as u64),
+        local_path: present(&entry.local_path).map(Into::into),
+        reference: present(&entry.r#ref),
+        extra: entry
+            .extra
+            .iter()
+            .map(|item| {
+                let value = Value::parse_json(&item.value_json)
+                    .unwrap_or_else(|_| Value::Str(item.value_json.clone()));
+                (item.key.clone(), value)
+            })
+            .collect(),
     }
 }
 

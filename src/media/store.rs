@@ -189,12 +189,7 @@ impl MediaStore {
                 file.ext
             );
             cell_paths.insert(key, (path.clone(), stored.sha256.clone()));
-            entries.push(Entry {
-                path,
-                digest: artifact::b64(&md5),
-                size,
-                local_path: stored.at,
-            });
+            entries.push(Entry::file(path, artifact::b64(&md5), size, stored.at));
         }
         // In the artifact, a media cell is named by its path there and has no size.
         let artifact_json = table.artifact_json(|file| {
@@ -204,12 +199,12 @@ impl MediaStore {
         let entry_name = format!("{key}.table.json");
         let local_path = staging.join(&entry_name);
         crate::media::file::write_whole(&local_path, artifact_json.as_bytes())?;
-        entries.push(Entry {
-            path: entry_name.clone(),
-            digest: artifact::md5_b64(artifact_json.as_bytes()),
-            size: artifact_json.len() as u64,
+        entries.push(Entry::file(
+            entry_name.clone(),
+            artifact::md5_b64(artifact_json.as_bytes()),
+            artifact_json.len() as u64,
             local_path,
-        });
+        ));
         let mut artifact = Artifact {
             run_id: self.owner.run_id.clone(),
             project: self.owner.project.clone(),
@@ -220,7 +215,7 @@ impl MediaStore {
             client_id,
             sequence_client_id: artifact::client_id(),
             entries,
-            history_step: None,
+            ..Artifact::default()
         };
         artifact.sort_entries();
         let run_file = table.run_file_json();
@@ -397,9 +392,10 @@ mod tests {
         assert_eq!(paths.len(), 2);
         assert!(paths[0].starts_with("media/images/") && paths[1] == "tbl.table.json");
         for entry in &artifact.entries {
-            let (md5, size) = crate::artifact::md5_file(&entry.local_path).unwrap();
+            let local = entry.local_path.as_deref().unwrap();
+            let (md5, size) = crate::artifact::md5_file(local).unwrap();
             assert_eq!(
-                (crate::artifact::b64(&md5), size),
+                (crate::artifact::b64(&md5), Some(size)),
                 (entry.digest.clone(), entry.size)
             );
         }

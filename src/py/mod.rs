@@ -3,6 +3,7 @@
 
 pub mod aio;
 pub mod arrays;
+pub mod artifact;
 pub mod convert;
 pub mod lambda;
 pub mod media;

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyKeyError, PyUserWarning};
 use pyo3::prelude::*;
 
+use crate::artifact::names;
 use crate::core::metrics::MetricDef;
 use crate::core::run::{ProcessInfo, Run, RunFields};
 use crate::core::settings::{InitArgs, Mode, Settings};
 use crate::core::values::Value;
 use crate::error::Error;
 use crate::log::records::{AlertRecord, FilesItem};
+use crate::py::artifact::ArtifactCore;
 use crate::py::{aio, convert};
 
 #[pyclass(module = "wandb_nexus._core", name = "RunCore", frozen)]
@@ -282,6 +284,25 @@ impl RunCore {
             wait_duration: wait_duration_ms,
         };
         self.after_change(py, self.run.alert(alert))
+    }
+
+    /// Logs `artifact` under this run with `aliases` (and `latest`) and `tags`; from then on
+    /// the artifact no longer changes. Returns the aliases it was logged with.
+    fn log_artifact(
+        &self,
+        py: Python<'_>,
+        artifact: &ArtifactCore,
+        aliases: Vec<String>,
+        tags: Vec<String>,
+    ) -> PyResult<Vec<String>> {
+        let name = artifact.draft().name().to_string();
+        let aliases = names::aliases(&aliases, &name)?;
+        let tags = names::tags(&tags, &name)?;
+        let mut logged = artifact.draft().finalize()?;
+        logged.aliases = aliases.clone();
+        logged.tags = tags;
+        self.after_change(py, self.run.log_artifact(logged))?;
+        Ok(aliases)
     }
 
     /// Files already copied under the run's `files/`, by relative path, with their policy

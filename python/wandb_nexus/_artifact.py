@@ -1,0 +1,211 @@
+"""W&B artifacts: versioned sets of files and references, logged by a run."""
+
+from __future__ import annotations
+
+from . import _core
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping
+    from typing import IO, Any
+
+__all__ = ["Artifact", "ArtifactManifestEntry"]
+
+
+class ArtifactManifestEntry:
+    """One file of an artifact: its path inside it, digest and size, and for a reference
+    the URI it refers to (``ref``) with what else was recorded of it (``extra``)."""
+
+    __slots__ = ("digest", "extra", "local_path", "path", "ref", "size")
+
+    def __init__(
+        self,
+        path: str,
+        digest: str,
+        size: int | None,
+        ref: str | None,
+        local_path: str | None,
+        extra: str | None,
+    ) -> None:
+        self.path = path
+        self.digest = digest
+        self.size = size
+        self.ref = ref
+        self.local_path = local_path
+        if extra is None:
+            self.extra: dict[str, Any] = {}
+        else:
+            import json
+
+            self.extra = json.loads(extra)
+
+    def __repr__(self) -> str:
+        target = f", ref={self.ref!r}" if self.ref else ""
+        return f"ArtifactManifestEntry(path={self.path!r}, digest={self.digest!r}{target})"
+
+
+class Artifact:
+    """A set of files and references to log as a new version of the artifact ``name``, of
+    ``type``, as ``wandb.Artifact``: add files with :meth:`add_file`, :meth:`add_dir` or
+    :meth:`new_file`, references with :meth:`add_reference`, then ``run.log_artifact(...)``.
+
+    A file added with ``policy="mutable"`` (the default) is copied when added, so what is
+    uploaded is the file as it was then; ``"immutable"`` promises it will not change and
+    reads it where it is."""
+
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not isinstance(type, str):
+            from .errors import UsageError
+
+            raise UsageError("an artifact's name and type must be strings")
+        self._core = _core.ArtifactCore(name, type, description, metadata)
+        self.type = type
+        self.description = description
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        #: The aliases it was logged with (``latest`` among them); empty until logged.
+        self.aliases: list[str] = []
+        self.tags: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return self._core.name
+
+    @property
+    def digest(self) -> str:
+        """The digest W&B identifies this content by (hex MD5 over the entries)."""
+        return self._core.digest
+
+    @property
+    def size(self) -> int:
+        """The total size of its entries whose size is known, in bytes."""
+        return sum(entry[2] or 0 for entry in self._core.entries)
+
+    def add_file(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        is_tmp: bool = False,
+        skip_cache: bool = False,
+        policy: str = "mutable",
+        overwrite: bool = False,
+    ) -> ArtifactManifestEntry:
+        """Adds one file, as ``name`` (default: its file name). ``is_tmp`` names it by its
+        digest instead, so that temporary names never clash. ``skip_cache`` is accepted for
+        compatibility: files are never cached when logged."""
+        added = self._core.add_file(_path(local_path), name, is_tmp, policy, overwrite)
+        return ArtifactManifestEntry(*added)
+
+    def add_dir(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        skip_cache: bool = False,
+        policy: str = "mutable",
+    ) -> None:
+        """Adds every file under a directory, by its path relative to it (under ``name``)."""
+        self._core.add_dir(_path(local_path), name, policy)
+
+    def add_reference(
+        self,
+        uri: str,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+    ) -> list[ArtifactManifestEntry]:
+        """Adds what ``uri`` refers to without uploading it: ``s3://bucket/key`` (a prefix
+        adds every object under it, up to ``max_objects``), ``http(s)://``, ``file://``, or
+        any other URI given a ``name``. With ``checksum`` the object's ETag, size and version
+        (or a local file's MD5) are recorded, read with the function's AWS credentials for
+        S3; without it nothing is read."""
+        if not isinstance(uri, str):
+            from .errors import UsageError
+
+            raise UsageError(f"add_reference takes a URI string, not {type(uri).__name__}")
+        added = self._core.add_reference(uri, name, checksum, max_objects)
+        return [ArtifactManifestEntry(*entry) for entry in added]
+
+    def new_file(self, name: str, mode: str = "x", encoding: str | None = None) -> _NewFile:
+        """A file to write, added to the artifact as ``name`` when the ``with`` block ends."""
+        return _NewFile(self, name, mode, encoding)
+
+    def get_entry(self, name: str) -> ArtifactManifestEntry:
+        """The entry at path ``name``; KeyError if there is none."""
+        found = self._core.get_entry(name)
+        if found is None:
+            raise KeyError(f"artifact {self.name!r} has no entry {name!r}")
+        return ArtifactManifestEntry(*found)
+
+    @property
+    def entries(self) -> dict[str, ArtifactManifestEntry]:
+        """Every entry, by path."""
+        return {entry[0]: ArtifactManifestEntry(*entry) for entry in self._core.entries}
+
+    def __repr__(self) -> str:
+        return f"<Artifact {self.name} type={self.type} entries={len(self._core.entries)}>"
+
+
+class _NewFile:
+    """The context manager of :meth:`Artifact.new_file`: a file in a private temporary
+    directory, added (and the directory removed) when the block ends without an error."""
+
+    def __init__(self, artifact: Artifact, name: str, mode: str, encoding: str | None) -> None:
+        self._artifact = artifact
+        self._name = name
+        self._mode = mode
+        self._encoding = encoding
+
+    def __enter__(self) -> IO[Any]:
+        import os
+        import tempfile
+
+        self._dir = tempfile.mkdtemp(prefix="wandb-nexus-")
+        self._path = os.path.join(self._dir, os.path.basename(self._name) or "file")
+        self._file: IO[Any] = open(self._path, self._mode, encoding=self._encoding)
+        return self._file
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        import shutil
+
+        self._file.close()
+        try:
+            if kind is None:
+                self._artifact.add_file(self._path, self._name)
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _path(local_path: str | os.PathLike[str]) -> str:
+    import os
+
+    return os.fspath(local_path)
+
+
+def artifact_of(
+    run_id: str,
+    artifact_or_path: Artifact | str | os.PathLike[str],
+    name: str | None,
+    type: str | None,
+) -> Artifact:
+    """What ``run.log_artifact`` logs: the artifact given, or one made of a path (a file, a
+    directory, or a URI with a scheme) named ``run-<run id>-<basename>``."""
+    if isinstance(artifact_or_path, Artifact):
+        return artifact_or_path
+    import os
+
+    path = os.fspath(artifact_or_path)
+    base = os.path.basename(path.rstrip("/")) or "artifact"
+    artifact = Artifact(name or f"run-{run_id}-{base}", type or "unspecified")
+    if "://" in path:
+        artifact.add_reference(path)
+    elif os.path.isdir(path):
+        artifact.add_dir(path)
+    else:
+        artifact.add_file(path)
+    return artifact

@@ -1,0 +1,169 @@
+//! The native half of `wandb_nexus.Artifact`: the artifact being put together, whose files are
+//! hashed and staged, and whose references are read, with the GIL released.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::prelude::*;
+
+use crate::artifact::draft::{Draft, Policy};
+use crate::artifact::{reference, Entry};
+use crate::core::settings::artifact_staging_dir;
+use crate::core::values::Value;
+use crate::error::Error;
+use crate::py::convert;
+
+#[pyclass(module = "wandb_nexus._core", name = "ArtifactCore", frozen)]
+pub struct ArtifactCore {
+    draft: Mutex<Draft>,
+}
+
+/// An entry as Python sees it: path, digest, size, ref, local path, extra (JSON text).
+type EntryTuple = (
+    String,
+    String,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn entry_tuple(entry: &Entry) -> EntryTuple {
+    let extra = (!entry.extra.is_empty())
+        .then(|| crate::core::values::Value::Map(entry.extra.clone()).to_json());
+    (
+        entry.path.clone(),
+        entry.digest.clone(),
+        entry.size,
+        entry.reference.clone(),
+        entry
+            .local_path
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        extra,
+    )
+}
+
+impl ArtifactCore {
+    pub(crate) fn draft(&self) -> MutexGuard<'_, Draft> {
+        self.draft.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[pymethods]
+impl ArtifactCore {
+    #[new]
+    #[pyo3(signature = (name, r#type, description=None, metadata=None))]
+    fn new(
+        name: &str,
+        r#type: &str,
+        description: Option<String>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let metadata = match metadata {
+            Some(m) if !m.is_none() => Some(Value::Map(convert::dict_items(
+                m,
+                "set artifact metadata",
+                convert::Target::Config,
+            )?)),
+            _ => None,
+        };
+        let staging = artifact_staging_dir(|name| std::env::var(name).ok());
+        let draft = Draft::new(name, r#type, description, metadata, staging)?;
+        Ok(Self {
+            draft: Mutex::new(draft),
+        })
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.draft().name().to_string()
+    }
+
+    /// The artifact's digest over its entries, as W&B computes it.
+    #[getter]
+    fn digest(&self) -> String {
+        self.draft().artifact().digest()
+    }
+
+    #[getter]
+    fn entries(&self) -> Vec<EntryTuple> {
+        self.draft()
+            .artifact()
+            .entries
+            .iter()
+            .map(entry_tuple)
+            .collect()
+    }
+
+    fn get_entry(&self, path: &str) -> Option<EntryTuple> {
+        self.draft().entry(path).map(entry_tuple)
+    }
+
+    #[pyo3(signature = (local_path, name=None, is_tmp=false, policy="mutable", overwrite=false))]
+    fn add_file(
+        &self,
+        py: Python<'_>,
+        local_path: PathBuf,
+        name: Option<String>,
+        is_tmp: bool,
+        policy: &str,
+        overwrite: bool,
+    ) -> PyResult<EntryTuple> {
+        let policy = Policy::parse(policy)?;
+        let entry = py.detach(|| {
+            self.draft()
+                .add_file(&local_path, name.as_deref(), is_tmp, policy, overwrite)
+        })?;
+        Ok(entry_tuple(&entry))
+    }
+
+    #[pyo3(signature = (local_path, name=None, policy="mutable"))]
+    fn add_dir(
+        &self,
+        py: Python<'_>,
+        local_path: PathBuf,
+        name: Option<String>,
+        policy: &str,
+    ) -> PyResult<usize> {
+        let policy = Policy::parse(policy)?;
+        Ok(py.detach(|| self.draft().add_dir(&local_path, name.as_deref(), policy))?)
+    }
+
+    #[pyo3(signature = (uri, name=None, checksum=true, max_objects=None))]
+    fn add_reference(
+        &self,
+        py: Python<'_>,
+        uri: String,
+        name: Option<String>,
+        checksum: bool,
+        max_objects: Option<usize>,
+    ) -> PyResult<Vec<EntryTuple>> {
+        let artifact_name = self.name();
+        let entries = py.detach(|| {
+            let env = |name: &str| std::env::var(name).ok();
+            reference::entries(&uri, name.as_deref(), checksum, max_objects, &env)
+        });
+        let entries = entries.map_err(|err| in_artifact(&artifact_name, err))?;
+        let tuples = entries.iter().map(entry_tuple).collect();
+        self.draft().add_entries(entries)?;
+        Ok(tuples)
+    }
+}
+
+/// `err` with the artifact it happened in named first.
+fn in_artifact(name: &str, err: Error) -> Error {
+    let prefix = |text: String| format!("artifact {name:?}: {text}");
+    match err {
+        Error::Usage(text) => Error::Usage(prefix(text)),
+        Error::Auth(text) => Error::Auth(prefix(text)),
+        Error::Comm(text) => Error::Comm(prefix(text)),
+        Error::Unavailable(text) => Error::Unavailable(prefix(text)),
+        Error::InvalidValue(text) => Error::InvalidValue(prefix(text)),
+        Error::Io { context, source } => Error::Io {
+            context: prefix(context),
+            source,
+        },
+        other => other,
+    }
+}
