@@ -64,6 +64,23 @@ impl Error {
             source,
         }
     }
+
+    /// The same error with what it happened in (an artifact, one of its files) said first.
+    pub fn within(self, context: &str) -> Self {
+        let said = |text: String| format!("{context}: {text}");
+        match self {
+            Error::Usage(text) => Error::Usage(said(text)),
+            Error::InvalidValue(text) => Error::InvalidValue(said(text)),
+            Error::Auth(text) => Error::Auth(said(text)),
+            Error::Comm(text) => Error::Comm(said(text)),
+            Error::Unavailable(text) => Error::Unavailable(said(text)),
+            Error::Io {
+                context: inner,
+                source,
+            } => Error::io(said(inner), source),
+            other => other,
+        }
+    }
 }
 
 #[cfg(feature = "python")]

@@ -39,7 +39,7 @@ mod _core {
     use crate::py::media_core::MediaCore;
 
     #[pymodule_export]
-    use crate::py::artifact::ArtifactCore;
+    use crate::py::artifact::{ArtifactCore, LoggedArtifactCore};
 
     #[pymodule_export]
     #[allow(non_upper_case_globals)]

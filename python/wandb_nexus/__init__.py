@@ -83,6 +83,7 @@ __all__ = [
     "run",
     "save",
     "summary",
+    "use_artifact",
 ]
 
 _REINIT_CHOICES = ("default", "return_previous", "finish_previous", "create_new")
@@ -217,6 +218,11 @@ def log_artifact(
 ) -> Artifact:
     """Logs an artifact with the current run (see :meth:`Run.log_artifact`)."""
     return _current("log_artifact").log_artifact(artifact_or_path, name, type, aliases, tags)
+
+
+def use_artifact(artifact_or_name: Artifact | str, type: str | None = None) -> Artifact:
+    """Uses a logged artifact in the current run (see :meth:`Run.use_artifact`)."""
+    return _current("use_artifact").use_artifact(artifact_or_name, type)
 
 
 def finish(exit_code: int | None = None) -> None:

@@ -52,7 +52,14 @@ class Artifact:
 
     A file added with ``policy="mutable"`` (the default) is copied when added, so what is
     uploaded is the file as it was then; ``"immutable"`` promises it will not change and
-    reads it where it is."""
+    reads it where it is.
+
+    ``run.use_artifact(...)`` returns a logged version instead: its ``version``, ``aliases``,
+    ``metadata`` and so on as W&B has them, and :meth:`download` to get its files."""
+
+    _logged: _core.LoggedArtifactCore | None = None
+    # The name a logged version was asked for by.
+    _name: str = ""
 
     def __init__(
         self,
@@ -73,19 +80,111 @@ class Artifact:
         self.aliases: list[str] = []
         self.tags: list[str] = []
 
+    @classmethod
+    def _used(cls, logged: _core.LoggedArtifactCore, name: str) -> Artifact:
+        """A logged version, as ``use_artifact(name)`` found it."""
+        import json
+
+        artifact = cls.__new__(cls)
+        artifact._logged = logged
+        artifact._name = name.rsplit("/", 1)[-1]
+        artifact.type = logged.type
+        artifact.description = logged.description
+        artifact.metadata = json.loads(logged.metadata) if logged.metadata else {}
+        artifact.aliases = logged.aliases
+        artifact.tags = logged.tags
+        return artifact
+
     @property
     def name(self) -> str:
-        return self._core.name
+        """Its name (for a logged version, as it was asked for: ``name:alias``)."""
+        return self._name if self._logged is not None else self._draft.name
+
+    @property
+    def version(self) -> str | None:
+        """``v<N>`` of a logged version; None for one not logged."""
+        return None if self._logged is None else self._logged.version
+
+    @property
+    def id(self) -> str | None:
+        return None if self._logged is None else self._logged.id
+
+    @property
+    def entity(self) -> str | None:
+        return None if self._logged is None else self._logged.entity
+
+    @property
+    def project(self) -> str | None:
+        return None if self._logged is None else self._logged.project
+
+    @property
+    def source_name(self) -> str:
+        """``name:v<N>`` of a logged version."""
+        if self._logged is None:
+            return self.name
+        return f"{self._logged.name}:{self._logged.version}"
+
+    @property
+    def qualified_name(self) -> str:
+        """``entity/project/name:v<N>`` of a logged version."""
+        return f"{self.entity}/{self.project}/{self.source_name}"
 
     @property
     def digest(self) -> str:
         """The digest W&B identifies this content by (hex MD5 over the entries)."""
-        return self._core.digest
+        return self._draft.digest if self._logged is None else self._logged.digest
 
     @property
     def size(self) -> int:
         """The total size of its entries whose size is known, in bytes."""
-        return sum(entry[2] or 0 for entry in self._core.entries)
+        if self._logged is not None:
+            return self._logged.size
+        return sum(entry[2] or 0 for entry in self._draft.entries)
+
+    @property
+    def _draft(self) -> _core.ArtifactCore:
+        """The artifact being put together; a logged version is not."""
+        if self._logged is not None:
+            from .errors import UsageError
+
+            raise UsageError(f"artifact {self.name!r} is logged; it can no longer change")
+        return self._core
+
+    def download(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Downloads every file of this logged version into ``root`` (default:
+        ``$WANDB_ARTIFACT_DIR``, else ``artifacts/`` where runs go, then ``<name>:v<N>``) and
+        returns the directory. Files come once into a cache (``$WANDB_CACHE_DIR``, under
+        ``/tmp`` on Lambda) checked against their digests; a second download, or one after a
+        cold start in the same sandbox, fetches nothing and links them from there."""
+        logged = self._require_logged("download")
+        directory, _ = logged.download(None if root is None else _path(root))
+        return directory
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Downloads a logged version of exactly one file; returns the file's path."""
+        import os
+
+        logged = self._require_logged("file")
+        entries = logged.manifest()
+        if len(entries) != 1:
+            from .errors import UsageError
+
+            raise UsageError(
+                f"artifact {self.name!r} holds {len(entries)} files; file() is for one: "
+                "use download()"
+            )
+        directory, _ = logged.download(None if root is None else _path(root))
+        return os.path.join(directory, entries[0][0])
+
+    def _require_logged(self, action: str) -> _core.LoggedArtifactCore:
+        if self._logged is None:
+            from .errors import UsageError
+
+            raise UsageError(
+                f"artifact {self.name!r} is not a logged version: {action}() is for one "
+                "from use_artifact()"
+            )
+        return self._logged
 
     def add_file(
         self,
@@ -99,7 +198,7 @@ class Artifact:
         """Adds one file, as ``name`` (default: its file name). ``is_tmp`` names it by its
         digest instead, so that temporary names never clash. ``skip_cache`` is accepted for
         compatibility: files are never cached when logged."""
-        added = self._core.add_file(_path(local_path), name, is_tmp, policy, overwrite)
+        added = self._draft.add_file(_path(local_path), name, is_tmp, policy, overwrite)
         return ArtifactManifestEntry(*added)
 
     def add_dir(
@@ -110,7 +209,7 @@ class Artifact:
         policy: str = "mutable",
     ) -> None:
         """Adds every file under a directory, by its path relative to it (under ``name``)."""
-        self._core.add_dir(_path(local_path), name, policy)
+        self._draft.add_dir(_path(local_path), name, policy)
 
     def add_reference(
         self,
@@ -128,7 +227,7 @@ class Artifact:
             from .errors import UsageError
 
             raise UsageError(f"add_reference takes a URI string, not {type(uri).__name__}")
-        added = self._core.add_reference(uri, name, checksum, max_objects)
+        added = self._draft.add_reference(uri, name, checksum, max_objects)
         return [ArtifactManifestEntry(*entry) for entry in added]
 
     def new_file(self, name: str, mode: str = "x", encoding: str | None = None) -> _NewFile:
@@ -137,7 +236,10 @@ class Artifact:
 
     def get_entry(self, name: str) -> ArtifactManifestEntry:
         """The entry at path ``name``; KeyError if there is none."""
-        found = self._core.get_entry(name)
+        if self._logged is not None:
+            found = next((e for e in self._logged.manifest() if e[0] == name.strip("/")), None)
+        else:
+            found = self._core.get_entry(name)
         if found is None:
             raise KeyError(f"artifact {self.name!r} has no entry {name!r}")
         return ArtifactManifestEntry(*found)
@@ -145,9 +247,12 @@ class Artifact:
     @property
     def entries(self) -> dict[str, ArtifactManifestEntry]:
         """Every entry, by path."""
-        return {entry[0]: ArtifactManifestEntry(*entry) for entry in self._core.entries}
+        listed = self._core.entries if self._logged is None else self._logged.manifest()
+        return {entry[0]: ArtifactManifestEntry(*entry) for entry in listed}
 
     def __repr__(self) -> str:
+        if self._logged is not None:
+            return f"<Artifact {self.qualified_name} type={self.type}>"
         return f"<Artifact {self.name} type={self.type} entries={len(self._core.entries)}>"
 
 

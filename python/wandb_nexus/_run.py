@@ -417,6 +417,22 @@ class Run:
         artifact.tags = list(dict.fromkeys(tags or ()))
         return artifact
 
+    def use_artifact(self, artifact_or_name: Artifact | str, type: str | None = None) -> Artifact:
+        """The logged artifact version ``artifact_or_name`` names (``name``, ``name:alias``,
+        ``name:v<N>``, with ``project/`` or ``entity/project/`` before it), of ``type`` if
+        given, recorded as used by this run (its lineage on W&B). Reads W&B now; the run
+        must be online (on Lambda a deferred run is)."""
+        from ._artifact import Artifact
+
+        if isinstance(artifact_or_name, Artifact):
+            artifact_or_name = artifact_or_name.qualified_name
+        if not isinstance(artifact_or_name, str):
+            raise UsageError(
+                f"use_artifact takes an artifact name, not {type(artifact_or_name).__name__}"
+            )
+        logged = self._core.use_artifact(artifact_or_name, type)
+        return Artifact._used(logged, artifact_or_name)
+
     def flush(self) -> None:
         """Stores everything logged so far and, for a live run, sends it to W&B now (the
         row of the current step stays open, as in wandb). Warns if W&B could not be reached;

@@ -30,7 +30,7 @@ use crate::core::values::Value;
 use crate::error::Error;
 use crate::log::journal;
 use crate::log::lock::LogLock;
-use crate::log::records::{AlertRecord, MetricRecord, Record, RecordType};
+use crate::log::records::{MetricRecord, Record, RecordType};
 use crate::log::txlog;
 
 /// How a flush or finish went: whether everything was stored on disk, and (for a live run)
@@ -397,8 +397,8 @@ impl Delivery {
             self.transport.upsert_run(&update).await?;
             self.run_updated();
         }
-        send_alerts(&self.transport, &target, &self.stream.alerts).await?;
-        self.stream.alerts.clear();
+        send_notices(&self.transport, &target, &self.stream).await?;
+        self.stream.notices_sent();
         self.save_artifacts(&target).await?;
         let mut uploaded = self.upload_saved_files(&target).await?;
         let mut heartbeat_due = periodic && self.last_request.elapsed() >= self.heartbeat;
@@ -456,7 +456,7 @@ impl Delivery {
                     None => Ok(()),
                 }
             },
-            send_alerts(transport, &target, &self.stream.alerts),
+            send_notices(transport, &target, &self.stream),
             upload_files(transport, &target, &self.files_dir, &names),
             save_artifacts(transport, &target, pending_artifacts),
         );
@@ -481,7 +481,7 @@ impl Delivery {
             Err(err) => problems.push(err.to_string()),
         }
         match alerted {
-            Ok(()) => self.stream.alerts.clear(),
+            Ok(()) => self.stream.notices_sent(),
             Err(err) => problems.push(err.to_string()),
         }
         if let Err(err) = artifacts_saved {
@@ -523,14 +523,18 @@ async fn save_artifacts(
     (kept, saved)
 }
 
-/// Sends alerts one after another, in the order they were raised.
-async fn send_alerts(
+/// Sends alerts one after another, in the order they were raised, then the artifacts the run
+/// used (its lineage).
+async fn send_notices(
     transport: &Transport,
     target: &RunTarget,
-    alerts: &[AlertRecord],
+    stream: &RunStream,
 ) -> Result<(), Error> {
-    for alert in alerts {
+    for alert in &stream.alerts {
         transport.notify_alert(target, alert).await?;
+    }
+    for artifact_id in &stream.uses {
+        artifacts::record_use(transport, target, artifact_id).await?;
     }
     Ok(())
 }

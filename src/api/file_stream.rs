@@ -70,6 +70,8 @@ pub struct RunStream {
     pub metrics: Vec<MetricRecord>,
     /// Alerts not yet sent.
     pub alerts: Vec<AlertRecord>,
+    /// Artifacts the run used whose use W&B has not been told of (their server ids).
+    pub uses: Vec<String>,
     /// Saved files to upload while the run is live: policy `now` (once, not yet sent) and
     /// `live` (whenever they change); every file goes at finish too.
     pub files_now: Vec<String>,
@@ -101,6 +103,12 @@ pub struct RunStream {
 }
 
 impl RunStream {
+    /// The alerts and uses `send_notices` sent are no longer pending.
+    pub fn notices_sent(&mut self) {
+        self.alerts.clear();
+        self.uses.clear();
+    }
+
     /// The stream of a run that has only its record and config so far.
     pub fn for_run(run: &RunRecord, config: &Tree) -> Self {
         Self {
@@ -168,6 +176,7 @@ impl RunStream {
                 self.config_changed = true;
             }
             RecordType::Alert(alert) => self.alerts.push(alert.clone()),
+            RecordType::UseArtifact(used) => self.uses.push(used.id.clone()),
             RecordType::Artifact(artifact) => {
                 // Written just before the row that logs it: the step that row is at.
                 let mut artifact = Artifact::from(artifact);

@@ -10,6 +10,7 @@ use md5::{Digest, Md5};
 
 use crate::core::values::Value;
 
+pub mod download;
 pub mod draft;
 pub mod names;
 pub mod reference;

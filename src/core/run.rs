@@ -6,6 +6,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
+use crate::api::artifacts::{self, LoggedArtifact};
 use crate::api::delivery::{self, Delivery, Finished, StopFlag, UrlSlot};
 use crate::api::file_stream::RunStream;
 use crate::api::transport::Transport;
@@ -21,7 +22,7 @@ use crate::log::journal::{self, Journal};
 use crate::log::records::{
     AlertRecord, ArtifactRecord, ConfigRecord, EnvironmentRecord, FilesItem, FilesRecord,
     HeaderRecord, Item, RecordType, Row, RunExitRecord, RunRecord, TelemetryFeature,
-    TelemetryRecord, Timestamp, VersionInfo,
+    TelemetryRecord, Timestamp, UseArtifactRecord, VersionInfo,
 };
 use crate::log::writer::{self, Event, EventSender, Online, Paths, RunFiles};
 use crate::media::store::Owner;
@@ -679,6 +680,54 @@ impl Run {
         Ok(artifact)
     }
 
+    /// `run.use_artifact(name)`: the logged version `name` (`[[entity/]project/]collection[:alias]`)
+    /// stands for, of `artifact_type` if given, recorded as used by this run (W&B is told with
+    /// the run's next delivery). Returns it with a transport to read it through.
+    pub fn use_artifact(
+        &self,
+        name: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<(LoggedArtifact, Arc<Transport>), Error> {
+        let _state = self.live_state("use an artifact")?;
+        let key = match (&self.settings.api_key, self.settings.mode) {
+            (Some(key), Mode::Online) => key,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "cannot use artifact {name:?}: run {} is offline, and using an artifact                      reads it from W&B",
+                    self.info.id
+                )))
+            }
+        };
+        let transport = Arc::new(Transport::new(
+            &self.settings.base_url,
+            key,
+            self.settings.retry,
+        )?);
+        let (entity, project, version) = split_artifact_name(name);
+        let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+        let entity = match entity.or(self.info.entity.as_deref()) {
+            Some(entity) => entity.to_string(),
+            None => rt.block_on(transport.viewer())?.entity.unwrap_or_default(),
+        };
+        let project = project
+            .or(self.info.project.as_deref())
+            .unwrap_or("uncategorized");
+        let logged = rt.block_on(artifacts::resolve(&transport, &entity, project, &version))?;
+        if let Some(wanted) = artifact_type.filter(|t| *t != logged.artifact_type) {
+            return Err(Error::Usage(format!(
+                "artifact {entity}/{project}/{version} is of type {:?}, not {wanted:?}",
+                logged.artifact_type
+            )));
+        }
+        self.send(Event::record(RecordType::UseArtifact(UseArtifactRecord {
+            id: logged.id.clone(),
+            r#type: logged.artifact_type.clone(),
+            name: version,
+        })));
+        self.send_soon();
+        Ok((logged, transport))
+    }
+
     pub fn define_metric(&self, def: MetricDef) -> Result<(), Error> {
         let mut state = self.live_state("define a metric")?;
         let record = def.to_record();
@@ -946,6 +995,21 @@ fn write_auto_resume_id(settings: &Settings, id: &str) -> Result<(), Error> {
         .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
 
+/// Entity, project and `collection:alias` of an artifact name (`latest` when no alias).
+fn split_artifact_name(name: &str) -> (Option<&str>, Option<&str>, String) {
+    let parts: Vec<&str> = name.splitn(3, '/').collect();
+    let (entity, project, rest) = match parts[..] {
+        [entity, project, rest] => (Some(entity), Some(project), rest),
+        [project, rest] => (None, Some(project), rest),
+        _ => (None, None, name),
+    };
+    let version = match rest.contains(':') {
+        true => rest.to_string(),
+        false => format!("{rest}:latest"),
+    };
+    (entity, project, version)
+}
+
 fn keyless_notice() -> String {
     "no W&B API key (set WANDB_API_KEY, or name a secret holding it in \
      WANDB_API_KEY_SECRET_ARN or WANDB_API_KEY_SSM_NAME), so the run is kept offline: upload \
@@ -1174,6 +1238,17 @@ fn metadata_json(env: &EnvironmentRecord) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifact_names_with_their_entity_project_and_alias() {
+        assert_eq!(split_artifact_name("ds"), (None, None, "ds:latest".into()));
+        assert_eq!(
+            split_artifact_name("p/ds:v2"),
+            (None, Some("p"), "ds:v2".into())
+        );
+        let full = split_artifact_name("e/p/ds:best");
+        assert_eq!(full, (Some("e"), Some("p"), "ds:best".into()));
+    }
     use crate::core::settings::InitArgs;
     use crate::log::records::Record;
     use prost::Message;
@@ -1219,6 +1294,7 @@ mod tests {
             RecordType::Files(_) => "files",
             RecordType::Alert(_) => "alert",
             RecordType::Artifact(_) => "artifact",
+            RecordType::UseArtifact(_) => "use_artifact",
         }
     }
 

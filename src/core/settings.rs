@@ -400,6 +400,28 @@ pub fn artifact_staging_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
     root.join("wandb").join("artifacts").join("staging")
 }
 
+/// Where a downloaded artifact goes by default: `WANDB_ARTIFACT_DIR`, else `artifacts/`
+/// where runs go (the working directory, or `/tmp` on Lambda).
+pub fn artifact_download_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    match env("WANDB_ARTIFACT_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => default_root_dir(on_lambda(&env)).join("artifacts"),
+    }
+}
+
+/// The cache of downloaded artifact files: `WANDB_CACHE_DIR`, else `~/.cache/wandb` (under
+/// `/tmp` on Lambda, which keeps it across the warm invocations and cold starts of a sandbox).
+pub fn cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let env_str = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(dir) = env_str("WANDB_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    match env_str("HOME").map(PathBuf::from) {
+        Some(home) if !on_lambda(&env) && is_writable(&home) => home.join(".cache").join("wandb"),
+        _ => std::env::temp_dir().join(".cache").join("wandb"),
+    }
+}
+
 fn default_root_dir(on_lambda: bool) -> PathBuf {
     let tmp = std::env::temp_dir();
     if on_lambda {

@@ -47,6 +47,8 @@ pub enum RecordType {
     Exit(RunExitRecord),
     #[prost(message, tag = "21")]
     Header(HeaderRecord),
+    #[prost(message, tag = "25")]
+    UseArtifact(UseArtifactRecord),
     #[prost(message, tag = "26")]
     Environment(EnvironmentRecord),
 }
@@ -271,6 +273,17 @@ pub struct ArtifactRecord {
     pub tags: Vec<String>,
     #[prost(string, tag = "20")]
     pub digest_algorithm: String,
+}
+
+/// A run used a logged artifact (`use_artifact`): its server id, type and name as resolved.
+#[derive(Clone, PartialEq, Message)]
+pub struct UseArtifactRecord {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(string, tag = "2")]
+    pub r#type: String,
+    #[prost(string, tag = "3")]
+    pub name: String,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -2,13 +2,16 @@
 //! hashed and staged, and whose references are read, with the GIL released.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 
+use crate::api::artifacts::{self, LoggedArtifact};
+use crate::api::transport::Transport;
 use crate::artifact::draft::{Draft, Policy};
-use crate::artifact::{reference, Entry};
-use crate::core::settings::artifact_staging_dir;
+use crate::artifact::{download, reference, Entry};
+use crate::core::runtime::runtime;
+use crate::core::settings::{artifact_download_dir, artifact_staging_dir, cache_dir};
 use crate::core::values::Value;
 use crate::error::Error;
 use crate::py::convert;
@@ -144,26 +147,119 @@ impl ArtifactCore {
             let env = |name: &str| std::env::var(name).ok();
             reference::entries(&uri, name.as_deref(), checksum, max_objects, &env)
         });
-        let entries = entries.map_err(|err| in_artifact(&artifact_name, err))?;
+        let entries = entries.map_err(|err| err.within(&format!("artifact {artifact_name:?}")))?;
         let tuples = entries.iter().map(entry_tuple).collect();
         self.draft().add_entries(entries)?;
         Ok(tuples)
     }
 }
 
-/// `err` with the artifact it happened in named first.
-fn in_artifact(name: &str, err: Error) -> Error {
-    let prefix = |text: String| format!("artifact {name:?}: {text}");
-    match err {
-        Error::Usage(text) => Error::Usage(prefix(text)),
-        Error::Auth(text) => Error::Auth(prefix(text)),
-        Error::Comm(text) => Error::Comm(prefix(text)),
-        Error::Unavailable(text) => Error::Unavailable(prefix(text)),
-        Error::InvalidValue(text) => Error::InvalidValue(prefix(text)),
-        Error::Io { context, source } => Error::Io {
-            context: prefix(context),
-            source,
-        },
-        other => other,
+/// The native half of an artifact read back from W&B (`use_artifact`).
+#[pyclass(module = "wandb_nexus._core", name = "LoggedArtifactCore", frozen)]
+pub struct LoggedArtifactCore {
+    logged: LoggedArtifact,
+    transport: Arc<Transport>,
+}
+
+impl LoggedArtifactCore {
+    pub(crate) fn new(logged: LoggedArtifact, transport: Arc<Transport>) -> Self {
+        Self { logged, transport }
+    }
+}
+
+#[pymethods]
+impl LoggedArtifactCore {
+    #[getter]
+    fn id(&self) -> &str {
+        &self.logged.id
+    }
+
+    #[getter]
+    fn entity(&self) -> &str {
+        &self.logged.entity
+    }
+
+    #[getter]
+    fn project(&self) -> &str {
+        &self.logged.project
+    }
+
+    /// The collection's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.logged.name
+    }
+
+    #[getter]
+    fn version(&self) -> String {
+        self.logged.version()
+    }
+
+    #[getter]
+    fn r#type(&self) -> &str {
+        &self.logged.artifact_type
+    }
+
+    #[getter]
+    fn digest(&self) -> &str {
+        &self.logged.digest
+    }
+
+    #[getter]
+    fn description(&self) -> Option<&str> {
+        self.logged.description.as_deref()
+    }
+
+    /// JSON text.
+    #[getter]
+    fn metadata(&self) -> Option<&str> {
+        self.logged.metadata.as_deref()
+    }
+
+    #[getter]
+    fn aliases(&self) -> Vec<String> {
+        self.logged.aliases.clone()
+    }
+
+    #[getter]
+    fn tags(&self) -> Vec<String> {
+        self.logged.tags.clone()
+    }
+
+    #[getter]
+    fn size(&self) -> u64 {
+        self.logged.size
+    }
+
+    /// Its entries, as its manifest on W&B lists them.
+    fn manifest(&self, py: Python<'_>) -> PyResult<Vec<EntryTuple>> {
+        let entries = py.detach(|| {
+            let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+            rt.block_on(artifacts::manifest(&self.transport, &self.logged))
+        })?;
+        Ok(entries.iter().map(entry_tuple).collect())
+    }
+
+    /// Downloads every file into `root` (default: `<artifact dir>/<name>:v<N>`); returns the
+    /// directory and how many files had to be fetched (the rest came from the cache).
+    #[pyo3(signature = (root=None))]
+    fn download(&self, py: Python<'_>, root: Option<PathBuf>) -> PyResult<(String, usize)> {
+        let env = |name: &str| std::env::var(name).ok();
+        let root = root.unwrap_or_else(|| {
+            let name = format!("{}:{}", self.logged.name, self.logged.version());
+            artifact_download_dir(env).join(name)
+        });
+        let fetched = py.detach(|| {
+            let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+            let cache = cache_dir(env);
+            rt.block_on(download::download(
+                &self.transport,
+                &self.logged,
+                &root,
+                &cache,
+                &env,
+            ))
+        })?;
+        Ok((root.to_string_lossy().into_owned(), fetched))
     }
 }

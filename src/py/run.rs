@@ -14,7 +14,7 @@ use crate::core::settings::{InitArgs, Mode, Settings};
 use crate::core::values::Value;
 use crate::error::Error;
 use crate::log::records::{AlertRecord, FilesItem};
-use crate::py::artifact::ArtifactCore;
+use crate::py::artifact::{ArtifactCore, LoggedArtifactCore};
 use crate::py::{aio, convert};
 
 #[pyclass(module = "wandb_nexus._core", name = "RunCore", frozen)]
@@ -303,6 +303,19 @@ impl RunCore {
         logged.tags = tags;
         self.after_change(py, self.run.log_artifact(logged))?;
         Ok(aliases)
+    }
+
+    /// The logged artifact `name` stands for, recorded as used by this run.
+    #[pyo3(signature = (name, r#type=None))]
+    fn use_artifact(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        r#type: Option<&str>,
+    ) -> PyResult<LoggedArtifactCore> {
+        let (logged, transport) = py.detach(|| self.run.use_artifact(name, r#type))?;
+        self.wait_for_writer(py);
+        Ok(LoggedArtifactCore::new(logged, transport))
     }
 
     /// Files already copied under the run's `files/`, by relative path, with their policy

@@ -13,6 +13,8 @@ use crate::api::transport::{upload_headers, RunTarget, Transport, UploadTarget};
 use crate::artifact::{self, Artifact};
 use crate::error::Error;
 
+use super::text;
+
 /// Uploads in flight at once, per artifact or batch of run files: enough to fill a Lambda's
 /// network, few enough that files read into memory stay bounded.
 pub const MAX_PARALLEL_UPLOADS: usize = 8;
@@ -203,11 +205,4 @@ fn non_empty(text: &str) -> Json {
     } else {
         Json::String(text.into())
     }
-}
-
-fn text(value: &Json, field: &str, operation: &str) -> Result<String, Error> {
-    value[field]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| Error::Comm(format!("{operation}: the answer has no {field}")))
 }
