@@ -14,7 +14,7 @@ pub struct Record {
     pub num: i64,
     #[prost(
         oneof = "RecordType",
-        tags = "2, 3, 5, 6, 8, 10, 11, 12, 13, 17, 18, 21, 26"
+        tags = "2, 3, 5, 6, 8, 10, 11, 12, 13, 17, 18, 21, 25, 26"
     )]
     pub record_type: Option<RecordType>,
     #[prost(message, optional, tag = "200")]
@@ -726,6 +726,29 @@ mod tests {
             timestamp,
             runtime: 1.25,
             values,
+        }
+    }
+
+    #[test]
+    fn every_record_kind_reads_back() {
+        let used = RecordType::UseArtifact(UseArtifactRecord {
+            id: "QXJ0aWZhY3Q6MQ==".into(),
+            r#type: "model".into(),
+            name: "classifier:prod".into(),
+        });
+        let artifact = RecordType::Artifact(ArtifactRecord {
+            name: "ds".into(),
+            tags: vec!["t".into()],
+            ..ArtifactRecord::default()
+        });
+        for kind in [used, artifact] {
+            let record = Record {
+                num: 3,
+                record_type: Some(kind),
+                info: None,
+            };
+            let decoded = Record::decode(record.encode_to_vec().as_slice()).unwrap();
+            assert_eq!(decoded, record);
         }
     }
 

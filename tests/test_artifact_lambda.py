@@ -1,0 +1,129 @@
+"""Artifacts used and logged by handlers running the way Lambda runs them (see
+tests/test_lambda_runtime.py), from tests/lambda_functions/artifact_functions.py, under the
+real awslambdaric in the read-only sandbox, against the strict fake W&B and moto's S3 with
+signatures checked.
+
+- An inference function downloads its model at its cold start: the model's files are
+  fetched once per sandbox, not again at warm invocations nor at the cold start that follows
+  a crash (the sandbox's /tmp is kept), and every run records the version it used.
+- A data function logs the S3 object of an upload event as a reference artifact, read with
+  the function role's credentials, and uploaded after the response."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import requests
+from test_lambda_runtime import wandb_env
+from test_serverless import Moto
+
+import wandb_nexus as wandb
+
+from conftest import needs_sandbox
+from fake_wandb import FakeWandb
+from lambda_emulator import LambdaEmulator
+
+FUNCTIONS = Path(__file__).resolve().parent / "lambda_functions"
+
+pytestmark = needs_sandbox
+
+
+def log_model(fake: FakeWandb, tmp_path: Path) -> bytes:
+    weights = os.urandom(3 << 20)
+    (tmp_path / "weights.bin").write_bytes(weights)
+    run = wandb.init(project="models", dir=str(tmp_path))
+    model = wandb.Artifact("classifier", type="model", metadata={"accuracy": 0.91})
+    model.add_file(tmp_path / "weights.bin")
+    run.log_artifact(model, aliases=["prod"])
+    run.finish()
+    return weights
+
+
+def model_file_gets(fake: FakeWandb) -> int:
+    return sum(
+        1
+        for r in fake.requests
+        if r.method == "GET" and "/artifacts/" in r.path and "/files/" in r.path
+    )
+
+
+def test_an_inference_function_fetches_its_model_once_per_sandbox(
+    fake: FakeWandb, tmp_path: Path
+) -> None:
+    weights = log_model(fake, tmp_path)
+    (model,) = fake.artifacts("classifier")
+    name = f"{model.entity}/models/classifier:prod"
+    with LambdaEmulator(
+        FUNCTIONS, "artifact_functions.predict", env=wandb_env(fake), timeout=20
+    ) as lam:
+        answers = [lam.invoke({"model": name, "x": x}) for x in range(2)]
+        crashed = lam.invoke({"model": name, "x": 2, "crash": True})
+        after = lam.invoke({"model": name, "x": 3})  # a new cold start in the same sandbox
+        for invocation in [*answers, after]:
+            assert invocation.outcome == "response", lam.output.decode()
+            assert invocation.body["version"] == "v0"
+            assert invocation.body["bytes"] == len(weights)
+            assert invocation.body["root"].startswith("/tmp/")
+        assert crashed.outcome == "crash" and after.init is not None
+        # Fetched at the first cold start only: not at warm invocations, not after the crash.
+        assert model_file_gets(fake) == 1
+        objects = re.compile(r"/artifacts/obj/md5/[0-9a-f]{2}/[0-9a-f]{30}")
+        cached = [path for path in lam.tmp_files() if objects.search(path)]
+        assert len(cached) == 1 and lam.read_tmp(cached[0]) == weights
+    used = [run for (_, project, run) in model.used_by if project == "inference"]
+    inference_runs = [run for run in fake.runs() if run.project == "inference"]
+    assert len(inference_runs) == 4 and sorted(used) == sorted(r.name for r in inference_runs)
+    for run in inference_runs:
+        assert [row["model_version"] for row in run.history] == ["v0"]
+
+
+def test_an_upload_event_is_logged_as_a_reference_after_the_response(
+    fake: FakeWandb, tmp_path: Path
+) -> None:
+    moto = Moto()
+    try:
+        s3 = moto.client("s3")
+        s3.create_bucket(Bucket="uploads")
+        s3.put_object(Bucket="uploads", Key="day-1/batch.csv", Body=b"a,b\n1,2\n")
+        etag = s3.head_object(Bucket="uploads", Key="day-1/batch.csv")["ETag"].strip('"')
+        iam = moto.client("iam")
+        iam.create_user(UserName="function")
+        read = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName="function", PolicyName="read", PolicyDocument=json.dumps(read))
+        key = iam.create_access_key(UserName="function")["AccessKey"]
+        requests.post(f"{moto.url}/moto-api/reset-auth", data=b"0").raise_for_status()
+        env = wandb_env(
+            fake,
+            AWS_ENDPOINT_URL=moto.url,
+            AWS_ACCESS_KEY_ID=key["AccessKeyId"],
+            AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
+        )
+        event = {
+            "Records": [
+                {"s3": {"bucket": {"name": "uploads"}, "object": {"key": "day-1/batch.csv"}}}
+            ]
+        }
+        with LambdaEmulator(FUNCTIONS, "artifact_functions.on_upload", env=env, timeout=20) as lam:
+            invocation = lam.invoke(event)
+            assert invocation.outcome == "response", lam.output.decode()
+            # Frozen now: the artifact was saved after the response, within the invocation.
+            (artifact,) = fake.artifacts("raw-data")
+            assert artifact.state == "COMMITTED" and sorted(artifact.aliases) == [
+                "incoming",
+                "latest",
+            ]
+            assert artifact.manifest_bytes is not None
+            entry = json.loads(artifact.manifest_bytes)["contents"]["batch.csv"]
+            assert entry["ref"] == "s3://uploads/day-1/batch.csv"
+            assert entry["digest"] == etag and entry["size"] == 8
+            saves = [r for r in fake.requests if r.operation == "CreateArtifact"]
+            assert saves and all(r.received_at >= invocation.responded_at for r in saves)
+            assert key["SecretAccessKey"].encode() not in lam.output
+    finally:
+        moto.stop()
