@@ -87,7 +87,8 @@ class Artifact:
 
         artifact = cls.__new__(cls)
         artifact._logged = logged
-        artifact._name = name.rsplit("/", 1)[-1]
+        asked = name.rsplit("/", 1)[-1]
+        artifact._name = asked if ":" in asked else f"{logged.name}:{logged.version}"
         artifact.type = logged.type
         artifact.description = logged.description
         artifact.metadata = json.loads(logged.metadata) if logged.metadata else {}
@@ -126,8 +127,8 @@ class Artifact:
 
     @property
     def qualified_name(self) -> str:
-        """``entity/project/name:v<N>`` of a logged version."""
-        return f"{self.entity}/{self.project}/{self.source_name}"
+        """``entity/project/name`` of a logged version, its name as it was asked for."""
+        return f"{self.entity}/{self.project}/{self.name}"
 
     @property
     def digest(self) -> str:
@@ -173,7 +174,8 @@ class Artifact:
                 f"artifact {self.name!r} holds {len(entries)} files; file() is for one: "
                 "use download()"
             )
-        directory, _ = logged.download(None if root is None else _path(root))
+        # As wandb: by default under the name it was used by (``name:alias``).
+        directory, _ = logged.download(None if root is None else _path(root), self.name)
         return os.path.join(directory, entries[0][0])
 
     def _require_logged(self, action: str) -> _core.LoggedArtifactCore:

@@ -240,13 +240,20 @@ impl LoggedArtifactCore {
         Ok(entries.iter().map(entry_tuple).collect())
     }
 
-    /// Downloads every file into `root` (default: `<artifact dir>/<name>:v<N>`); returns the
-    /// directory and how many files had to be fetched (the rest came from the cache).
-    #[pyo3(signature = (root=None))]
-    fn download(&self, py: Python<'_>, root: Option<PathBuf>) -> PyResult<(String, usize)> {
+    /// Downloads every file into `root` (default: `<artifact dir>/<dir_name>`, by default
+    /// `<name>:v<N>`); returns the directory and how many files had to be fetched (the rest
+    /// came from the cache).
+    #[pyo3(signature = (root=None, dir_name=None))]
+    fn download(
+        &self,
+        py: Python<'_>,
+        root: Option<PathBuf>,
+        dir_name: Option<String>,
+    ) -> PyResult<(String, usize)> {
         let env = |name: &str| std::env::var(name).ok();
         let root = root.unwrap_or_else(|| {
-            let name = format!("{}:{}", self.logged.name, self.logged.version());
+            let name = dir_name
+                .unwrap_or_else(|| format!("{}:{}", self.logged.name, self.logged.version()));
             artifact_download_dir(env).join(name)
         });
         let fetched = py.detach(|| {
