@@ -642,9 +642,9 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-# Sections other scripts write into BENCHMARKS.md (bench/media.py, bench/lambda_latency.py),
-# each between its markers; a run of this script keeps them.
-SECTIONS = ("media", "lambda")
+# Sections other scripts write into BENCHMARKS.md (bench/media.py, bench/lambda_latency.py,
+# bench/artifacts.py), each between its markers; a run of this script keeps them.
+SECTIONS = ("media", "lambda", "artifacts")
 
 
 def markers(name: str) -> tuple[str, str]:

@@ -2,10 +2,7 @@
 //! caller promises not to change them), references recorded, until it is logged.
 
 use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-
-use md5::{Digest, Md5};
 
 use super::{b64, client_id, hex, names, Artifact, Entry};
 use crate::core::values::Value;
@@ -135,16 +132,35 @@ impl Draft {
             )));
         }
         let prefix = name.map(logical_path).transpose()?;
-        let mut entries = Vec::new();
-        for (file, relative) in walk(local).map_err(|e| self.unreadable(local, e))? {
+        let files = walk(local).map_err(|e| self.unreadable(local, e))?;
+        // Files are hashed (and copied) on several threads: that is most of the time.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let per_worker = files.len().div_ceil(workers).max(1);
+        let this = &*self;
+        let staged: Vec<Result<Entry, Error>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .chunks(per_worker)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|(file, _)| this.stage(file, policy))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().expect("a staging thread does not panic"))
+                .collect()
+        });
+        let mut entries = Vec::with_capacity(files.len());
+        for ((_, relative), entry) in files.iter().zip(staged) {
             let path = match &prefix {
                 Some(prefix) => format!("{prefix}/{relative}"),
-                None => relative,
+                None => relative.clone(),
             };
-            entries.push(Entry {
-                path,
-                ..self.stage(&file, policy)?
-            });
+            entries.push(Entry { path, ..entry? });
         }
         let count = entries.len();
         self.insert(entries, false)?;
@@ -268,25 +284,12 @@ fn tmp_name(path: &str, digest: &str) -> String {
 /// Copies `from` to a new read-only file `to`, hashing what it copies: one read of the bytes.
 fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<([u8; 16], u64)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut source = File::open(from)?;
-    let mut target = std::fs::OpenOptions::new()
+    let target = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o400)
         .open(to)?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = source.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        target.write_all(&buf[..n])?;
-        size += n as u64;
-    }
-    Ok((hasher.finalize().into(), size))
+    super::md5_copy(File::open(from)?, target)
 }
 
 /// Every file under `root` (following links), with its `/`-separated path relative to

@@ -2,7 +2,7 @@
 //! digest over it, and the names and client ids an artifact gets. Plain data: the upload
 //! sequence is `api::artifacts`, the `.wandb` record `log::records::ArtifactRecord`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -177,16 +177,21 @@ pub fn b64(bytes: &[u8]) -> String {
 
 /// The MD5 and size of a file, read in pieces.
 pub fn md5_file(path: &Path) -> std::io::Result<([u8; 16], u64)> {
-    let mut file = std::fs::File::open(path)?;
+    md5_copy(std::fs::File::open(path)?, std::io::sink())
+}
+
+/// Copies `from` into `to`, piece by piece, returning the MD5 and size of what it copied.
+pub fn md5_copy(mut from: impl Read, mut to: impl Write) -> std::io::Result<([u8; 16], u64)> {
     let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = from.read(&mut buf)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
         size += n as u64;
     }
     Ok((hasher.finalize().into(), size))
