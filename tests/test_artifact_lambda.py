@@ -7,7 +7,9 @@ signatures checked.
   fetched once per sandbox, not again at warm invocations nor at the cold start that follows
   a crash (the sandbox's /tmp is kept), and every run records the version it used.
 - A data function logs the S3 object of an upload event as a reference artifact, read with
-  the function role's credentials, and uploaded after the response."""
+  the function role's credentials, and uploaded after the response.
+- An artifact whose upload the invocation's deadline cut is completed by the next
+  invocation: one committed version with every file, none made twice."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from test_serverless import Moto
 import wandb_nexus as wandb
 
 from conftest import needs_sandbox
-from fake_wandb import FakeWandb
+from fake_wandb import DROP_AFTER_APPLY, FakeWandb
 from lambda_emulator import LambdaEmulator
 
 FUNCTIONS = Path(__file__).resolve().parent / "lambda_functions"
@@ -127,3 +129,29 @@ def test_an_upload_event_is_logged_as_a_reference_after_the_response(
             assert key["SecretAccessKey"].encode() not in lam.output
     finally:
         moto.stop()
+
+
+def test_an_artifact_cut_by_the_deadline_is_completed_once_by_the_next_invocation(
+    fake: FakeWandb,
+) -> None:
+    env = wandb_env(fake, WANDB_NEXUS_RETRY_WAIT_MIN="0.1", WANDB_NEXUS_RETRY_WAIT_MAX="0.2")
+    first = {"day": 1, "files": {"a.csv": "x,y\n1,2\n", "notes/b.txt": "day one"}}
+    second = {"day": 2, "files": {"a.csv": "x,y\n3,4\n"}}
+    with LambdaEmulator(FUNCTIONS, "artifact_functions.log_dataset", env=env, timeout=3) as lam:
+        # Storage applies every upload but its answers are lost, until the deadline.
+        fake.inject("upload", [DROP_AFTER_APPLY] * 1000)
+        cut = lam.invoke(first, pause=0.2)
+        assert cut.outcome == "response", lam.output.decode()
+        assert [a.state for a in fake.artifacts("daily")] == ["PENDING"]
+        fake.clear_faults()
+        after = lam.invoke(second, pause=0.2)
+        assert after.outcome == "response", lam.output.decode()
+    versions = fake.artifacts("daily")
+    # The cut version was completed, not made again beside a PENDING leftover. (Which one
+    # is v0 is not checked: the spooled run is delivered after the invocation's own.)
+    assert len(versions) == 2, [(a.version, a.state) for a in versions]
+    assert {a.state for a in versions} == {"COMMITTED"}
+    by_day = {a.metadata["day"]: a for a in versions}
+    assert by_day[1].files == {"a.csv": b"x,y\n1,2\n", "notes/b.txt": b"day one"}
+    assert by_day[2].files == {"a.csv": b"x,y\n3,4\n"}
+    assert sorted(a.version for a in versions) == ["v0", "v1"]

@@ -31,3 +31,13 @@ def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:
     dataset.add_reference(uri)
     wandb.log_artifact(dataset, aliases=["incoming"])
     return {"logged": uri}
+
+
+@wandb.lambda_handler(project="datasets")
+def log_dataset(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    dataset = wandb.Artifact("daily", type="dataset", metadata={"day": event["day"]})
+    for name, text in event["files"].items():
+        with dataset.new_file(name, mode="w") as file:
+            file.write(text)
+    wandb.log_artifact(dataset)
+    return {"digest": dataset.digest}
