@@ -96,10 +96,7 @@ fn from_server(status: ResumeStatus) -> Continuation {
     let starting_step = status.last_step.unwrap_or(0) + i64::from(status.history_lines > 0);
     let entries = |map: serde_json::Map<String, serde_json::Value>| -> Vec<(String, Value)> {
         map.into_iter()
-            .map(|(key, value)| {
-                let value = Value::parse_json(&value.to_string()).unwrap_or(Value::Null);
-                (key, value)
-            })
+            .map(|(key, value)| (key, Value::from_json(&value)))
             .collect()
     };
     Continuation {

@@ -148,6 +148,11 @@ impl Value {
 }
 
 impl Value {
+    /// A value of an API answer (null if our reader would not take it back).
+    pub fn from_json(json: &serde_json::Value) -> Value {
+        Value::parse_json(&json.to_string()).unwrap_or(Value::Null)
+    }
+
     /// Parses JSON, including the bare `NaN`, `Infinity` and `-Infinity` tokens wandb writes.
     pub fn parse_json(text: &str) -> Result<Value, String> {
         let mut parser = JsonParser {

@@ -183,10 +183,7 @@ fn manifest_entry(path: &str, fields: &Json) -> Entry {
             .as_object()
             .into_iter()
             .flatten()
-            .map(|(key, value)| {
-                let value = Value::parse_json(&value.to_string()).unwrap_or(Value::Null);
-                (key.clone(), value)
-            })
+            .map(|(key, value)| (key.clone(), Value::from_json(value)))
             .collect(),
     }
 }
