@@ -486,8 +486,14 @@ pub(crate) mod fake {
     /// A one-connection-per-answer Extensions API on loopback: answers in turn (an empty
     /// answer closes the connection unanswered), and hands each request's text to the test.
     pub fn serve(answers: Vec<String>) -> (ExtensionsApi, mpsc::Receiver<String>) {
+        let (host, requests) = http_server(answers);
+        (ExtensionsApi::new(&host).unwrap(), requests)
+    }
+
+    /// The loopback server behind `serve`, for any HTTP client: its `host:port`.
+    pub fn http_server(answers: Vec<String>) -> (String, mpsc::Receiver<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let api = ExtensionsApi::new(&listener.local_addr().unwrap().to_string()).unwrap();
+        let host = listener.local_addr().unwrap().to_string();
         let (sent, requests) = mpsc::channel();
         std::thread::spawn(move || {
             for answer in answers {
@@ -513,7 +519,7 @@ pub(crate) mod fake {
                 (&stream).write_all(answer.as_bytes()).unwrap();
             }
         });
-        (api, requests)
+        (host, requests)
     }
 
     pub fn answer(status: &str, headers: &str, body: &str) -> String {

@@ -126,17 +126,34 @@ pub fn hand_off(request_id: Option<&str>, work: Work) -> Result<(), Work> {
 }
 
 /// What an invocation leaves to deliver: its runs, flushed if still open, synced if
-/// finished. On Lambda, the runs earlier invocations could not deliver go out after them.
+/// finished. On Lambda, the runs earlier invocations could not deliver go out before them.
 #[derive(Default)]
 pub struct Work {
     pub runs: Vec<Arc<Run>>,
 }
 
 /// Delivers `work` until `deadline`; returns what went wrong, one line per problem. Runs
-/// not delivered stay on disk for a later sweep or `sync`.
+/// not delivered stay on disk for a later sweep or `sync`. On Lambda the runs earlier
+/// invocations left go first, oldest first: the server numbers an artifact's versions in the
+/// order they are committed, so a version an outage cut must be completed before a newer
+/// one of the same name is saved, or it would take `latest`.
 pub fn deliver(work: Work, deadline: Instant) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut done = BTreeSet::new();
+    if let Some(run) = work.runs.first().filter(|run| run.settings.on_lambda) {
+        let own: BTreeSet<_> = work
+            .runs
+            .iter()
+            .filter_map(|r| r.info.dir.clone())
+            .collect();
+        spool::sweep(
+            &run.settings,
+            &own,
+            LEFT_BY_ENDED_PROCESS,
+            deadline,
+            HeldLogs::Skip,
+            &mut problems,
+        );
+    }
     for run in &work.runs {
         let result = if run.is_finished() {
             deliver_finished(run, deadline)
@@ -152,18 +169,6 @@ pub fn deliver(work: Work, deadline: Instant) -> Vec<String> {
             }
             problems.push(format!("run {}: {err}", run.info.id));
         }
-        done.extend(run.info.dir.clone());
-    }
-    if let Some(run) = work.runs.first().filter(|run| run.settings.on_lambda) {
-        let left_by = LEFT_BY_ENDED_PROCESS;
-        spool::sweep(
-            &run.settings,
-            &done,
-            left_by,
-            deadline,
-            HeldLogs::Skip,
-            &mut problems,
-        );
     }
     problems
 }

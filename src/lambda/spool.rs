@@ -112,7 +112,9 @@ fn attempt(
     match outcome {
         Ok(true) => Step::Next,
         Ok(false) => Step::Held,
-        Err(Error::Unavailable(err)) => {
+        // Neither is this run's fault: a key rotated since (the invocation's own delivery
+        // fetches it again) or a server down. Every other run would meet the same.
+        Err(err @ (Error::Unavailable(_) | Error::Auth(_))) => {
             problems.push(format!("{} stays queued: {err}", dir.display()));
             Step::Stop
         }
@@ -216,12 +218,17 @@ mod tests {
         log
     }
 
+    /// Settings that give up on a request at once (so no retry budget to wait out).
     fn settings(root: &Path, base_url: &str) -> Settings {
+        settings_retrying(root, base_url, "0")
+    }
+
+    fn settings_retrying(root: &Path, base_url: &str, seconds: &str) -> Settings {
         let env = |name: &str| match name {
             "WANDB_API_KEY" => Some("k".repeat(40)),
             "WANDB_BASE_URL" => Some(base_url.to_string()),
             "WANDB_DIR" => Some(root.display().to_string()),
-            "WANDB_NEXUS_RETRY_SECONDS" => Some("0".into()),
+            "WANDB_NEXUS_RETRY_SECONDS" => Some(seconds.into()),
             _ => None,
         };
         Settings::resolve(InitArgs::default(), env).unwrap()
@@ -393,6 +400,33 @@ mod tests {
         // Not given up on: the next sweep tries again.
         let problems = sweep_all(&settings, reason, deadline, HeldLogs::Skip);
         assert_eq!(problems.len(), 1, "{problems:?}");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_refused_key_ends_the_sweep_and_leaves_the_runs_queued() {
+        use crate::lambda::extensions_api::fake::{answer, http_server};
+        let refused = answer("401 Unauthorized", "Connection: close\r\n", "");
+        let (host, _requests) = http_server(vec![refused; 8]);
+        let root = temp_dir();
+        let wandb = root.join("wandb");
+        // A refusal is not retried: the budget is never waited out.
+        let settings = settings_retrying(&root, &format!("http://{host}"), "30");
+        let logs = [
+            valid_log(&wandb, "run-20261125_100000-a"),
+            valid_log(&wandb, "run-20261125_110000-b"),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for _ in 0..2 {
+            // Not given up on: once the key is fetched again, these runs go out.
+            let problems = sweep_all(&settings, "x", deadline, HeldLogs::Skip);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].contains("stays queued"), "{}", problems[0]);
+            assert!(problems[0].contains("401"), "{}", problems[0]);
+        }
+        assert!(logs
+            .iter()
+            .all(|log| !delivery::synced_marker(log).exists()));
         std::fs::remove_dir_all(root).unwrap();
     }
 
