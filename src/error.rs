@@ -12,6 +12,9 @@ pub enum Error {
     /// The caller used the API wrongly (bad argument, finished run, ...).
     #[error("{0}")]
     Usage(String),
+    /// A call that needs W&B, made by a run that is offline.
+    #[error("{0}")]
+    Offline(String),
     /// A value that cannot be logged.
     #[error("cannot {action}{}: {reason}", key_part(key))]
     UnsupportedValue {
@@ -70,6 +73,7 @@ impl Error {
         let said = |text: String| format!("{context}: {text}");
         match self {
             Error::Usage(text) => Error::Usage(said(text)),
+            Error::Offline(text) => Error::Offline(said(text)),
             Error::InvalidValue(text) => Error::InvalidValue(said(text)),
             Error::Auth(text) => Error::Auth(said(text)),
             Error::Comm(text) => Error::Comm(said(text)),
@@ -104,6 +108,7 @@ fn error_class<'py>(
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         static USAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static OFFLINE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static VALUE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static RUN_IO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static AUTH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -113,6 +118,7 @@ impl From<Error> for PyErr {
             let (cell, name) = match err {
                 Error::Python(inner) => return inner,
                 Error::Usage(_) => (&USAGE, "UsageError"),
+                Error::Offline(_) => (&OFFLINE, "OfflineError"),
                 Error::UnsupportedValue { .. } => (&VALUE, "UnsupportedValueError"),
                 Error::InvalidValue(_) => (&INVALID, "InvalidValueError"),
                 Error::Io { .. } => (&RUN_IO, "RunIOError"),

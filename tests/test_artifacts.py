@@ -308,6 +308,55 @@ print("RESULT", json.dumps(got))
 """
 
 
+# wait(): two versions of "waited", each waited for; then, in an offline run, use_artifact and
+# wait(). Prints RESULT <json>.
+WAIT_SCRIPT = """
+import json
+import os
+
+got = {}
+
+
+def outcome(case, call):
+    try:
+        call()
+    except Exception as err:
+        got[case] = [[c.__name__ for c in type(err).__mro__], str(err)]
+    else:
+        got[case] = None
+
+
+run = wandb.init(project="waiting", id="waiter")
+art = wandb.Artifact("waited", type="dataset")
+with art.new_file("a.txt") as f:
+    f.write("a\\n")
+try:
+    got["before"] = art.version
+except AttributeError as err:  # wandb: ArtifactNotLoggedError
+    got["before"] = type(err).__name__
+outcome("not logged", lambda: wandb.Artifact("never", type="dataset").wait())
+run.log_artifact(art, aliases=["best"])
+got["returns it"] = art.wait() is art and art.wait() is art
+got["first"] = [art.version, art.name, sorted(art.aliases), art.entity, art.project, art.id]
+second = wandb.Artifact("waited", type="dataset")
+with second.new_file("b.txt") as f:
+    f.write("b\\n")
+got["second"] = [run.log_artifact(second).wait().version, sorted(second.aliases)]
+got["downloaded"] = sorted(os.listdir(art.download(root="dl")))
+run.finish()
+
+offline = wandb.init(project="waiting", id="off", mode="offline")
+outcome("use offline", lambda: offline.use_artifact("waited:latest"))
+kept = wandb.Artifact("kept", type="dataset")
+with kept.new_file("k.txt") as f:
+    f.write("k\\n")
+offline.log_artifact(kept)
+outcome("wait offline", lambda: kept.wait())
+offline.finish()
+print("RESULT", json.dumps(got))
+"""
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -1097,3 +1146,41 @@ def test_a_failed_upload_commits_nothing(world: World, sdk: str) -> None:
         else:
             assert "fragile" in message, message
         assert got["second"] is None
+
+
+# --------------------------------------------------------------------------- wait
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_wait_gives_the_saved_version(world: World, sdk: str) -> None:
+    """artifact.wait() after run.log_artifact() returns the artifact once W&B holds it,
+    now with W&B's version (v0, then v1 for the next), name ``name:v<N>``, aliases, entity,
+    project and id (ArtifactByID, as wandb asks), and downloadable; before it is logged it
+    raises. An offline run cannot use an artifact (a TypeError, as in wandb) nor wait for
+    one (ours: an OfflineError naming it)."""
+    with FakeWandb() as fake:
+        script_world = World(fake, world.s3, world.refs, world.root)
+        got = script_world.run(sdk, world.root / f"wait-{sdk}", WAIT_SCRIPT)
+        (first, second) = fake.artifacts("waited")
+    assert fake.internal_errors == []
+    # Before it is saved: wandb raises, ours has no version yet.
+    assert got["before"] == (None if sdk == "nexus" else "ArtifactNotLoggedError")
+    assert got["returns it"] is True
+    assert got["first"] == [
+        "v0",
+        "waited:v0",
+        ["best", "latest"],
+        first.entity,
+        "waiting",
+        first.id,
+    ]
+    assert got["second"] == ["v1", ["latest"]] and second.version == "v1"
+    assert got["downloaded"] == ["a.txt"]
+    assert [r.operation for r in fake.requests].count("ArtifactByID") >= 2
+    assert got["not logged"] is not None
+    use_offline, wait_offline = got["use offline"], got["wait offline"]
+    assert use_offline is not None and "TypeError" in use_offline[0], use_offline
+    assert wait_offline is not None, "wait() of an offline run's artifact did not raise"
+    if sdk == "nexus":
+        assert "OfflineError" in use_offline[0] and "waited:latest" in use_offline[1]
+        assert "OfflineError" in wait_offline[0] and "kept" in wait_offline[1]

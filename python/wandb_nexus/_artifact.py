@@ -60,6 +60,8 @@ class Artifact:
     _logged: _core.LoggedArtifactCore | None = None
     # The name a logged version was asked for by.
     _name: str = ""
+    # Once logged by a run: that run, and the client id it knows the artifact by.
+    _logged_by: tuple[_core.RunCore, str] | None = None
 
     def __init__(
         self,
@@ -83,18 +85,41 @@ class Artifact:
     @classmethod
     def _used(cls, logged: _core.LoggedArtifactCore, name: str) -> Artifact:
         """A logged version, as ``use_artifact(name)`` found it."""
+        artifact = cls.__new__(cls)
+        artifact._take(logged)
+        asked = name.rsplit("/", 1)[-1]
+        if ":" in asked:
+            artifact._name = asked
+        return artifact
+
+    def _take(self, logged: _core.LoggedArtifactCore) -> None:
+        """Becomes the logged version `logged`, named ``name:v<N>``."""
         import json
 
-        artifact = cls.__new__(cls)
-        artifact._logged = logged
-        asked = name.rsplit("/", 1)[-1]
-        artifact._name = asked if ":" in asked else f"{logged.name}:{logged.version}"
-        artifact.type = logged.type
-        artifact.description = logged.description
-        artifact.metadata = json.loads(logged.metadata) if logged.metadata else {}
-        artifact.aliases = logged.aliases
-        artifact.tags = logged.tags
-        return artifact
+        self._logged = logged
+        self._name = f"{logged.name}:{logged.version}"
+        self.type = logged.type
+        self.description = logged.description
+        self.metadata = json.loads(logged.metadata) if logged.metadata else {}
+        self.aliases = logged.aliases
+        self.tags = logged.tags
+
+    def wait(self, timeout: float | None = None) -> Artifact:
+        """Once logged, waits until W&B holds this artifact (sending what the run logged
+        now, within ``timeout`` seconds if given, if it was not sent yet) and returns it,
+        now a logged version: its ``version``, ``id`` and ``aliases`` are W&B's. Raises
+        if it could not be saved; an offline run's is saved when the run is synced."""
+        if self._logged is not None:
+            return self
+        if self._logged_by is None:
+            from .errors import UsageError
+
+            raise UsageError(
+                f"artifact {self.name!r} is not logged: wait() follows run.log_artifact()"
+            )
+        run, client_id = self._logged_by
+        self._take(run.wait_artifact(client_id, self.name, timeout))
+        return self
 
     @property
     def name(self) -> str:

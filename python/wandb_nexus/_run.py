@@ -411,10 +411,11 @@ class Run:
         from ._artifact import artifact_of
 
         artifact = artifact_of(self.id, artifact_or_path, name, type)
-        artifact.aliases = self._core.log_artifact(
+        artifact.aliases, client_id = self._core.log_artifact(
             artifact._core, _strings("aliases", aliases), _strings("tags", tags)
         )
         artifact.tags = list(dict.fromkeys(tags or ()))
+        artifact._logged_by = (self._core, client_id)
         return artifact
 
     def use_artifact(self, artifact_or_name: Artifact | str, type: str | None = None) -> Artifact:
@@ -428,7 +429,7 @@ class Run:
             artifact_or_name = artifact_or_name.qualified_name
         if not isinstance(artifact_or_name, str):
             raise UsageError(
-                f"use_artifact takes an artifact name, not {type(artifact_or_name).__name__}"
+                f"use_artifact takes an artifact name, not {artifact_or_name.__class__.__name__}"
             )
         logged = self._core.use_artifact(artifact_or_name, type)
         return Artifact._used(logged, artifact_or_name)

@@ -10,6 +10,7 @@ __all__ = [
     "AuthenticationError",
     "CommError",
     "InvalidValueError",
+    "OfflineError",
     "RunIOError",
     "UnsupportedValueError",
     "UsageError",
@@ -23,6 +24,11 @@ class WandbNexusError(Exception):
 
 class UsageError(WandbNexusError, ValueError):
     """The API was used wrongly: a bad argument, or a call on a finished run."""
+
+
+class OfflineError(UsageError, TypeError):
+    """A call that needs W&B (``use_artifact``), made by an offline run; a TypeError as in
+    wandb."""
 
 
 class UnsupportedValueError(WandbNexusError, TypeError):

@@ -61,6 +61,10 @@ pub type StopFlag = Arc<AtomicBool>;
 /// Shared with the run: its page in the W&B UI, once known.
 pub type UrlSlot = Arc<std::sync::OnceLock<String>>;
 
+/// Shared with the run: what became of each artifact it logged, by client id: its id on
+/// the server, or why it is not saved yet (it stays queued). What `artifact.wait()` reads.
+pub type SavedArtifacts = Arc<std::sync::Mutex<HashMap<String, Result<String, String>>>>;
+
 pub struct Delivery {
     transport: Arc<Transport>,
     /// Where the run lives on the server; `None` until the first request creates it (a
@@ -79,6 +83,7 @@ pub struct Delivery {
     /// duplicates).
     continue_history: bool,
     stopped: StopFlag,
+    saved: SavedArtifacts,
     last_request: Instant,
     /// After this long without a request, a live run sends an empty one so the server does
     /// not take it for crashed.
@@ -236,9 +241,15 @@ impl Delivery {
             url,
             app_url,
             stopped,
+            saved: SavedArtifacts::default(),
             last_request: Instant::now(),
             heartbeat,
         }
+    }
+
+    /// Where what becomes of the run's artifacts is told.
+    pub fn report_saves_to(&mut self, saved: SavedArtifacts) {
+        self.saved = saved;
     }
 
     /// Where the run's files are (known once its directory is made).
@@ -383,7 +394,7 @@ impl Delivery {
     /// Saves the artifacts logged since the last round; those not saved stay for the next.
     async fn save_artifacts(&mut self, target: &RunTarget) -> Result<(), Error> {
         let pending = std::mem::take(&mut self.stream.artifacts);
-        let (kept, saved) = save_artifacts(&self.transport, target, pending).await;
+        let (kept, saved) = save_artifacts(&self.transport, target, pending, &self.saved).await;
         self.stream.artifacts = kept;
         saved
     }
@@ -458,7 +469,7 @@ impl Delivery {
             },
             send_notices(transport, &target, &self.stream),
             upload_files(transport, &target, &self.files_dir, &names),
-            save_artifacts(transport, &target, pending_artifacts),
+            save_artifacts(transport, &target, pending_artifacts, &self.saved),
         );
         self.stream.artifacts = kept;
         uploaded.sort();
@@ -498,23 +509,33 @@ impl Delivery {
     }
 }
 
-/// Saves artifacts one after another (each one's files go in parallel); returns those not
-/// saved, and what went wrong with them.
+/// Saves artifacts one after another (each one's files go in parallel), telling `outcomes`
+/// what became of each; returns those not saved, and what went wrong with them.
 async fn save_artifacts(
     transport: &Arc<Transport>,
     target: &RunTarget,
     pending: Vec<Artifact>,
+    outcomes: &SavedArtifacts,
 ) -> (Vec<Artifact>, Result<(), Error>) {
     let mut problems = Vec::new();
     let mut kept = Vec::new();
     for artifact in pending {
-        match artifacts::save(transport, target, &artifact).await {
-            Ok(()) => artifact.remove_staged(),
-            Err(err) => {
-                problems.push(format!("artifact {}: {err}", artifact.name));
-                kept.push(artifact);
+        let client_id = artifact.client_id.clone();
+        let saved = artifacts::save(transport, target, &artifact).await;
+        let outcome = match saved {
+            Ok(id) => {
+                artifact.remove_staged();
+                Ok(id)
             }
-        }
+            Err(err) => {
+                let problem = format!("artifact {}: {err}", artifact.name);
+                problems.push(problem.clone());
+                kept.push(artifact);
+                Err(problem)
+            }
+        };
+        let mut told = outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        told.insert(client_id, outcome);
     }
     let saved = match problems.is_empty() {
         true => Ok(()),

@@ -61,6 +61,17 @@ fn tls_setup_error(err: reqwest::Error) -> Error {
     ))
 }
 
+/// A GET sent without the API key (a signed storage URL, a public reference), answered with
+/// a success; otherwise why not, for the caller to say what it was fetching.
+pub async fn get_keyless(url: &str) -> Result<reqwest::Response, String> {
+    let client = client().map_err(|e| e.to_string())?;
+    let response = client.get(url).send().await.map_err(|e| error_chain(&e))?;
+    match response.status().is_success() {
+        true => Ok(response),
+        false => Err(format!("HTTP {}", response.status())),
+    }
+}
+
 /// reqwest's own message hides the cause (refused, TLS, DNS); include the whole chain.
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -245,8 +245,11 @@ async fn fetch_to(
                 .and_then(|from| md5_copy(from, std::fs::File::create(part)?));
             let (md5, _) =
                 copied.map_err(|e| Error::io(format!("{label}: cannot copy {uri}"), e))?;
-            // Checksummed references hold the MD5 of the contents; others their path's.
-            let unchanged = b64(&md5) == entry.digest || entry.digest.len() != 24;
+            // Checksummed references hold the MD5 of the contents, and are checked; the
+            // others hold their path's, and are taken as they are now.
+            let unchanged = b64(&md5) == entry.digest
+                || super::reference::unchecked_file_digest(&local).ok()
+                    == Some(entry.digest.clone());
             match unchanged {
                 true => Ok(()),
                 false => Err(Error::InvalidValue(format!(
@@ -265,14 +268,7 @@ async fn fetch_to(
 /// MD5 of what arrived.
 async fn get_to(url: &str, part: &Path, label: &str, path: &str) -> Result<[u8; 16], Error> {
     let failed = |why: String| Error::Comm(format!("{label}: cannot download {path}: {why}"));
-    let mut response = transport::client()?
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| failed(transport::error_chain(&e)))?;
-    if !response.status().is_success() {
-        return Err(failed(format!("HTTP {}", response.status())));
-    }
+    let mut response = transport::get_keyless(url).await.map_err(failed)?;
     // Hashing and writing run on a blocking thread per file, beside the runtime's one worker
     // that reads the network: MD5 is most of a download's CPU, and files hash in parallel.
     let (chunks, received) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
@@ -367,6 +363,32 @@ mod tests {
             .write_all(b"!")
             .unwrap();
         assert!(!is_cached(&object, None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn local_references_are_checked_only_when_logged_with_a_checksum() {
+        let dir = std::env::temp_dir().join(format!("download-file-ref-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("data.csv");
+        std::fs::write(&file, "a,b\n").unwrap();
+        let uri = format!("file://{}", file.display());
+        let no_env = |_: &str| None;
+        let reference = |checksum| {
+            super::super::reference::entries(&uri, None, checksum, None, &no_env).unwrap()
+        };
+        let (checked, unchecked) = (reference(true).remove(0), reference(false).remove(0));
+        let part = dir.join("part");
+        let fetch = |entry: &Entry| {
+            let runtime = crate::core::runtime::runtime().unwrap();
+            runtime.block_on(fetch_to(entry, &part, &HashMap::new(), None, "artifact a"))
+        };
+        assert!(fetch(&checked).is_ok() && fetch(&unchecked).is_ok());
+        std::fs::write(&file, "a,b\n1,2\n").unwrap();
+        let err = fetch(&checked).unwrap_err().to_string();
+        assert!(err.contains("changed since it was referenced"), "{err}");
+        fetch(&unchecked).unwrap();
+        assert_eq!(std::fs::read_to_string(&part).unwrap(), "a,b\n1,2\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

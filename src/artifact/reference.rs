@@ -202,14 +202,7 @@ fn s3_entry(path: String, reference: String, head: &ObjectHead) -> Entry {
 /// whose body is not read.
 async fn http_entry(uri: &str, path: String) -> Result<Entry, Error> {
     let failed = |why: String| Error::Comm(format!("cannot checksum reference {uri}: {why}"));
-    let response = transport::client()?
-        .get(uri)
-        .send()
-        .await
-        .map_err(|e| failed(transport::error_chain(&e)))?;
-    if !response.status().is_success() {
-        return Err(failed(format!("it answered HTTP {}", response.status())));
-    }
+    let response = transport::get_keyless(uri).await.map_err(failed)?;
     let header = |name: &str| {
         response
             .headers()
@@ -236,6 +229,14 @@ async fn http_entry(uri: &str, path: String) -> Result<Entry, Error> {
     })
 }
 
+/// The digest of a local file referenced without a checksum: the MD5 of its resolved
+/// `file://` URI, so it changes only when the path does.
+pub fn unchecked_file_digest(file: &Path) -> std::io::Result<String> {
+    let resolved = std::fs::canonicalize(file)?;
+    let uri = format!("file://{}", uri_encode_path(&resolved.to_string_lossy()));
+    Ok(md5_b64(uri.as_bytes()))
+}
+
 /// A local file, or every file under a directory, by the MD5 of its bytes, or with no
 /// checksum by the MD5 of its `file://` URI (so it changes only when the path does).
 fn file_entries(
@@ -254,10 +255,8 @@ fn file_entries(
             let (md5, size) = md5_file(file).map_err(unreadable)?;
             (super::b64(&md5), size)
         } else {
-            let resolved = std::fs::canonicalize(file).map_err(unreadable)?;
-            let uri = format!("file://{}", uri_encode_path(&resolved.to_string_lossy()));
             let size = std::fs::metadata(file).map_err(unreadable)?.len();
-            (md5_b64(uri.as_bytes()), size)
+            (unchecked_file_digest(file).map_err(unreadable)?, size)
         };
         Ok(Entry {
             path,

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::api::artifacts::{self, LoggedArtifact};
-use crate::api::delivery::{self, Delivery, Finished, StopFlag, UrlSlot};
+use crate::api::delivery::{self, Delivery, Finished, SavedArtifacts, StopFlag, UrlSlot};
 use crate::api::file_stream::RunStream;
 use crate::api::transport::Transport;
 use crate::artifact::Artifact;
@@ -52,6 +52,8 @@ pub struct RunInfo {
     pub notice: Option<String>,
     /// Set when the server asks to stop the run.
     pub stopped: StopFlag,
+    /// What became of the artifacts it logged, as its delivery tells.
+    pub saved_artifacts: SavedArtifacts,
 }
 
 impl RunInfo {
@@ -207,6 +209,7 @@ impl Run {
             url: UrlSlot::default(),
             notice: settings.keyless.then(keyless_notice),
             stopped: StopFlag::default(),
+            saved_artifacts: SavedArtifacts::default(),
         };
         let mut state = State::default();
         if let Value::Map(entries) = &config {
@@ -689,20 +692,7 @@ impl Run {
         artifact_type: Option<&str>,
     ) -> Result<(LoggedArtifact, Arc<Transport>), Error> {
         let _state = self.live_state("use an artifact")?;
-        let key = match (&self.settings.api_key, self.settings.mode) {
-            (Some(key), Mode::Online) => key,
-            _ => {
-                return Err(Error::Usage(format!(
-                    "cannot use artifact {name:?}: run {} is offline, and using an artifact                      reads it from W&B",
-                    self.info.id
-                )))
-            }
-        };
-        let transport = Arc::new(Transport::new(
-            &self.settings.base_url,
-            key,
-            self.settings.retry,
-        )?);
+        let transport = self.reader(&format!("use artifact {name:?}"))?;
         let (entity, project, version) = split_artifact_name(name);
         let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
         let entity = match entity.or(self.info.entity.as_deref()) {
@@ -726,6 +716,57 @@ impl Run {
         })));
         self.send_soon();
         Ok((logged, transport))
+    }
+
+    /// `artifact.wait()`: the artifact logged with `client_id` as W&B holds it once saved
+    /// (saved now, with the rest of what the run logged, within `timeout` if given, if it
+    /// was not yet), with a transport to read it through. `name` names it in errors.
+    pub fn wait_artifact(
+        &self,
+        client_id: &str,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(LoggedArtifact, Arc<Transport>), Error> {
+        let transport = self.reader(&format!("wait for artifact {name:?}"))?;
+        let outcome = || {
+            let saved = self.info.saved_artifacts.lock();
+            saved
+                .unwrap_or_else(|p| p.into_inner())
+                .get(client_id)
+                .cloned()
+        };
+        let mut why_not = None;
+        if !matches!(outcome(), Some(Ok(_))) && !self.is_finished() {
+            why_not = self.flush(timeout.map(|t| tokio::time::Instant::now() + t))?;
+        }
+        let id = match outcome() {
+            Some(Ok(id)) => id,
+            Some(Err(problem)) => return Err(Error::Comm(problem)),
+            None => {
+                return Err(Error::Comm(format!(
+                    "artifact {name:?} is not saved yet: {}",
+                    why_not.as_deref().unwrap_or("the run has not sent it")
+                )))
+            }
+        };
+        let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+        let logged = rt.block_on(artifacts::by_id(&transport, &id))?;
+        Ok((logged, transport))
+    }
+
+    /// A transport to read W&B through for `what`; an offline run has none.
+    fn reader(&self, what: &str) -> Result<Arc<Transport>, Error> {
+        match (&self.settings.api_key, self.settings.mode) {
+            (Some(key), Mode::Online) => Ok(Arc::new(Transport::new(
+                &self.settings.base_url,
+                key,
+                self.settings.retry,
+            )?)),
+            _ => Err(Error::Offline(format!(
+                "cannot {what}: run {} is offline, and that needs W&B",
+                self.info.id
+            ))),
+        }
     }
 
     pub fn define_metric(&self, def: MetricDef) -> Result<(), Error> {
@@ -929,13 +970,14 @@ fn connect(
 ) -> Result<Option<Online>, Error> {
     let run_page = (info.url.clone(), settings.app_url.clone());
     if settings.defer_delivery {
-        let delivery = Delivery::new(
+        let mut delivery = Delivery::new(
             transport,
             None,
             run_page,
             info.stopped.clone(),
             settings.heartbeat,
         );
+        delivery.report_saves_to(info.saved_artifacts.clone());
         return Ok(Some(Online {
             delivery,
             interval: None,
@@ -957,13 +999,14 @@ fn connect(
     if target.display_name.is_some() {
         info.display_name = target.display_name.clone();
     }
-    let delivery = Delivery::new(
+    let mut delivery = Delivery::new(
         transport,
         Some(target),
         run_page,
         info.stopped.clone(),
         settings.heartbeat,
     );
+    delivery.report_saves_to(info.saved_artifacts.clone());
     Ok(Some(Online {
         delivery,
         interval: Some(settings.transmit_interval),
@@ -1110,7 +1153,7 @@ fn create_run_dir(settings: &Settings, id: &str, now: SystemTime) -> Result<Path
         .map_err(|e| Error::io(format!("cannot create {}", wandb_dir.display()), e))?;
     let mut second = 0;
     let dir = loop {
-        let time = now + std::time::Duration::from_secs(second);
+        let time = now + Duration::from_secs(second);
         let dir = wandb_dir.join(format!("{prefix}-{}-{id}", system::local_time_stamp(time)));
         match std::fs::create_dir(&dir) {
             Ok(()) => break dir,

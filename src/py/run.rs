@@ -287,22 +287,46 @@ impl RunCore {
     }
 
     /// Logs `artifact` under this run with `aliases` (and `latest`) and `tags`; from then on
-    /// the artifact no longer changes. Returns the aliases it was logged with.
+    /// the artifact no longer changes. Returns the aliases it was logged with, and the
+    /// client id that `wait_artifact` knows it by.
     fn log_artifact(
         &self,
         py: Python<'_>,
         artifact: &ArtifactCore,
         aliases: Vec<String>,
         tags: Vec<String>,
-    ) -> PyResult<Vec<String>> {
+    ) -> PyResult<(Vec<String>, String)> {
         let name = artifact.draft().name().to_string();
         let aliases = names::aliases(&aliases, &name)?;
         let tags = names::tags(&tags, &name)?;
         let mut logged = artifact.draft().finalize()?;
         logged.aliases = aliases.clone();
         logged.tags = tags;
+        let client_id = logged.client_id.clone();
         self.after_change(py, self.run.log_artifact(logged))?;
-        Ok(aliases)
+        Ok((aliases, client_id))
+    }
+
+    /// The artifact this run logged with `client_id`, as W&B holds it once saved (saving
+    /// what the run logged now, within `timeout` seconds, if it was not yet); `name` names
+    /// it in errors.
+    #[pyo3(signature = (client_id, name, timeout=None))]
+    fn wait_artifact(
+        &self,
+        py: Python<'_>,
+        client_id: &str,
+        name: &str,
+        timeout: Option<f64>,
+    ) -> PyResult<LoggedArtifactCore> {
+        let timeout = timeout
+            .map(|seconds| {
+                std::time::Duration::try_from_secs_f64(seconds).map_err(|_| {
+                    Error::Usage(format!("timeout must be seconds >= 0, not {seconds}"))
+                })
+            })
+            .transpose()?;
+        let (logged, transport) = py.detach(|| self.run.wait_artifact(client_id, name, timeout))?;
+        Ok(LoggedArtifactCore::new(logged, transport))
     }
 
     /// The logged artifact `name` stands for, recorded as used by this run.

@@ -11,19 +11,26 @@ use crate::artifact::Entry;
 use crate::core::values::Value;
 use crate::error::Error;
 
+/// The official SDK's fragments of an artifact (a query may not carry one it does not use).
 const ARTIFACT_FRAGMENTS: &str = "fragment ArtifactAliasFragment on ArtifactAlias { __typename \
 id alias } fragment ArtifactFragment on Artifact { __typename id artifactSequence { \
 ...SourceCollectionInfoFragment } versionIndex artifactType { name } description metadata \
 ttlDurationSeconds ttlIsInherited tags { ...TagFragment } historyStep state size digest \
 commitHash fileCount createdAt updatedAt aliases @include(if: $includeAliases) { \
 artifactCollection { ...CollectionInfoFragment } ...ArtifactAliasFragment } } fragment \
-ArtifactMembershipFragment on ArtifactCollectionMembership { __typename id versionIndex \
-createdAt aliases { ...ArtifactAliasFragment } artifactCollection { \
-...CollectionInfoFragment } artifact { ...ArtifactFragment } } fragment \
 CollectionInfoFragment on ArtifactCollection { __typename name project { \
 ...ProjectInfoFragment } } fragment ProjectInfoFragment on Project { id internalId name \
 entity { name } } fragment SourceCollectionInfoFragment on ArtifactSequence { __typename name \
 project { ...ProjectInfoFragment } } fragment TagFragment on Tag { __typename id name }";
+
+const MEMBERSHIP_FRAGMENT: &str = "fragment ArtifactMembershipFragment on \
+ArtifactCollectionMembership { __typename id versionIndex createdAt aliases { \
+...ArtifactAliasFragment } artifactCollection { ...CollectionInfoFragment } artifact { \
+...ArtifactFragment } }";
+
+/// What `artifact.wait()` asks once the artifact is saved.
+const ARTIFACT_BY_ID: &str = "query ArtifactByID($id: ID!, $includeAliases: Boolean = true) { \
+artifact(id: $id) { ...ArtifactFragment } }";
 
 const MEMBERSHIP_BY_NAME: &str = "query ArtifactMembershipByName($entity: String!, $project: \
 String!, $name: String!, $includeAliases: Boolean = false) { project(name: $project, \
@@ -82,7 +89,7 @@ pub async fn resolve(
     project: &str,
     name: &str,
 ) -> Result<LoggedArtifact, Error> {
-    let query = format!("{MEMBERSHIP_BY_NAME} {ARTIFACT_FRAGMENTS}");
+    let query = format!("{MEMBERSHIP_BY_NAME} {MEMBERSHIP_FRAGMENT} {ARTIFACT_FRAGMENTS}");
     let variables = json!({"entity": entity, "project": project, "name": name});
     let answer = transport
         .graphql("ArtifactMembershipByName", &query, variables)
@@ -99,27 +106,70 @@ pub async fn resolve(
             "artifact {entity}/{project}/{name} not found"
         )));
     }
-    let artifact = &membership["artifact"];
-    let strings = |list: &Json, field: &str| -> Vec<String> {
-        list.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|item| item[field].as_str().map(str::to_string))
-            .collect()
-    };
+    let aliases = strings(&membership["aliases"], "alias");
+    let version_index = membership["versionIndex"].as_i64().unwrap_or_default();
     let collection = &membership["artifactCollection"];
     let op = "ArtifactMembershipByName";
+    logged(
+        &membership["artifact"],
+        collection,
+        version_index,
+        aliases,
+        op,
+    )
+}
+
+/// The artifact version whose id is `id`, with its aliases in its own collection.
+pub async fn by_id(transport: &Transport, id: &str) -> Result<LoggedArtifact, Error> {
+    let op = "ArtifactByID";
+    let query = format!("{ARTIFACT_BY_ID} {ARTIFACT_FRAGMENTS}");
+    let answer = transport.graphql(op, &query, json!({"id": id})).await?;
+    let artifact = &answer["artifact"];
+    if artifact.is_null() {
+        return Err(Error::Comm(format!("W&B has no artifact with id {id:?}")));
+    }
+    let sequence = &artifact["artifactSequence"];
+    let sequence_name = sequence["name"].as_str();
+    let own: Vec<Json> = artifact["aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|alias| alias["artifactCollection"]["name"].as_str() == sequence_name)
+        .cloned()
+        .collect();
+    let aliases = strings(&Json::Array(own), "alias");
+    let version_index = artifact["versionIndex"].as_i64().unwrap_or_default();
+    logged(artifact, sequence, version_index, aliases, op)
+}
+
+/// The `field` of every item of `list`.
+fn strings(list: &Json, field: &str) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item[field].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A version from an answer's `ArtifactFragment` and its collection (`name`, `project`).
+fn logged(
+    artifact: &Json,
+    collection: &Json,
+    version_index: i64,
+    aliases: Vec<String>,
+    op: &str,
+) -> Result<LoggedArtifact, Error> {
     Ok(LoggedArtifact {
         id: text(artifact, "id", op)?,
         entity: text(&collection["project"]["entity"], "name", op)?,
         project: text(&collection["project"], "name", op)?,
         name: text(collection, "name", op)?,
-        version_index: membership["versionIndex"].as_i64().unwrap_or_default(),
+        version_index,
         artifact_type: text(&artifact["artifactType"], "name", op)?,
         digest: text(artifact, "digest", op)?,
         description: artifact["description"].as_str().map(str::to_string),
         metadata: artifact["metadata"].as_str().map(str::to_string),
-        aliases: strings(&membership["aliases"], "alias"),
+        aliases,
         tags: strings(&artifact["tags"], "name"),
         size: artifact["size"].as_u64().unwrap_or_default(),
     })
@@ -146,14 +196,7 @@ pub async fn manifest(transport: &Transport, logged: &LoggedArtifact) -> Result<
         ))
     };
     // A storage URL: signed, so sent without the API key.
-    let response = transport::client()?
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| failed(transport::error_chain(&e)))?;
-    if !response.status().is_success() {
-        return Err(failed(format!("HTTP {}", response.status())));
-    }
+    let response = transport::get_keyless(&url).await.map_err(failed)?;
     let body = response
         .bytes()
         .await

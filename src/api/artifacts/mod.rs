@@ -9,7 +9,7 @@ use crate::error::Error;
 mod fetch;
 mod save;
 
-pub use fetch::{file_urls, manifest, record_use, resolve, LoggedArtifact};
+pub use fetch::{by_id, file_urls, manifest, record_use, resolve, LoggedArtifact};
 pub use save::{save, MAX_PARALLEL_UPLOADS};
 
 /// The string at `field` of an answer; its absence is an error naming the operation.

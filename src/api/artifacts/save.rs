@@ -45,7 +45,7 @@ pub async fn save(
     transport: &Arc<Transport>,
     target: &RunTarget,
     artifact: &Artifact,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let digest = artifact.digest();
     let aliases: Vec<Json> = artifact
         .aliases
@@ -81,7 +81,7 @@ pub async fn save(
     let created = &created["createArtifact"]["artifact"];
     let id = text(created, "id", "CreateArtifact")?;
     match created["state"].as_str() {
-        Some("COMMITTED") => return Ok(()),
+        Some("COMMITTED") => return Ok(id),
         Some("PENDING") | Some("DELETED") => {}
         other => {
             return Err(Error::Comm(format!(
@@ -128,8 +128,8 @@ pub async fn save(
     transport.upload(&upload, manifest.into_bytes()).await?;
     transport
         .graphql("CommitArtifact", COMMIT_ARTIFACT, json!({"artifactID": id}))
-        .await
-        .map(drop)
+        .await?;
+    Ok(id)
 }
 
 /// Asks for upload URLs for every file entry (references have no bytes to upload) and
