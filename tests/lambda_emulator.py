@@ -33,10 +33,17 @@ What it enforces, as Lambda does:
 Everything runs in a Lambda-like sandbox, one mount namespace (`unshare`) whose first process
 stays as the sandbox's init and starts the runtime and each extension there, as Lambda's init
 starts them inside the microVM: every mount
-read-only, `<opt>` (if given) bound read-only at /opt, a tmpfs /tmp shared by all processes and
-kept across re-initialisations, a /dev with only null, zero, random and urandom (so no
+read-only, `<opt>` (if given) bound read-only at /opt, a writable /tmp shared by all processes
+and kept across re-initialisations, a /dev with only null, zero, random and urandom (so no
 /dev/shm), and a HOME that does not exist. The emulator stays outside, on the host's network
 namespace, and can look into the sandbox's /tmp (`tmp_files()`, `read_tmp()`).
+
+By default /tmp is a 512 MB tmpfs: its files are memory, charged to the function's memory
+cgroup. With `ephemeral_storage_mb` it is disk-backed, as Lambda's ephemeral storage (512 MB to
+10240 MB, not counted against the function's memory): an ext4 filesystem in an image file of
+that size on the host's disk, loop-mounted, so a full /tmp is ENOSPC; what the function writes
+there only passes through the page cache, which the cgroup reclaims. The image is removed at
+exit. Where no loop device can be mounted, entering raises `EphemeralStorageUnavailable`.
 
 Two more execution models, as the runtime client runs them:
   * SnapStart (`snapstart=True`, AWS_LAMBDA_INITIALIZATION_TYPE=snap-start): INIT ends when
@@ -69,10 +76,12 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -108,15 +117,19 @@ RUNTIME_ONLY_VARIABLES = (
 )
 
 # Make every mount read-only, then give the environment what Lambda gives it: the layers
-# read-only at /opt, a writable tmpfs /tmp and a minimal /dev. "$0" is the working directory
-# (the task root), "$1" the directory to bind at /opt (or ""); the arguments up to "--" are host
-# paths under /tmp that must stay visible (a checkout or virtualenv there): the new /tmp is
-# assembled under the new /dev with those paths bound into it read-only, then moved over /tmp.
-# It prints "ready" once done and runs the command after "--" (the sandbox's init) silently.
+# read-only at /opt, a writable /tmp and a minimal /dev. "$0" is the working directory (the
+# task root), "$1" the directory to bind at /opt (or ""), "$2" the ephemeral storage's directory
+# (or "" for a tmpfs /tmp): its image `disk.ext4` is loop-mounted on its `mnt` before /dev is
+# replaced (mount needs the host's loop devices), and exit status 3 says that failed. The
+# arguments up to "--" are host paths under /tmp that must stay visible (a checkout or
+# virtualenv there): the new /tmp is assembled under the new /dev with those paths bound into
+# it read-only, then moved over /tmp. It prints "ready" once done and runs the command after
+# "--" (the sandbox's init) silently.
 SANDBOX = r"""
 set -e
 opt="$1"
-shift
+storage="$2"
+shift 2
 keep=""
 while [ "$1" != "--" ]; do keep="$keep $1"; shift; done
 shift
@@ -125,13 +138,25 @@ if [ -n "$opt" ]; then
   [ -d /opt ] || mkdir /opt
   mount --bind "$opt" /opt
 fi
+if [ -n "$storage" ]; then
+  # While its image is still on a writable mount (else the loop device is read-only).
+  mount -o loop "$storage/disk.ext4" "$storage/mnt" || exit 3
+fi
 for target in $(awk '{print $2}' /proc/self/mounts | sort -u); do
   case "$target" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
   mount -o remount,bind,ro "$target" 2>/dev/null || true
 done
 mount -t tmpfs -o mode=755 none /dev
 mkdir /dev/.tmp
-mount -t tmpfs -o size=512m tmpfs /dev/.tmp
+if [ -n "$storage" ]; then
+  mount --move "$storage/mnt" /dev/.tmp
+  mount -o remount,bind,rw /dev/.tmp  # made read-only with the rest above
+  # As the tmpfs: empty, and writable by everyone (sticky).
+  rmdir /dev/.tmp/lost+found
+  chmod 1777 /dev/.tmp
+else
+  mount -t tmpfs -o size=512m tmpfs /dev/.tmp
+fi
 for path in $keep; do
   mkdir -p "/dev/.tmp${path#/tmp}"
   mount --bind "$path" "/dev/.tmp${path#/tmp}"
@@ -246,6 +271,33 @@ main.main(sys.argv)
 # Lambda's limit on a restore: the runtime, its after-restore hooks run, waits for its first
 # event within this many seconds.
 RESTORE_LIMIT = 10.0
+
+
+class EphemeralStorageUnavailable(RuntimeError):
+    """A disk-backed /tmp (`ephemeral_storage_mb`) cannot be made here: no mkfs.ext4, or no
+    loop mount."""
+
+
+def _ephemeral_storage(size_mb: int) -> Path:
+    """A directory on the host's disk holding `disk.ext4`, an empty ext4 filesystem image of
+    `size_mb` MiB (sparse), and `mnt`, where the sandbox mounts it."""
+    storage = Path(tempfile.mkdtemp(prefix="lambda-ephemeral-storage-"))
+    (storage / "mnt").mkdir()
+    image = storage / "disk.ext4"
+    with image.open("wb") as file:
+        file.truncate(size_mb << 20)
+    try:
+        # No blocks reserved for root: the function may fill all of it.
+        made = subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], capture_output=True, text=True
+        )
+    except OSError as error:
+        shutil.rmtree(storage)
+        raise EphemeralStorageUnavailable(f"cannot run mkfs.ext4: {error}") from None
+    if made.returncode != 0:
+        shutil.rmtree(storage)
+        raise EphemeralStorageUnavailable(f"mkfs.ext4 failed: {made.stderr.strip()}")
+    return storage
 
 
 def _under_tmp(paths: list[Path]) -> list[str]:
@@ -602,6 +654,7 @@ class LambdaEmulator:
         runtime: Runtime | None = None,
         snapstart: bool = False,
         max_concurrency: int | None = None,
+        ephemeral_storage_mb: int | None = None,
         _snapshot: LambdaEmulator | None = None,
     ):
         self.task_root = task_root
@@ -618,6 +671,7 @@ class LambdaEmulator:
         self.extra_env = env or {}
         self.snapstart = snapstart
         self.max_concurrency = max_concurrency
+        self.ephemeral_storage_mb = ephemeral_storage_mb  # None: /tmp is a 512 MB tmpfs
         # A SnapStart copy: the snapshot it is restored from (its sandbox is the snapshot's).
         self.snapshot = _snapshot
         self.invocations: list[Invocation] = []
@@ -656,6 +710,7 @@ class LambdaEmulator:
         self._holder: subprocess.Popen[bytes] | None = None  # the sandbox's init
         self._spawner: _Spawner | None = None
         self._kept: list[str] = []  # host paths bound into the sandbox's /tmp
+        self._storage: Path | None = None  # the ephemeral storage's image and mount point
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.emulator = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -744,6 +799,7 @@ class LambdaEmulator:
             sandbox=self.sandbox,
             opt=self.opt,
             runtime=self.runtime,
+            ephemeral_storage_mb=self.ephemeral_storage_mb,
             _snapshot=self,
         )
 
@@ -822,6 +878,8 @@ class LambdaEmulator:
             *map(Path, sys.path[1:]),
         ]
         self._kept = _under_tmp([p for p in needed if p.exists()])
+        if self.ephemeral_storage_mb is not None:
+            self._storage = _ephemeral_storage(self.ephemeral_storage_mb)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         command = [
             "unshare",
@@ -831,6 +889,7 @@ class LambdaEmulator:
             SANDBOX,
             str(self.task_root),
             str(self.opt or ""),
+            str(self._storage or ""),
             *self._kept,
             "--",
             *(sys.executable, "-I", "-S", "-c", SPAWNER, str(theirs.fileno())),
@@ -848,6 +907,10 @@ class LambdaEmulator:
         said = self._holder.stdout.read()  # until "ready" and the silent exec of its init
         self._holder.stdout.close()
         if not said.endswith(b"ready\n") or self._holder.poll() is not None:
+            if self._holder.wait() == 3:
+                raise EphemeralStorageUnavailable(
+                    f"cannot loop-mount {self._storage}/disk.ext4:\n{said.decode()}"
+                )
             raise AssertionError(f"the sandbox could not be set up:\n{said.decode()}")
         self._spawner = _Spawner(ours, timeout=10)
         # Only now, so that the init's own start-up memory is not charged to the function
@@ -892,6 +955,10 @@ class LambdaEmulator:
         if self._holder is not None and self._holder.poll() is None:
             self._holder.kill()
             self._holder.wait()
+        if self._storage is not None:
+            # Its loop device is gone with the sandbox's mounts: mount sets it to auto-clear.
+            shutil.rmtree(self._storage)
+            self._storage = None
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()

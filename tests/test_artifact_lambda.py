@@ -6,18 +6,24 @@ signatures checked.
 - An inference function downloads its model at its cold start: the model's files are
   fetched once per sandbox, not again at warm invocations nor at the cold start that follows
   a crash (the sandbox's /tmp is kept), and every run records the version it used.
+- A 128 MB function downloads a 300 MiB model into a disk-backed /tmp (1 GB of ephemeral
+  storage), fetched once and whole, and hashes it without going over its memory; with /tmp
+  in memory (the emulator's tmpfs) the same download gets it OOM-killed.
 - A data function logs the S3 object of an upload event as a reference artifact, read with
   the function role's credentials, and uploaded after the response.
 - An artifact whose upload the invocation's deadline cut is completed by the next
-  invocation: one committed version with every file, none made twice."""
+  invocation, before that invocation's own version of it: one committed version with every
+  file, none made twice, and the versions numbered in the order they were logged."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from pathlib import Path
 
+import pytest
 import requests
 from test_lambda_runtime import wandb_env
 from test_serverless import Moto
@@ -26,7 +32,7 @@ import wandb_nexus as wandb
 
 from conftest import needs_sandbox
 from fake_wandb import DROP_AFTER_APPLY, FakeWandb
-from lambda_emulator import LambdaEmulator
+from lambda_emulator import EphemeralStorageUnavailable, LambdaEmulator
 
 FUNCTIONS = Path(__file__).resolve().parent / "lambda_functions"
 
@@ -42,6 +48,25 @@ def log_model(fake: FakeWandb, tmp_path: Path) -> bytes:
     run.log_artifact(model, aliases=["prod"])
     run.finish()
     return weights
+
+
+def log_large_model(tmp_path: Path, size: int) -> str:
+    """Logs a model of `size` pseudo-random bytes, written a MiB at a time (not held in
+    memory at once); returns their SHA-256."""
+    digest = hashlib.sha256()
+    weights = tmp_path / "weights.bin"
+    with weights.open("wb") as file:
+        for _ in range(size >> 20):
+            chunk = os.urandom(1 << 20)
+            digest.update(chunk)
+            file.write(chunk)
+    run = wandb.init(project="models", dir=str(tmp_path))
+    model = wandb.Artifact("large-model", type="model")
+    model.add_file(weights)
+    run.log_artifact(model, aliases=["prod"])
+    run.finish()
+    weights.unlink()  # uploaded: pytest keeps its temporary directories
+    return digest.hexdigest()
 
 
 def model_file_gets(fake: FakeWandb) -> int:
@@ -80,6 +105,34 @@ def test_an_inference_function_fetches_its_model_once_per_sandbox(
     assert len(inference_runs) == 4 and sorted(used) == sorted(r.name for r in inference_runs)
     for run in inference_runs:
         assert [row["model_version"] for row in run.history] == ["v0"]
+
+
+def test_a_128_mb_function_downloads_a_300_mib_model_into_its_ephemeral_storage(
+    fake: FakeWandb, tmp_path: Path
+) -> None:
+    size = 300 << 20
+    sha256 = log_large_model(tmp_path, size)
+    (model,) = fake.artifacts("large-model")
+    event = {"model": f"{model.entity}/models/large-model:prod", "file": "weights.bin"}
+    env = wandb_env(fake)
+    handler = "artifact_functions.hash_model"
+    try:
+        with LambdaEmulator(
+            FUNCTIONS, handler, env=env, timeout=60, memory_mb=128, ephemeral_storage_mb=1024
+        ) as lam:
+            if lam.memory_cgroup is None:
+                pytest.skip("no writable memory cgroup here")
+            on_disk = lam.invoke(event)
+    except EphemeralStorageUnavailable as error:
+        pytest.skip(f"no disk-backed /tmp here: {error}")
+    assert on_disk.outcome == "response" and not on_disk.oom_killed, lam.output.decode()
+    assert on_disk.body["root"].startswith("/tmp/")
+    assert on_disk.body["bytes"] == size and on_disk.body["sha256"] == sha256
+    assert model_file_gets(fake) == 1
+    # The same function with /tmp in memory: the model's pages are charged to it.
+    with LambdaEmulator(FUNCTIONS, handler, env=env, timeout=60, memory_mb=128) as lam:
+        in_memory = lam.invoke(event)
+    assert in_memory.outcome == "crash" and in_memory.oom_killed, lam.output.decode()
 
 
 def test_an_upload_event_is_logged_as_a_reference_after_the_response(
@@ -147,11 +200,13 @@ def test_an_artifact_cut_by_the_deadline_is_completed_once_by_the_next_invocatio
         after = lam.invoke(second, pause=0.2)
         assert after.outcome == "response", lam.output.decode()
     versions = fake.artifacts("daily")
-    # The cut version was completed, not made again beside a PENDING leftover. (Which one
-    # is v0 is not checked: the spooled run is delivered after the invocation's own.)
+    # The cut version was completed, not made again beside a PENDING leftover, and before
+    # the next day's: the server numbers versions as they are committed, so day one is v0
+    # and "latest" is day two's.
     assert len(versions) == 2, [(a.version, a.state) for a in versions]
     assert {a.state for a in versions} == {"COMMITTED"}
     by_day = {a.metadata["day"]: a for a in versions}
     assert by_day[1].files == {"a.csv": b"x,y\n1,2\n", "notes/b.txt": b"day one"}
     assert by_day[2].files == {"a.csv": b"x,y\n3,4\n"}
-    assert sorted(a.version for a in versions) == ["v0", "v1"]
+    assert [by_day[1].version, by_day[2].version] == ["v0", "v1"]
+    assert "latest" in by_day[2].aliases and "latest" not in by_day[1].aliases

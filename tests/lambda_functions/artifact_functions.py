@@ -1,9 +1,11 @@
 """Lambda handlers that use artifacts (tests/test_artifact_lambda.py): an inference function
-that loads its model from a W&B artifact and says which version answered, and a data function
-that logs the S3 object an upload event names as a reference artifact."""
+that loads its model from a W&B artifact and says which version answered, one that hashes a
+model larger than its memory, and a data function that logs the S3 object an upload event
+names as a reference artifact."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -21,6 +23,19 @@ def predict(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("crash"):
         os._exit(3)  # the runtime dies: Lambda re-initialises in the same sandbox
     return {"version": model.version, "root": root, "bytes": size}
+
+
+@wandb.lambda_handler(project="inference")
+def hash_model(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    assert wandb.run is not None
+    root = wandb.run.use_artifact(event["model"], type="model").download()
+    path = os.path.join(root, event["file"])
+    digest = hashlib.sha256()
+    with open(path, "rb") as weights:
+        # A MiB at a time: the model is larger than the function's memory.
+        for chunk in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"root": root, "sha256": digest.hexdigest(), "bytes": os.path.getsize(path)}
 
 
 @wandb.lambda_handler(project="ingest", job_type="ingest")
