@@ -486,6 +486,7 @@ class ArtifactState:
     manifest_bytes: bytes | None = None  # as PUT
     issued_files: dict[str, str] = field(default_factory=dict)  # path -> md5 (CreateArtifactFiles)
     files: dict[str, bytes] = field(default_factory=dict)  # uploaded contents, by entry path
+    file_md5s: dict[str, str] = field(default_factory=dict)  # their base64 MD5, as checked
 
     @property
     def version(self) -> str | None:
@@ -1519,12 +1520,13 @@ class FakeWandb:
             birth_id = entry.get("birthArtifactID") or artifact.id
             owner = self._artifact_by_id(birth_id)
             data = None if owner is None else owner.files.get(path)
-            if data is None:
+            if owner is None or data is None:
                 raise GraphQLError(f"artifact {artifact.id}: file {path!r} was not uploaded")
-            if _b64_md5(data) != entry["digest"]:
+            # Stored files never change, so the MD5 checked at their upload stands.
+            if (md5 := owner.file_md5s[path]) != entry["digest"]:
                 raise GraphQLError(
                     f"artifact {artifact.id}: file {path!r} was uploaded with MD5"
-                    f" {_b64_md5(data)}, the manifest says {entry['digest']}"
+                    f" {md5}, the manifest says {entry['digest']}"
                 )
             if entry.get("size") is not None and entry["size"] != len(data):
                 raise GraphQLError(
@@ -1981,6 +1983,9 @@ class FakeWandb:
         if "authorization" in record.headers:
             raise HttpError(400, "upload URLs must not receive an Authorization header")
         what, *rest = params
+        # Hashed before the lock, so that uploads in parallel hash in parallel (hashlib lets
+        # go of the GIL), as storage does.
+        body_md5 = _b64_md5(raw) if what != "run" else ""
         with self._lock:
             if what == "run":
                 entity, project, name, path = rest
@@ -1998,12 +2003,13 @@ class FakeWandb:
                 path = rest[1]
                 if path not in artifact.issued_files:
                     raise HttpError(403, f"no upload URL was issued for artifact file {path!r}")
-                _check_signed_md5(artifact.issued_files[path], record.headers, raw)
+                _check_signed_md5(artifact.issued_files[path], record.headers, body_md5)
                 artifact.files[path] = raw
+                artifact.file_md5s[path] = body_md5
             else:
                 if artifact.manifest_digest is None:
                     raise HttpError(403, "no upload URL was issued for this manifest")
-                _check_signed_md5(artifact.manifest_digest, record.headers, raw)
+                _check_signed_md5(artifact.manifest_digest, record.headers, body_md5)
                 artifact.manifest_bytes = raw
         return 200, None
 
@@ -2394,9 +2400,10 @@ def _b64_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def _check_signed_md5(md5: str, headers: dict[str, str], body: bytes) -> None:
+def _check_signed_md5(md5: str, headers: dict[str, str], body_md5: str) -> None:
     """An upload to a URL signed for Content-MD5 `md5` (as GCS and S3 sign them): the header
-    must be sent as issued (else the signature fails: 403), and the body must match (400)."""
+    must be sent as issued (else the signature fails: 403), and the body (whose MD5 is
+    `body_md5`) must match (400)."""
     sent = headers.get("content-md5")
     if sent != md5:
         raise HttpError(
@@ -2404,8 +2411,8 @@ def _check_signed_md5(md5: str, headers: dict[str, str], body: bytes) -> None:
             f"signature mismatch: Content-MD5 {sent!r} is not the signed {md5!r}"
             " (send the uploadHeaders)",
         )
-    if _b64_md5(body) != md5:
-        raise HttpError(400, f"BadDigest: the body's MD5 is {_b64_md5(body)}, not {md5}")
+    if body_md5 != md5:
+        raise HttpError(400, f"BadDigest: the body's MD5 is {body_md5}, not {md5}")
 
 
 def _check_manifest(manifest: Any) -> dict[str, dict[str, Any]]:
