@@ -1184,3 +1184,17 @@ def test_wait_gives_the_saved_version(world: World, sdk: str) -> None:
     if sdk == "nexus":
         assert "OfflineError" in use_offline[0] and "waited:latest" in use_offline[1]
         assert "OfflineError" in wait_offline[0] and "kept" in wait_offline[1]
+
+
+def test_a_single_tag_or_alias_string_is_one_item(tmp_path: Path) -> None:
+    """log_artifact(aliases="best", tags="raw data") gives the artifact the one alias and the
+    one tag, not one per character."""
+    import wandb_nexus
+
+    run = wandb_nexus.init(project="p", mode="offline", dir=str(tmp_path))
+    art = wandb_nexus.Artifact("ds", type="dataset")
+    with art.new_file("x.txt") as f:
+        f.write("x")
+    run.log_artifact(art, aliases="best", tags="raw data")
+    run.finish()
+    assert (art.aliases, art.tags) == (["latest", "best"], ["raw data"])

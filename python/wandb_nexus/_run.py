@@ -411,10 +411,11 @@ class Run:
         from ._artifact import artifact_of
 
         artifact = artifact_of(self.id, artifact_or_path, name, type)
+        tag_list = _strings("tags", tags)
         artifact.aliases, client_id = self._core.log_artifact(
-            artifact._core, _strings("aliases", aliases), _strings("tags", tags)
+            artifact._core, _strings("aliases", aliases), tag_list
         )
-        artifact.tags = list(dict.fromkeys(tags or ()))
+        artifact.tags = list(dict.fromkeys(tag_list))
         artifact._logged_by = (self._core, client_id)
         return artifact
 
