@@ -1,6 +1,7 @@
 //! An artifact being put together: files added (hashed, and copied into staging unless the
 //! caller promises not to change them), references recorded, until it is logged.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -220,24 +221,28 @@ impl Draft {
 
     /// Puts `entries` in, refusing a path already there with other contents (unless
     /// `overwrite`), so that no two entries claim one path.
+    /// Puts `entries` in, refusing a path already there with other contents (unless
+    /// `overwrite`), so that no two entries claim one path. Held entries are sorted by path,
+    /// so adding a directory of many files takes time in proportion to them, not squared.
     fn insert(&mut self, entries: Vec<Entry>, overwrite: bool) -> Result<(), Error> {
-        for entry in &entries {
-            let clash = self
-                .artifact
+        let held = &self.artifact.entries;
+        let clash = entries.iter().find(|entry| {
+            held.binary_search_by(|e| e.path.cmp(&entry.path))
+                .is_ok_and(|i| held[i].digest != entry.digest)
+        });
+        if let (Some(entry), false) = (clash, overwrite) {
+            return Err(Error::Usage(format!(
+                "artifact {:?} already has another {:?} (pass overwrite=True to replace it)",
+                self.artifact.name, entry.path
+            )));
+        }
+        {
+            let replaced: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+            self.artifact
                 .entries
-                .iter()
-                .any(|e| e.path == entry.path && e.digest != entry.digest);
-            if clash && !overwrite {
-                return Err(Error::Usage(format!(
-                    "artifact {:?} already has another {:?} (pass overwrite=True to replace it)",
-                    self.artifact.name, entry.path
-                )));
-            }
+                .retain(|e| !replaced.contains(e.path.as_str()));
         }
-        for entry in entries {
-            self.artifact.entries.retain(|e| e.path != entry.path);
-            self.artifact.entries.push(entry);
-        }
+        self.artifact.entries.extend(entries);
         self.artifact.sort_entries();
         Ok(())
     }
