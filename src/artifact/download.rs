@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 
-use super::{b64, hex, md5_copy, Entry};
+use super::{b64, hex, md5_copy, reference, Entry};
 use crate::api::artifacts::{self, LoggedArtifact};
 use crate::api::transport::{self, Transport};
 use crate::aws::s3;
@@ -31,11 +31,13 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// Room left free beyond what the files need.
 const SPACE_MARGIN: u64 = 1 << 20;
 
-/// Downloads every entry of `logged` into `root`, through the cache under `cache`. `env`
-/// gives the AWS settings of S3 references. Returns how many files were fetched.
+/// Downloads `entries`, the manifest of `logged`, into `root`, through the cache under
+/// `cache`. `env` gives the AWS settings of S3 references. Returns how many files were
+/// fetched.
 pub async fn download(
     transport: &Transport,
     logged: &LoggedArtifact,
+    entries: &[Entry],
     root: &Path,
     cache: &Path,
     env: &(impl Fn(&str) -> Option<String> + Sync),
@@ -47,15 +49,11 @@ pub async fn download(
         logged.name,
         logged.version()
     );
-    let entries = artifacts::manifest(transport, logged).await?;
-    let planned: Vec<(Entry, PathBuf)> = entries
-        .into_iter()
-        .map(|entry| {
-            let object = cache_object(cache, &entry);
-            (entry, object)
-        })
+    let planned: Vec<(&Entry, PathBuf)> = entries
+        .iter()
+        .map(|entry| (entry, cache_object(cache, entry)))
         .collect();
-    let missing: Vec<&(Entry, PathBuf)> = planned
+    let missing: Vec<&(&Entry, PathBuf)> = planned
         .iter()
         .filter(|(entry, object)| !is_cached(object, entry.size))
         .collect();
@@ -237,9 +235,7 @@ async fn fetch_to(
             Ok(())
         }
         Some("file") => {
-            let local = reqwest::Url::parse(uri)
-                .ok()
-                .and_then(|url| url.to_file_path().ok())
+            let local = reference::local_path(uri)
                 .ok_or_else(|| Error::Usage(format!("{label}: {uri} is not a local path")))?;
             let copied = std::fs::File::open(&local)
                 .and_then(|from| md5_copy(from, std::fs::File::create(part)?));
@@ -248,8 +244,7 @@ async fn fetch_to(
             // Checksummed references hold the MD5 of the contents, and are checked; the
             // others hold their path's, and are taken as they are now.
             let unchanged = b64(&md5) == entry.digest
-                || super::reference::unchecked_file_digest(&local).ok()
-                    == Some(entry.digest.clone());
+                || reference::unchecked_file_digest(&local).is_ok_and(|d| d == entry.digest);
             match unchanged {
                 true => Ok(()),
                 false => Err(Error::InvalidValue(format!(

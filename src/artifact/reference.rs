@@ -3,7 +3,7 @@
 //! resources by ETag and length, local files by their MD5 (or by their path without a
 //! checksum), and any other URI by itself under the name given.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use reqwest::Url;
@@ -39,7 +39,7 @@ pub fn entries(
              https://host/path or file:///path"
         )));
     };
-    let runtime = runtime().map_err(|e| Error::io("cannot start the runtime", e))?;
+    let runtime = runtime()?;
     match scheme {
         "s3" => {
             let (bucket, key, version) = s3_location(uri)?;
@@ -229,6 +229,11 @@ async fn http_entry(uri: &str, path: String) -> Result<Entry, Error> {
     })
 }
 
+/// The local path a `file://` URI names.
+pub fn local_path(uri: &str) -> Option<PathBuf> {
+    Url::parse(uri).ok()?.to_file_path().ok()
+}
+
 /// The digest of a local file referenced without a checksum: the MD5 of its resolved
 /// `file://` URI, so it changes only when the path does.
 pub fn unchecked_file_digest(file: &Path) -> std::io::Result<String> {
@@ -245,9 +250,7 @@ fn file_entries(
     checksum: bool,
     max_objects: usize,
 ) -> Result<Vec<Entry>, Error> {
-    let local = Url::parse(uri)
-        .ok()
-        .and_then(|url| url.to_file_path().ok())
+    let local = local_path(uri)
         .ok_or_else(|| Error::Usage(format!("{uri:?} is not a file:// URI of a local path")))?;
     let unreadable = |e: std::io::Error| Error::io(format!("cannot read reference {uri}"), e);
     let entry = |file: &Path, path: String, reference: String| -> Result<Entry, Error> {

@@ -2,7 +2,7 @@
 //! hashed and staged, and whose references are read, with the GIL released.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use pyo3::prelude::*;
 
@@ -13,7 +13,6 @@ use crate::artifact::{download, reference, Entry};
 use crate::core::runtime::runtime;
 use crate::core::settings::{artifact_download_dir, artifact_staging_dir, cache_dir};
 use crate::core::values::Value;
-use crate::error::Error;
 use crate::py::convert;
 
 #[pyclass(module = "wandb_nexus._core", name = "ArtifactCore", frozen)]
@@ -159,11 +158,26 @@ impl ArtifactCore {
 pub struct LoggedArtifactCore {
     logged: LoggedArtifact,
     transport: Arc<Transport>,
+    /// Its manifest, read once: a version's never changes.
+    manifest: OnceLock<Vec<Entry>>,
 }
 
 impl LoggedArtifactCore {
     pub(crate) fn new(logged: LoggedArtifact, transport: Arc<Transport>) -> Self {
-        Self { logged, transport }
+        Self {
+            logged,
+            transport,
+            manifest: OnceLock::new(),
+        }
+    }
+
+    fn entries(&self, py: Python<'_>) -> PyResult<&[Entry]> {
+        if let Some(entries) = self.manifest.get() {
+            return Ok(entries);
+        }
+        let entries =
+            py.detach(|| runtime()?.block_on(artifacts::manifest(&self.transport, &self.logged)))?;
+        Ok(self.manifest.get_or_init(|| entries))
     }
 }
 
@@ -233,11 +247,7 @@ impl LoggedArtifactCore {
 
     /// Its entries, as its manifest on W&B lists them.
     fn manifest(&self, py: Python<'_>) -> PyResult<Vec<EntryTuple>> {
-        let entries = py.detach(|| {
-            let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
-            rt.block_on(artifacts::manifest(&self.transport, &self.logged))
-        })?;
-        Ok(entries.iter().map(entry_tuple).collect())
+        Ok(self.entries(py)?.iter().map(entry_tuple).collect())
     }
 
     /// Downloads every file into `root` (default: `<artifact dir>/<dir_name>`, by default
@@ -256,12 +266,13 @@ impl LoggedArtifactCore {
                 .unwrap_or_else(|| format!("{}:{}", self.logged.name, self.logged.version()));
             artifact_download_dir(env).join(name)
         });
+        let entries = self.entries(py)?;
         let fetched = py.detach(|| {
-            let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
             let cache = cache_dir(env);
-            rt.block_on(download::download(
+            runtime()?.block_on(download::download(
                 &self.transport,
                 &self.logged,
+                entries,
                 &root,
                 &cache,
                 &env,
