@@ -24,7 +24,6 @@ import re
 from pathlib import Path
 
 import pytest
-import requests
 from test_lambda_runtime import wandb_env
 from test_serverless import Moto
 
@@ -144,21 +143,9 @@ def test_an_upload_event_is_logged_as_a_reference_after_the_response(
         s3.create_bucket(Bucket="uploads")
         s3.put_object(Bucket="uploads", Key="day-1/batch.csv", Body=b"a,b\n1,2\n")
         etag = s3.head_object(Bucket="uploads", Key="day-1/batch.csv")["ETag"].strip('"')
-        iam = moto.client("iam")
-        iam.create_user(UserName="function")
-        read = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
-        }
-        iam.put_user_policy(UserName="function", PolicyName="read", PolicyDocument=json.dumps(read))
-        key = iam.create_access_key(UserName="function")["AccessKey"]
-        requests.post(f"{moto.url}/moto-api/reset-auth", data=b"0").raise_for_status()
-        env = wandb_env(
-            fake,
-            AWS_ENDPOINT_URL=moto.url,
-            AWS_ACCESS_KEY_ID=key["AccessKeyId"],
-            AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"],
-        )
+        role = moto.role_credentials("function", {"Action": "s3:GetObject", "Resource": "*"})
+        moto.check_auth()
+        env = wandb_env(fake, AWS_ENDPOINT_URL=moto.url, **role)
         event = {
             "Records": [
                 {"s3": {"bucket": {"name": "uploads"}, "object": {"key": "day-1/batch.csv"}}}
@@ -179,7 +166,8 @@ def test_an_upload_event_is_logged_as_a_reference_after_the_response(
             assert entry["digest"] == etag and entry["size"] == 8
             saves = [r for r in fake.requests if r.operation == "CreateArtifact"]
             assert saves and all(r.received_at >= invocation.responded_at for r in saves)
-            assert key["SecretAccessKey"].encode() not in lam.output
+            for secret in (role["AWS_SECRET_ACCESS_KEY"], role["AWS_SESSION_TOKEN"]):
+                assert secret.encode() not in lam.output
     finally:
         moto.stop()
 

@@ -44,7 +44,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-import requests
 from test_artifacts import (
     HTTP_FILES,
     S3,
@@ -529,11 +528,11 @@ class Site(World):
 def s3_admin(s3: S3) -> Iterator[Any]:
     """An S3 client to moto with IAM enforcement off while it is used (the role can only
     read): for the test's own changes to the buckets."""
-    requests.post(f"{s3.moto.url}/moto-api/reset-auth", data=b"inf").raise_for_status()
+    s3.moto.check_auth(enforced=False)
     try:
         yield s3.moto.client("s3")
     finally:
-        requests.post(f"{s3.moto.url}/moto-api/reset-auth", data=b"0").raise_for_status()
+        s3.moto.check_auth()
 
 
 @dataclass

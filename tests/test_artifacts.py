@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from test_serverless import Moto
 
 from fake_wandb import (
@@ -445,44 +444,10 @@ def s3_with_iam() -> Iterator[S3]:
         s3.put_bucket_versioning(Bucket="vbkt", VersioningConfiguration={"Status": "Enabled"})
         for body in VERSIONED:
             version_id = s3.put_object(Bucket="vbkt", Key="v.txt", Body=body)["VersionId"]
-        iam = moto.client("iam")
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
-            ],
-        }
-        role = iam.create_role(RoleName="function", AssumeRolePolicyDocument=json.dumps(trust))
-        read = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": [
-                        "s3:GetObject",
-                        "s3:GetObjectVersion",
-                        "s3:ListBucket",
-                        "s3:ListBucketVersions",
-                    ],
-                    "Resource": [
-                        f"arn:aws:s3:::{bucket}{suffix}"
-                        for bucket in ("bkt", "vbkt")
-                        for suffix in ("", "/*")
-                    ],
-                }
-            ],
-        }
-        iam.put_role_policy(RoleName="function", PolicyName="read", PolicyDocument=json.dumps(read))
-        assumed = moto.client("sts").assume_role(
-            RoleArn=role["Role"]["Arn"], RoleSessionName="function"
-        )["Credentials"]
-        # From now on every request is authenticated and authorised.
-        requests.post(f"{moto.url}/moto-api/reset-auth", data=b"0").raise_for_status()
-        credentials = {
-            "AWS_ACCESS_KEY_ID": assumed["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": assumed["SecretAccessKey"],
-            "AWS_SESSION_TOKEN": assumed["SessionToken"],
-        }
+        buckets = [f"arn:aws:s3:::{b}{suffix}" for b in ("bkt", "vbkt") for suffix in ("", "/*")]
+        reads = ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions"]
+        credentials = moto.role_credentials("function", {"Action": reads, "Resource": buckets})
+        moto.check_auth()
         yield S3(moto, credentials, version_id)
     finally:
         moto.stop()

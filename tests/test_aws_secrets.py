@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import requests
-from test_serverless import Moto, extension_env, run_killed_runtime
+from test_serverless import Moto, credentials_of, extension_env, run_killed_runtime
 
 import wandb_nexus as wandb
 
@@ -50,16 +49,6 @@ class Aws:
     admin: dict[str, str]  # a user who may do anything (the one who rotates the key)
 
 
-def credentials_of(key: dict) -> dict[str, str]:
-    found = {
-        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-    }
-    if "SessionToken" in key:
-        found["AWS_SESSION_TOKEN"] = key["SessionToken"]
-    return found
-
-
 @pytest.fixture(scope="module")
 def aws() -> Iterator[Aws]:
     moto = Moto()
@@ -75,30 +64,11 @@ def aws() -> Iterator[Aws]:
             moto.client("ssm").put_parameter(
                 Name=PARAMETER, Value=fake.api_key, Type="SecureString"
             )
+            reader = moto.role_credentials(
+                "reader",
+                {"Action": ["secretsmanager:GetSecretValue", "ssm:GetParameter"], "Resource": "*"},
+            )
             iam = moto.client("iam")
-            trust = {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
-                ],
-            }
-            role = iam.create_role(RoleName="reader", AssumeRolePolicyDocument=json.dumps(trust))
-            read = {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": ["secretsmanager:GetSecretValue", "ssm:GetParameter"],
-                        "Resource": "*",
-                    }
-                ],
-            }
-            iam.put_role_policy(
-                RoleName="reader", PolicyName="read", PolicyDocument=json.dumps(read)
-            )
-            assumed = moto.client("sts").assume_role(
-                RoleArn=role["Role"]["Arn"], RoleSessionName="function"
-            )
             iam.create_user(UserName="stranger")
             stranger = iam.create_access_key(UserName="stranger")["AccessKey"]
             iam.create_user(UserName="admin")
@@ -110,13 +80,12 @@ def aws() -> Iterator[Aws]:
                 UserName="admin", PolicyName="all", PolicyDocument=json.dumps(everything)
             )
             admin = iam.create_access_key(UserName="admin")["AccessKey"]
-            # From now on every request is authenticated and authorised.
-            requests.post(f"{moto.url}/moto-api/reset-auth", data=b"0").raise_for_status()
+            moto.check_auth()
             yield Aws(
                 moto,
                 fake,
                 arns,
-                credentials_of(assumed["Credentials"]),
+                reader,
                 credentials_of(stranger),
                 credentials_of(admin),
             )

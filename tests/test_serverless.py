@@ -16,6 +16,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,9 +258,46 @@ class Moto:
             aws_secret_access_key=secret,
         )
 
+    def role_credentials(self, name: str, allow: dict[str, Any]) -> dict[str, str]:
+        """The credentials a Lambda function gets of its role `name` (with a session token):
+        a role whose one policy allows `allow` (its Action and Resource)."""
+        iam = self.client("iam")
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", **allow}]}
+        iam.put_role_policy(RoleName=name, PolicyName="allow", PolicyDocument=json.dumps(policy))
+        assumed = self.client("sts").assume_role(
+            RoleArn=role["Role"]["Arn"], RoleSessionName="function"
+        )
+        return credentials_of(assumed["Credentials"])
+
+    def check_auth(self, enforced: bool = True) -> None:
+        """From now on every request is authenticated and authorised, as AWS does (or, with
+        `enforced` false, none is)."""
+        import requests
+
+        limit = b"0" if enforced else b"inf"
+        requests.post(f"{self.url}/moto-api/reset-auth", data=limit).raise_for_status()
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def credentials_of(key: dict[str, Any]) -> dict[str, str]:
+    """The environment of AWS credentials as IAM or STS gave them."""
+    found = {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+    if "SessionToken" in key:
+        found["AWS_SESSION_TOKEN"] = key["SessionToken"]
+    return found
 
 
 @pytest.fixture
