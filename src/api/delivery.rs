@@ -22,6 +22,7 @@ use crate::api::artifacts;
 use crate::api::file_stream::{
     config_json, line_cost, Batch, RunStream, CONSOLE_FILE, REQUEST_LINE_BYTES,
 };
+use crate::api::non_empty;
 use crate::api::transport::{RunTarget, RunUpsert, Transport};
 use crate::artifact::Artifact;
 use crate::core::resume::{self, Continuation, LineCounts};
@@ -88,11 +89,6 @@ pub struct Delivery {
     /// After this long without a request, a live run sends an empty one so the server does
     /// not take it for crashed.
     heartbeat: Duration,
-}
-
-/// A record's text field as GraphQL takes it: empty is unset (null).
-fn non_empty(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_string())
 }
 
 /// What the first UpsertBucket of a run sends: everything the run record says.
@@ -715,8 +711,7 @@ pub fn sync(
         ));
     };
     let transport = Arc::new(Transport::new(&settings.base_url, api_key, settings.retry)?);
-    let rt = crate::core::runtime::runtime()
-        .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let rt = crate::core::runtime::runtime()?;
     let mut stream = RunStream::default();
     let mut resumed = None;
     if run.resume || run.resumed {
@@ -782,8 +777,7 @@ pub fn verify_key(settings: &Settings) -> Result<Option<String>, Error> {
         return Err(Error::Usage("no API key to verify".into()));
     };
     let transport = Transport::new(&settings.base_url, api_key, settings.retry)?;
-    let rt = crate::core::runtime::runtime()
-        .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let rt = crate::core::runtime::runtime()?;
     Ok(rt.block_on(transport.viewer())?.entity)
 }
 

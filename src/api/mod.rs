@@ -6,3 +6,8 @@ pub mod delivery;
 pub mod file_stream;
 pub mod tls;
 pub mod transport;
+
+/// A record's text field as GraphQL takes it: empty is unset (null).
+pub(crate) fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}

@@ -113,7 +113,7 @@ pub fn api_key(
     if let Some(key) = kept(&source) {
         return Ok(Some(key));
     }
-    let runtime = runtime().map_err(|e| Error::io("cannot start the runtime", e))?;
+    let runtime = runtime()?;
     let started = take_prefetch(&source).map(|fetch| runtime.block_on(fetch));
     let key = match started {
         Some(Ok(fetched)) => fetched?,

@@ -694,7 +694,7 @@ impl Run {
         let _state = self.live_state("use an artifact")?;
         let transport = self.reader(&format!("use artifact {name:?}"))?;
         let (entity, project, version) = split_artifact_name(name);
-        let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+        let rt = runtime()?;
         let entity = match entity.or(self.info.entity.as_deref()) {
             Some(entity) => entity.to_string(),
             None => rt.block_on(transport.viewer())?.entity.unwrap_or_default(),
@@ -749,7 +749,7 @@ impl Run {
                 )))
             }
         };
-        let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+        let rt = runtime()?;
         let logged = rt.block_on(artifacts::by_id(&transport, &id))?;
         Ok((logged, transport))
     }
@@ -984,7 +984,7 @@ fn connect(
             deliver_at_finish: false,
         }));
     }
-    let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let rt = runtime()?;
     let first = delivery::run_upsert(&RunStream::for_run(run, config));
     let target = match rt.block_on(transport.upsert_run(&first)) {
         Ok(target) => target,
@@ -1085,7 +1085,7 @@ fn continuation(
             return resume::from_local_log(&log).map(Some);
         }
     }
-    let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let rt = runtime()?;
     let status = rt.block_on(transport.resume_status(
         settings.entity.as_deref(),
         settings.project.as_deref(),

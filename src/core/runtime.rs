@@ -2,16 +2,17 @@
 //! parent's runtime (its worker threads do not exist there), so the runtime is keyed by PID
 //! and a child builds its own, leaking the parent's rather than joining threads that are gone.
 
-use std::io;
 use std::sync::Arc;
 
 use tokio::runtime::{Builder, Runtime};
 
 use crate::core::system::ProcessLocal;
+use crate::error::Error;
 
 static RUNTIME: ProcessLocal<Arc<Runtime>> = ProcessLocal::new();
 
-pub fn runtime() -> io::Result<Arc<Runtime>> {
+/// The process's runtime; its failure to start (no threads to be had) is an I/O error.
+pub fn runtime() -> Result<Arc<Runtime>, Error> {
     RUNTIME.get_or_make(
         |_| true,
         || {
@@ -21,7 +22,8 @@ pub fn runtime() -> io::Result<Arc<Runtime>> {
                 .thread_name("wandb-nexus")
                 .enable_io()
                 .enable_time()
-                .build()?;
+                .build()
+                .map_err(|e| Error::io("cannot start the I/O runtime", e))?;
             Ok(Arc::new(rt))
         },
     )

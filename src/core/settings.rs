@@ -140,7 +140,7 @@ impl Settings {
     /// Resolves settings from arguments and an environment lookup (a function, so tests can
     /// pass a map instead of the process environment).
     pub fn resolve(args: InitArgs, env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let env_str = |name: &str| env(name).filter(|v| !v.is_empty());
+        let env_str = |name: &str| var(&env, name);
         let pick = |arg: Option<String>, name: &str| arg.or_else(|| env_str(name));
 
         let base_url = pick(args.base_url, "WANDB_BASE_URL")
@@ -377,24 +377,26 @@ pub fn check_run_id(id: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
-/// On Lambda, or where the working directory is read-only, runs go under the temporary
-/// directory (`$TMPDIR`, else /tmp: Lambda's only writable place).
+/// The value of the variable `name`; an empty one counts as unset.
+fn var(env: &impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    env(name).filter(|v| !v.is_empty())
+}
+
 /// Running in AWS Lambda (or an emulation of it).
 fn on_lambda(env: &impl Fn(&str) -> Option<String>) -> bool {
     ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_RUNTIME_API"]
         .iter()
-        .any(|name| env(name).is_some_and(|v| !v.is_empty()))
+        .any(|name| var(env, name).is_some())
 }
 
 /// Where artifact files are copied until they are uploaded: under `WANDB_DATA_DIR`, else
 /// beside the runs (`<WANDB_DIR or its default>/wandb/`), so on Lambda under `/tmp`, where a
 /// later sync of the run still finds them.
 pub fn artifact_staging_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
-    let env_str = |name: &str| env(name).filter(|v| !v.is_empty());
-    if let Some(data) = env_str("WANDB_DATA_DIR") {
+    if let Some(data) = var(&env, "WANDB_DATA_DIR") {
         return PathBuf::from(data).join("artifacts").join("staging");
     }
-    let root = env_str("WANDB_DIR")
+    let root = var(&env, "WANDB_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| default_root_dir(on_lambda(&env)));
     root.join("wandb").join("artifacts").join("staging")
@@ -403,7 +405,7 @@ pub fn artifact_staging_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
 /// Where a downloaded artifact goes by default: `WANDB_ARTIFACT_DIR`, else `artifacts/`
 /// where runs go (the working directory, or `/tmp` on Lambda).
 pub fn artifact_download_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
-    match env("WANDB_ARTIFACT_DIR").filter(|v| !v.is_empty()) {
+    match var(&env, "WANDB_ARTIFACT_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => default_root_dir(on_lambda(&env)).join("artifacts"),
     }
@@ -412,16 +414,17 @@ pub fn artifact_download_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
 /// The cache of downloaded artifact files: `WANDB_CACHE_DIR`, else `~/.cache/wandb` (under
 /// `/tmp` on Lambda, which keeps it across the warm invocations and cold starts of a sandbox).
 pub fn cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
-    let env_str = |name: &str| env(name).filter(|v| !v.is_empty());
-    if let Some(dir) = env_str("WANDB_CACHE_DIR") {
+    if let Some(dir) = var(&env, "WANDB_CACHE_DIR") {
         return PathBuf::from(dir);
     }
-    match env_str("HOME").map(PathBuf::from) {
+    match var(&env, "HOME").map(PathBuf::from) {
         Some(home) if !on_lambda(&env) && is_writable(&home) => home.join(".cache").join("wandb"),
         _ => std::env::temp_dir().join(".cache").join("wandb"),
     }
 }
 
+/// On Lambda, or where the working directory is read-only, runs go under the temporary
+/// directory (`$TMPDIR`, else /tmp: Lambda's only writable place).
 fn default_root_dir(on_lambda: bool) -> PathBuf {
     let tmp = std::env::temp_dir();
     if on_lambda {

@@ -268,7 +268,7 @@ pub fn start(
     // Only a live run needs the I/O runtime: an offline one starts no thread for it.
     let uploads = match online {
         Some(mut online) => {
-            let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+            let rt = runtime()?;
             let (upload_tx, upload_rx) = unbounded_channel();
             online.delivery.set_files_dir(paths.files_dir.clone());
             rt.spawn(online.delivery.run(upload_rx, online.interval));

@@ -59,7 +59,7 @@ pub fn awaitable<'py, T>(
 where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    let rt = runtime().map_err(|e| Error::io("cannot start the I/O runtime", e))?;
+    let rt = runtime()?;
     let locals = TaskLocals::with_running_loop(py)?.copy_context(py)?;
     generic::future_into_py_with_locals::<NexusRuntime, _, T>(py, locals, async move {
         let outcome = rt

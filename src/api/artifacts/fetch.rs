@@ -130,14 +130,13 @@ pub async fn by_id(transport: &Transport, id: &str) -> Result<LoggedArtifact, Er
     }
     let sequence = &artifact["artifactSequence"];
     let sequence_name = sequence["name"].as_str();
-    let own: Vec<Json> = artifact["aliases"]
+    let aliases = artifact["aliases"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|alias| alias["artifactCollection"]["name"].as_str() == sequence_name)
-        .cloned()
+        .filter_map(|alias| alias["alias"].as_str().map(str::to_string))
         .collect();
-    let aliases = strings(&Json::Array(own), "alias");
     let version_index = artifact["versionIndex"].as_i64().unwrap_or_default();
     logged(artifact, sequence, version_index, aliases, op)
 }

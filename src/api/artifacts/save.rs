@@ -9,6 +9,7 @@ use serde_json::{json, Value as Json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::api::non_empty;
 use crate::api::transport::{upload_headers, RunTarget, Transport, UploadTarget};
 use crate::artifact::{self, Artifact};
 use crate::error::Error;
@@ -52,7 +53,7 @@ pub async fn save(
         .iter()
         .map(|alias| json!({"artifactCollectionName": artifact.name, "alias": alias}))
         .collect();
-    let input = json!({
+    let mut input = json!({
         "entityName": target.entity, "projectName": target.project,
         "artifactTypeName": artifact.artifact_type, "artifactCollectionName": artifact.name,
         "artifactCollectionNames": null, "runName": target.run_id, "digest": digest,
@@ -65,7 +66,6 @@ pub async fn save(
         "metadata": non_empty(&artifact.metadata), "labels": null,
         "ttlDurationSeconds": null, "distributedID": null, "storageRegion": null,
     });
-    let mut input = input;
     if !artifact.tags.is_empty() {
         // As wandb-core: the key only when there are tags.
         let tags: Vec<Json> = artifact
@@ -197,12 +197,4 @@ async fn upload_files(
         joined.map_err(|e| Error::Comm(format!("an artifact upload failed: {e}")))??;
     }
     Ok(birth_ids)
-}
-
-fn non_empty(text: &str) -> Json {
-    if text.is_empty() {
-        Json::Null
-    } else {
-        Json::String(text.into())
-    }
 }
